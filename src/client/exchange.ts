@@ -1,0 +1,243 @@
+/**
+ * One request/response exchange on one pooled stream: the `StreamHandler` the transport calls.
+ * It buffers or streams the body for the `Response`, and gives the stream slot back to the pool
+ * exactly once, whether the body was read, dumped, abandoned or failed.
+ *
+ * It never holds the `Response` strongly, so a response the user drops can be collected and its
+ * stream cancelled (see `abandoned` below).
+ */
+import { Readable } from 'node:stream';
+import { MuxpoolError } from '../errors.js';
+import type { IncomingHeaders, RequestStream, StreamHandler } from '../pool/connection.js';
+import type { PoolEntry } from '../pool/entry.js';
+
+/** Body bytes buffered for a response nobody reads yet, before the transport is paused. */
+const UNREAD_HIGH_WATER_BYTES = 64 * 1024;
+/** `dump()` reads and discards up to this much before it closes the stream instead. */
+const DUMP_LIMIT_BYTES = 1024 * 1024;
+
+type BodyMode = 'buffer' | 'collect' | 'stream' | 'dump';
+
+export interface ResponseHeadInfo {
+  status: number;
+  statusText: string;
+  headers: IncomingHeaders;
+}
+
+export class Exchange implements StreamHandler {
+  readonly entry: PoolEntry;
+  readonly reused: boolean;
+  stream: RequestStream | undefined;
+  head: ResponseHeadInfo | undefined;
+  trailers: IncomingHeaders | undefined;
+  /** Set when the body ended: complete or failed. */
+  finished = false;
+  error: MuxpoolError | undefined;
+  bodyTaken = false;
+
+  private mode: BodyMode = 'buffer';
+  private chunks: Uint8Array[] = [];
+  private bufferedBytes = 0;
+  private paused = false;
+  private dumpedBytes = 0;
+  private readable: WeakRef<Readable> | undefined;
+  private readonly release: (entry: PoolEntry) => void;
+  private headResolve: ((exchange: Exchange) => void) | undefined;
+  private headReject: ((err: MuxpoolError) => void) | undefined;
+  private collectResolve: ((chunks: Uint8Array[]) => void) | undefined;
+  private collectReject: ((err: MuxpoolError) => void) | undefined;
+  private released = false;
+  /** Called once when the exchange ends (timers and signal listeners of the request). */
+  onFinish: (() => void) | undefined;
+
+  constructor(entry: PoolEntry, release: (entry: PoolEntry) => void) {
+    this.entry = entry;
+    this.reused = entry.connection.requestCount > 0;
+    this.release = release;
+  }
+
+  /** Resolves at the response head; rejects if the exchange fails before it. */
+  waitForHead(): Promise<Exchange> {
+    if (this.head !== undefined) return Promise.resolve(this);
+    if (this.error !== undefined) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => {
+      this.headResolve = resolve;
+      this.headReject = reject;
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // StreamHandler
+
+  onResponse(status: number, headers: IncomingHeaders, statusText: string): void {
+    this.head = { status, statusText, headers };
+    const resolve = this.headResolve;
+    this.headResolve = this.headReject = undefined;
+    resolve?.(this);
+  }
+
+  onData(chunk: Uint8Array): boolean {
+    switch (this.mode) {
+      case 'buffer':
+        this.chunks.push(chunk);
+        this.bufferedBytes += chunk.byteLength;
+        if (this.bufferedBytes >= UNREAD_HIGH_WATER_BYTES) {
+          this.paused = true;
+          return false;
+        }
+        return true;
+      case 'collect':
+        this.chunks.push(chunk);
+        return true;
+      case 'stream': {
+        const readable = this.readable?.deref();
+        if (readable === undefined) {
+          this.abandon();
+          return true;
+        }
+        if (!readable.push(chunk)) {
+          this.paused = true;
+          return false;
+        }
+        return true;
+      }
+      case 'dump':
+        this.dumpedBytes += chunk.byteLength;
+        if (this.dumpedBytes > DUMP_LIMIT_BYTES) {
+          this.cancel(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'response body dumped', { maybeProcessed: true }));
+        }
+        return true;
+    }
+  }
+
+  onTrailers(trailers: IncomingHeaders): void {
+    this.trailers = trailers;
+  }
+
+  onComplete(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.giveBack();
+    switch (this.mode) {
+      case 'collect':
+      case 'dump': {
+        const resolve = this.collectResolve;
+        this.collectResolve = this.collectReject = undefined;
+        const chunks = this.chunks;
+        this.chunks = [];
+        resolve?.(chunks);
+        break;
+      }
+      case 'stream':
+        this.readable?.deref()?.push(null);
+        break;
+      default:
+        break;
+    }
+  }
+
+  onError(err: MuxpoolError): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.error = err;
+    this.giveBack();
+    const headReject = this.headReject;
+    this.headResolve = this.headReject = undefined;
+    headReject?.(err);
+    const collectReject = this.collectReject;
+    this.collectResolve = this.collectReject = undefined;
+    collectReject?.(err);
+    if (this.mode === 'stream') this.readable?.deref()?.destroy(err);
+    this.chunks = [];
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // What the Response asks for
+
+  /** All body chunks, once the body is complete. */
+  collect(): Promise<Uint8Array[]> {
+    this.takeBody();
+    if (this.error !== undefined) return Promise.reject(this.error);
+    if (this.finished) {
+      const chunks = this.chunks;
+      this.chunks = [];
+      return Promise.resolve(chunks);
+    }
+    this.mode = 'collect';
+    const promise = new Promise<Uint8Array[]>((resolve, reject) => {
+      this.collectResolve = resolve;
+      this.collectReject = reject;
+    });
+    this.unpause();
+    return promise;
+  }
+
+  /** The body as a Readable with backpressure: the transport pauses while it is full. */
+  toReadable(): Readable {
+    this.takeBody();
+    const readable = new Readable({
+      highWaterMark: UNREAD_HIGH_WATER_BYTES,
+      read: () => this.unpause(),
+      destroy: (err, callback) => {
+        // A consumer that destroys the body early frees the stream at once.
+        if (!this.finished) this.cancel(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'response body destroyed', { cause: err }));
+        callback(err);
+      },
+    });
+    for (const chunk of this.chunks) readable.push(chunk);
+    this.chunks = [];
+    if (this.error !== undefined) readable.destroy(this.error);
+    else if (this.finished) readable.push(null);
+    else {
+      this.mode = 'stream';
+      this.readable = new WeakRef(readable);
+    }
+    return readable;
+  }
+
+  /** Reads and discards the rest of the body, keeping the connection reusable when it is short. */
+  dump(): Promise<void> {
+    this.takeBody();
+    this.chunks = [];
+    if (this.finished) return Promise.resolve();
+    this.mode = 'dump';
+    const promise = new Promise<void>((resolve) => {
+      this.collectResolve = () => resolve();
+      this.collectReject = () => resolve();
+    });
+    this.unpause();
+    return promise;
+  }
+
+  /** Ends the exchange early: the transport resets the stream (or closes an HTTP/1.1 socket). */
+  cancel(reason: MuxpoolError): void {
+    if (this.finished) return;
+    if (this.stream !== undefined) this.stream.cancel(reason);
+    else this.onError(reason);
+  }
+
+  /** The user dropped the response without reading it: free the stream. */
+  abandon(): void {
+    this.cancel(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the response was garbage-collected before its body was read'));
+  }
+
+  private takeBody(): void {
+    if (this.bodyTaken) throw new MuxpoolError('MUXPOOL_ERR_BODY_USED', 'the response body was already consumed');
+    this.bodyTaken = true;
+  }
+
+  private unpause(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.stream?.resume();
+  }
+
+  private giveBack(): void {
+    if (this.released) return;
+    this.released = true;
+    this.release(this.entry);
+    const onFinish = this.onFinish;
+    this.onFinish = undefined;
+    onFinish?.();
+  }
+}

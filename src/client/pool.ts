@@ -1,0 +1,269 @@
+/**
+ * `ConnectionPool`: the pool core wired to the real transports, plus `request()`.
+ * Protocol choice, retries and timeouts live here; the core below stays protocol-agnostic.
+ */
+import { systemClock } from '../core/clock.js';
+import { MuxpoolError } from '../errors.js';
+import type { PoolEntry } from '../pool/entry.js';
+import { PoolKey, type TlsIdentity } from '../pool/key.js';
+import { PoolCore, type PoolCoreOptions } from '../pool/pool.js';
+import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../pool/version.js';
+import { DefaultConnector } from './connector.js';
+import { Exchange } from './exchange.js';
+import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
+import { Response } from './response.js';
+
+export interface ConnectionPoolOptions extends PoolCoreOptions {
+  /** TCP connect plus TLS handshake. Default 10 000. */
+  connectTimeoutMs?: number;
+  /** A request fails when the peer sends nothing for this long while a response is due. Default 300 000. */
+  readTimeoutMs?: number;
+  /** Retire idle HTTP/1.1 sockets this long before the server's Keep-Alive timeout. Default 1 000. */
+  keepAliveMarginMs?: number;
+  /** Response header section limits. Defaults 16 384 bytes and 128 fields. */
+  maxHeaderBytes?: number;
+  maxHeaderCount?: number;
+  /** TLS settings for every https origin: extra CAs, verification, SNI, client certificate. */
+  tls?: TlsIdentity;
+  /** TLS sessions kept for resumption, one per key. Default 256. */
+  tlsSessionCacheSize?: number;
+}
+
+export interface RequestOptions {
+  method?: string;
+  headers?: HeadersInit;
+  body?: BodyInit;
+  /** Default `Auto`: http → HTTP/1.1, https → ALPN. */
+  version?: HttpVersion;
+  signal?: AbortSignal;
+  /** The whole request, from acquiring a connection to the end of the body. */
+  timeoutMs?: number;
+  /** How long to wait for a connection slot when every cap is reached. */
+  acquireTimeoutMs?: number;
+}
+
+const H1: readonly ConnectionProtocol[] = ['http/1.1'];
+const H2: readonly ConnectionProtocol[] = ['h2'];
+const H3: readonly ConnectionProtocol[] = ['h3'];
+const MAX_CACHED_KEYS = 1024;
+
+function option(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < min) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `${name} must be a number ≥ ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Failures that a retry cannot fix or that the caller asked for. */
+const NEVER_RETRIED = new Set<string>([
+  'MUXPOOL_ERR_ABORTED',
+  'MUXPOOL_ERR_REQUEST_TIMEOUT',
+  'MUXPOOL_ERR_INVALID_BODY',
+  'MUXPOOL_ERR_POOL_CLOSED',
+  'MUXPOOL_ERR_HEADERS_TOO_LARGE',
+  'MUXPOOL_ERR_H1_PARSE',
+  'MUXPOOL_ERR_H1_CONTENT_LENGTH',
+]);
+
+/**
+ * Whether a request that failed before its response head may be sent again: when the server
+ * cannot have processed it, or when it came on a reused connection (the classic stale
+ * keep-alive race) and replaying it is harmless.
+ */
+function isRetryable(err: MuxpoolError, exchange: Exchange, prepared: PreparedRequest): boolean {
+  if (exchange.head !== undefined || NEVER_RETRIED.has(err.code) || !prepared.replayable) return false;
+  if (err.maybeProcessed === false) return true;
+  return exchange.reused && prepared.idempotent;
+}
+
+/** Timeout and abort for one request: cancels whatever phase the request is in. */
+class RequestControl {
+  readonly controller = new AbortController();
+  exchange: Exchange | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly signal: AbortSignal | undefined;
+  private readonly onAbort: (() => void) | undefined;
+
+  constructor(signal: AbortSignal | undefined, timeoutMs: number | undefined) {
+    if (timeoutMs !== undefined) {
+      this.timer = setTimeout(
+        () =>
+          this.fire(
+            new MuxpoolError('MUXPOOL_ERR_REQUEST_TIMEOUT', `request did not complete within ${timeoutMs} ms`, {
+              maybeProcessed: true,
+            }),
+          ),
+        timeoutMs,
+      );
+      this.timer.unref();
+    }
+    if (signal !== undefined) {
+      this.signal = signal;
+      this.onAbort = () =>
+        this.fire(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: signal.reason, maybeProcessed: true }));
+      signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+  }
+
+  private fire(err: MuxpoolError): void {
+    if (this.exchange !== undefined) {
+      err.maybeProcessed = this.exchange.head !== undefined || this.exchange.stream !== undefined;
+      this.exchange.cancel(err);
+    } else {
+      err.maybeProcessed = false;
+      this.controller.abort(err);
+    }
+    this.dispose();
+  }
+
+  dispose(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.signal !== undefined && this.onAbort !== undefined) this.signal.removeEventListener('abort', this.onAbort);
+  }
+}
+
+export class ConnectionPool extends PoolCore {
+  private readonly keys = new Map<string, PoolKey>();
+  private readonly tls: TlsIdentity | undefined;
+  private readonly tcpAuto: readonly ConnectionProtocol[];
+  private readonly h3ThenTcp: readonly ConnectionProtocol[];
+  private readonly releaseBound = (entry: PoolEntry): void => this.releaseEntry(entry);
+
+  /** The seed's constructor with its three settings. */
+  static withConfig(maxIdleMs: number, maxPerHost: number, maxStreams: number): ConnectionPool {
+    return new ConnectionPool({ maxIdleMs, maxPerHost, maxStreams });
+  }
+
+  constructor(options: ConnectionPoolOptions = {}) {
+    const clock = options.clock ?? systemClock;
+    const connector = new DefaultConnector({
+      clock,
+      connectTimeoutMs: option('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1),
+      readTimeoutMs: option('readTimeoutMs', options.readTimeoutMs, 300_000, 1),
+      keepAliveMarginMs: option('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, 0),
+      maxHeaderBytes: option('maxHeaderBytes', options.maxHeaderBytes, 16_384, 256),
+      maxHeaderCount: option('maxHeaderCount', options.maxHeaderCount, 128, 1),
+      tls: options.tls,
+      tlsSessionCacheSize: option('tlsSessionCacheSize', options.tlsSessionCacheSize, 256, 0),
+    });
+    super(connector, { ...options, clock });
+    this.tls = options.tls;
+    this.tcpAuto = connector.tcpProtocols();
+    this.h3ThenTcp = ['h3', ...this.tcpAuto];
+  }
+
+  /** The key `request()` uses for a URL: its origin plus the pool's TLS settings. */
+  keyFor(input: string | URL): PoolKey {
+    const url = typeof input === 'string' ? parseUrl(input) : input;
+    const cacheKey = url.protocol + url.host;
+    let key = this.keys.get(cacheKey);
+    if (key === undefined) {
+      const isHttps = url.protocol === 'https:';
+      const port = url.port === '' ? (isHttps ? 443 : 80) : Number(url.port);
+      key = new PoolKey(url.hostname, port, isHttps, isHttps ? this.tls : undefined);
+      if (this.keys.size >= MAX_CACHED_KEYS) this.keys.clear();
+      this.keys.set(cacheKey, key);
+    }
+    return key;
+  }
+
+  /**
+   * Sends a request and resolves at the response head. The body is read from the `Response`.
+   * A request that failed before its head is retried once, on a fresh connection, when that is
+   * safe; the error says whether the server may have processed it.
+   */
+  async request(input: string | URL, options: RequestOptions = {}): Promise<Response> {
+    const url = parseUrl(input);
+    const prepared = prepareRequest(url, options.method, options.headers, options.body);
+    const key = this.keyFor(url);
+    const protocols = this.protocolsFor(url, options.version);
+    const timeoutMs = options.timeoutMs === undefined ? undefined : option('timeoutMs', options.timeoutMs, 0, 1);
+    const control =
+      options.signal !== undefined || timeoutMs !== undefined ? new RequestControl(options.signal, timeoutMs) : undefined;
+    if (options.signal?.aborted === true) {
+      control?.dispose();
+      throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: options.signal.reason, maybeProcessed: false });
+    }
+    const acquireOptions = { signal: control?.controller.signal, acquireTimeoutMs: options.acquireTimeoutMs };
+    // Bounded: one retry at most.
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      let entry: PoolEntry | undefined;
+      try {
+        entry =
+          attempt === 1
+            ? (this.tryAcquire(key, protocols) ?? (await this.acquire(key, protocols, false, acquireOptions)))
+            : await this.acquireFresh(key, protocols, acquireOptions);
+      } catch (err) {
+        control?.dispose();
+        if (err instanceof MuxpoolError) err.attempts = attempt;
+        throw err;
+      }
+      if (entry === undefined) {
+        control?.dispose();
+        throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'acquire settled without a connection');
+      }
+      const exchange = new Exchange(entry, this.releaseBound);
+      if (control !== undefined) {
+        control.exchange = exchange;
+        exchange.onFinish = () => control.dispose();
+      }
+      try {
+        exchange.stream = entry.connection.openStream(prepared.head, prepared.body, exchange);
+      } catch (err) {
+        exchange.onError(
+          err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'opening a stream failed', { cause: err }),
+        );
+      }
+      try {
+        await exchange.waitForHead();
+      } catch (err) {
+        if (!(err instanceof MuxpoolError)) throw err;
+        if (attempt === 1 && isRetryable(err, exchange, prepared)) {
+          if (control !== undefined) control.exchange = undefined;
+          continue;
+        }
+        err.attempts = attempt;
+        control?.dispose();
+        throw err;
+      }
+      return new Response(exchange, url.href, attempt);
+    }
+    throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'request retry loop ended without a result');
+  }
+
+  private protocolsFor(url: URL, version: HttpVersion | undefined): readonly ConnectionProtocol[] {
+    if (version !== undefined && !isHttpVersion(version)) {
+      throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `unknown HTTP version ${String(version)}`);
+    }
+    const https = url.protocol === 'https:';
+    switch (version) {
+      case undefined:
+      case HttpVersion.Auto:
+        return https ? this.tcpAuto : H1;
+      case HttpVersion.Http1_1:
+        return H1;
+      case HttpVersion.Http2:
+        return H2;
+      case HttpVersion.Http3:
+        return https ? this.h3ThenTcp : H1;
+      case HttpVersion.Http3Only:
+        if (!https) throw new MuxpoolError('MUXPOOL_ERR_PROTOCOL_UNAVAILABLE', 'HTTP/3 needs an https: URL');
+        return H3;
+    }
+  }
+}
+
+let defaultPool: ConnectionPool | undefined;
+
+/** The process-wide pool behind the top-level `request()`. */
+export function getDefaultPool(): ConnectionPool {
+  defaultPool ??= new ConnectionPool();
+  return defaultPool;
+}
+
+/** `pool.request()` on the process-wide default pool. */
+export function request(input: string | URL, options?: RequestOptions): Promise<Response> {
+  return getDefaultPool().request(input, options);
+}

@@ -1,0 +1,116 @@
+/**
+ * What `request()` resolves to: the head at once, the body on demand (buffered text/json/bytes,
+ * or a Readable with backpressure). An unread body never pins a connection forever: `dump()`,
+ * `body.destroy()`, the request's signal, or garbage collection of the response frees it.
+ */
+import type { Readable } from 'node:stream';
+import { MuxpoolError } from '../errors.js';
+import type { IncomingHeaders } from '../pool/connection.js';
+import type { ConnectionProtocol } from '../pool/version.js';
+import type { Exchange } from './exchange.js';
+
+/**
+ * Cancels the stream of a response (or of its body Readable) that was collected while the body
+ * was still unread. The held value is the exchange, which never points back at either object.
+ */
+const responseRegistry = new FinalizationRegistry<Exchange>((exchange) => {
+  if (!exchange.finished && !exchange.bodyTaken) exchange.abandon();
+});
+const bodyRegistry = new FinalizationRegistry<Exchange>((exchange) => {
+  if (!exchange.finished) exchange.abandon();
+});
+
+function concat(chunks: Uint8Array[]): Buffer {
+  if (chunks.length === 1) {
+    const only = chunks[0] as Uint8Array;
+    return Buffer.isBuffer(only) ? only : Buffer.from(only.buffer, only.byteOffset, only.byteLength);
+  }
+  return Buffer.concat(chunks);
+}
+
+export class Response {
+  readonly status: number;
+  readonly statusText: string;
+  /** Lower-case names; repeated set-cookie fields as an array. */
+  readonly headers: IncomingHeaders;
+  readonly protocol: ConnectionProtocol;
+  /** False only for the first request on its connection. */
+  readonly reused: boolean;
+  /** Stable id of the connection that served this response. */
+  readonly connectionId: string;
+  readonly url: string;
+  /** How many times the request was sent (2 after a safe retry). */
+  readonly attempts: number;
+  private readonly exchange: Exchange;
+  private bodyStream: Readable | undefined;
+
+  constructor(exchange: Exchange, url: string, attempts: number) {
+    const head = exchange.head;
+    if (head === undefined) throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'response built before its head arrived');
+    this.exchange = exchange;
+    this.status = head.status;
+    this.statusText = head.statusText;
+    this.headers = head.headers;
+    this.protocol = exchange.entry.connection.protocol;
+    this.reused = exchange.reused;
+    this.connectionId = exchange.entry.connection.id;
+    this.url = url;
+    this.attempts = attempts;
+    if (!exchange.finished) responseRegistry.register(this, exchange);
+  }
+
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300;
+  }
+
+  /** Trailer fields, once the body has been read to its end (HTTP/1.1 chunked, HTTP/2, HTTP/3). */
+  get trailers(): IncomingHeaders | undefined {
+    return this.exchange.trailers;
+  }
+
+  /** The body as a Readable; the same object on every call. */
+  get body(): Readable {
+    if (this.bodyStream === undefined) {
+      this.bodyStream = this.exchange.toReadable();
+      if (!this.exchange.finished) bodyRegistry.register(this.bodyStream, this.exchange);
+    }
+    return this.bodyStream;
+  }
+
+  get bodyUsed(): boolean {
+    return this.exchange.bodyTaken;
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const bytes = concat(await this.exchange.collect());
+    return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  }
+
+  /** The body as a Buffer (no copy when it arrived in one chunk). */
+  async bytes(): Promise<Buffer> {
+    return concat(await this.exchange.collect());
+  }
+
+  async text(): Promise<string> {
+    const chunks = await this.exchange.collect();
+    if (chunks.length === 1) {
+      const only = chunks[0] as Uint8Array;
+      return Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  async json(): Promise<unknown> {
+    const text = await this.text();
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (cause) {
+      throw new MuxpoolError('MUXPOOL_ERR_INVALID_JSON', `response body of ${this.url} is not valid JSON`, { cause });
+    }
+  }
+
+  /** Discards the body; the connection stays reusable when the rest of it is short. */
+  dump(): Promise<void> {
+    return this.exchange.dump();
+  }
+}

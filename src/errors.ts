@@ -1,0 +1,88 @@
+/**
+ * Typed errors with stable codes.
+ *
+ * Every error muxpool raises is a `MuxpoolError` whose `code` is one of `ERROR_CODES`. Users
+ * switch on `code`; the message is for people and may change. The README lists every code
+ * (a unit test keeps that list and this table in step).
+ */
+
+/** Every stable error code, with the one-line meaning the README documents. */
+export const ERROR_CODES = {
+  MUXPOOL_ERR_INVALID_ARGUMENT: 'an option or argument has an invalid type or value',
+  MUXPOOL_ERR_INVALID_URL: 'the URL cannot be parsed or has no host',
+  MUXPOOL_ERR_UNSUPPORTED_SCHEME: 'the URL scheme is neither http: nor https:',
+  MUXPOOL_ERR_INVALID_METHOD: 'the request method is not an HTTP token',
+  MUXPOOL_ERR_INVALID_HEADER: 'a request header name or value is invalid (CR, LF, NUL, non-token name, forbidden header)',
+  MUXPOOL_ERR_INVALID_BODY: 'the request body has an unsupported type, or its length disagrees with Content-Length',
+  MUXPOOL_ERR_INVALID_CA: 'a CA certificate given in tls.ca, NODE_EXTRA_CA_CERTS or --cacert is not valid PEM',
+  MUXPOOL_ERR_POOL_CLOSED: 'the pool was closed or destroyed; it takes no new work',
+  MUXPOOL_ERR_QUEUE_FULL: 'every connection slot is taken and the waiter queue holds maxWaiters callers already',
+  MUXPOOL_ERR_ACQUIRE_TIMEOUT: 'no connection slot became free within acquireTimeoutMs',
+  MUXPOOL_ERR_ABORTED: "the caller's AbortSignal fired",
+  MUXPOOL_ERR_REQUEST_TIMEOUT: 'the request did not complete within timeoutMs',
+  MUXPOOL_ERR_READ_TIMEOUT: 'the peer sent nothing for readTimeoutMs while a response was expected',
+  MUXPOOL_ERR_DNS: 'the host name could not be resolved',
+  MUXPOOL_ERR_CONNECT_REFUSED: 'the peer refused the connection (nothing listens on that port)',
+  MUXPOOL_ERR_CONNECT_TIMEOUT: 'the connection (TCP and TLS handshake) did not complete within connectTimeoutMs',
+  MUXPOOL_ERR_CONNECT: 'the connection could not be established (unreachable network or host, other socket error)',
+  MUXPOOL_ERR_TLS_CERT: 'the server certificate is not trusted (unknown issuer, self-signed, expired)',
+  MUXPOOL_ERR_TLS_HOSTNAME: 'the server certificate does not cover the host name',
+  MUXPOOL_ERR_TLS: 'the TLS handshake failed for another reason (protocol or alert)',
+  MUXPOOL_ERR_CONNECTION_RESET: 'the peer reset the connection',
+  MUXPOOL_ERR_CONNECTION_CLOSED: 'the peer closed the connection before the response was complete',
+  MUXPOOL_ERR_H1_PARSE: 'the HTTP/1.1 response is malformed (status line, header line, chunk framing)',
+  MUXPOOL_ERR_H1_CONTENT_LENGTH: 'the HTTP/1.1 response has an invalid or conflicting Content-Length',
+  MUXPOOL_ERR_HEADERS_TOO_LARGE: 'the response header section exceeds maxHeaderBytes or maxHeaderCount',
+  MUXPOOL_ERR_BODY_TRUNCATED: 'the response body ended before its declared length or final chunk',
+  MUXPOOL_ERR_BODY_USED: 'the response body was already consumed',
+  MUXPOOL_ERR_INVALID_JSON: 'res.json() was called on a body that is not valid JSON',
+  MUXPOOL_ERR_PROTOCOL_UNAVAILABLE: 'the requested HTTP version cannot be used with this origin or is not supported',
+  MUXPOOL_ERR_INTERNAL: 'an internal invariant broke (a bug in muxpool: please report it)',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Who caused a protocol error: this side, or the peer. */
+export type ErrorOrigin = 'local' | 'remote';
+
+export interface MuxpoolErrorOptions {
+  cause?: unknown;
+  /**
+   * Retry facts. `false`: the server cannot have processed the request (it never saw it, or
+   * said so), so replaying it is safe. `true`: it may have. Undefined when no request was
+   * involved.
+   */
+  maybeProcessed?: boolean;
+  /** How many times the request was attempted before this error (1 = no retry). */
+  attempts?: number;
+  /** For protocol errors: the wire error code (HTTP/2 or HTTP/3) and who raised it. */
+  wireCode?: number;
+  origin?: ErrorOrigin;
+}
+
+export class MuxpoolError extends Error {
+  override readonly name = 'MuxpoolError';
+  readonly code: ErrorCode;
+  maybeProcessed: boolean | undefined;
+  attempts: number | undefined;
+  readonly wireCode: number | undefined;
+  readonly origin: ErrorOrigin | undefined;
+
+  constructor(code: ErrorCode, message: string, options: MuxpoolErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.maybeProcessed = options.maybeProcessed;
+    this.attempts = options.attempts;
+    this.wireCode = options.wireCode;
+    this.origin = options.origin;
+  }
+}
+
+export function isMuxpoolError(err: unknown, code?: ErrorCode): err is MuxpoolError {
+  return err instanceof MuxpoolError && (code === undefined || err.code === code);
+}
+
+/** Raised when code reaches a state it must never reach: a bug, never the peer's fault. */
+export function internalError(message: string): MuxpoolError {
+  return new MuxpoolError('MUXPOOL_ERR_INTERNAL', message);
+}

@@ -1,0 +1,27 @@
+/**
+ * muxpool's public surface. Everything a user imports comes from here.
+ */
+export { ERROR_CODES, MuxpoolError, isMuxpoolError } from './errors.js';
+export type { ErrorCode, ErrorOrigin, MuxpoolErrorOptions } from './errors.js';
+export { ManualClock, systemClock } from './core/clock.js';
+export type { Clock, Timer } from './core/clock.js';
+export { HttpVersion } from './pool/version.js';
+export type { ConnectionProtocol } from './pool/version.js';
+export { PoolKey } from './pool/key.js';
+export type { TlsIdentity } from './pool/key.js';
+export { PoolEntry } from './pool/entry.js';
+export type {
+  Connection,
+  ConnectionObserver,
+  ConnectionState,
+  IncomingHeaders,
+  RequestBody,
+  RequestHead,
+  RequestStream,
+  StreamHandler,
+} from './pool/connection.js';
+export type { AcquireOptions, CleanupTask, ConnectionSnapshot, Connector, PoolCoreOptions, PoolStats } from './pool/pool.js';
+export { ConnectionPool, getDefaultPool, request } from './client/pool.js';
+export type { ConnectionPoolOptions, RequestOptions } from './client/pool.js';
+export { Response } from './client/response.js';
+export type { BodyInit, HeadersInit } from './client/prepare.js';

@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
+import { MuxpoolError } from '../errors.js';
+
+/**
+ * TLS settings that make two connections to the same host and port not interchangeable: a
+ * connection verified against one trust store, or presenting one client certificate, must never
+ * serve a request made with another.
+ */
+export interface TlsIdentity {
+  /** SNI and the name checked against the certificate; defaults to the host (none for IP literals). */
+  servername?: string;
+  /** Extra trusted CA certificates (PEM), added to Node's root store and NODE_EXTRA_CA_CERTS. */
+  ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /** Certificate verification; on unless explicitly false. */
+  rejectUnauthorized?: boolean;
+  /** Client certificate and key (PEM) for mutual TLS. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  passphrase?: string;
+}
+
+function pemText(value: string | Buffer): string {
+  return typeof value === 'string' ? value : value.toString('latin1');
+}
+
+/** Digest of the identity-bearing TLS settings, so equal settings give equal keys. */
+function tlsFingerprint(tls: TlsIdentity): string {
+  const hash = createHash('sha256');
+  hash.update(`sni=${tls.servername ?? ''}\0verify=${tls.rejectUnauthorized !== false}\0`);
+  const cas = tls.ca === undefined ? [] : Array.isArray(tls.ca) ? tls.ca : [tls.ca as string | Buffer];
+  for (const ca of cas) hash.update(`ca=${pemText(ca)}\0`);
+  if (tls.cert !== undefined) hash.update(`cert=${pemText(tls.cert)}\0`);
+  if (tls.key !== undefined) hash.update(`key=${pemText(tls.key)}\0`);
+  if (tls.passphrase !== undefined) hash.update(`pass=${tls.passphrase}\0`);
+  return hash.digest('base64url').slice(0, 22);
+}
+
+/**
+ * Normalises a host: lower case (host names compare case-insensitively, RFC 3986 §3.2.2) and
+ * IPv6 literals without brackets in their canonical compressed form, so `[0:0::1]` and `::1`
+ * find the same connections.
+ */
+export function normalizeHost(host: string): string {
+  if (typeof host !== 'string' || host.length === 0) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'PoolKey host must be a non-empty string');
+  }
+  let h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (isIP(h) === 6) {
+    // The WHATWG URL parser prints IPv6 addresses in RFC 5952 canonical form.
+    h = new URL(`http://[${h}]/`).hostname.slice(1, -1);
+  }
+  return h.toLowerCase();
+}
+
+/** Identifies an origin plus its TLS identity; keys with equal fields find the same connections. */
+export class PoolKey {
+  readonly host: string;
+  readonly port: number;
+  readonly isHttps: boolean;
+  readonly tls: Readonly<TlsIdentity> | undefined;
+  /** The value the pool compares: equal ids ⇔ interchangeable connections. */
+  readonly id: string;
+
+  constructor(host: string, port: number, isHttps: boolean, tls?: TlsIdentity) {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `PoolKey port must be an integer in 1..65535, got ${String(port)}`);
+    }
+    this.host = normalizeHost(host);
+    this.port = port;
+    this.isHttps = isHttps === true;
+    this.tls = this.isHttps && tls !== undefined ? Object.freeze({ ...tls }) : undefined;
+    const hostPart = isIP(this.host) === 6 ? `[${this.host}]` : this.host;
+    const base = `${this.isHttps ? 'https' : 'http'}://${hostPart}:${this.port}`;
+    this.id = this.tls === undefined ? base : `${base}#${tlsFingerprint(this.tls)}`;
+  }
+
+  /** `host:port` as it goes in a Host header or :authority (brackets around IPv6). */
+  get authority(): string {
+    return isIP(this.host) === 6 ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
+  }
+
+  /** The scheme://host:port this key serves, without the TLS identity. */
+  get origin(): string {
+    const hostPart = isIP(this.host) === 6 ? `[${this.host}]` : this.host;
+    return `${this.isHttps ? 'https' : 'http'}://${hostPart}:${this.port}`;
+  }
+
+  equals(other: PoolKey): boolean {
+    return other instanceof PoolKey && other.id === this.id;
+  }
+
+  toString(): string {
+    return this.id;
+  }
+}

@@ -1,0 +1,450 @@
+/**
+ * The HTTP/1.1 driver: one socket, one request at a time, our pure codec in between. It owns the
+ * socket's listeners for its whole life (attached once, not per request) and reports to the pool
+ * through the `ConnectionObserver`.
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Clock } from '../../core/clock.js';
+import { nextConnectionId } from '../../core/ids.js';
+import { MuxpoolError, internalError } from '../../errors.js';
+import type {
+  Connection,
+  ConnectionObserver,
+  ConnectionState,
+  IncomingHeaders,
+  RequestBody,
+  RequestHead,
+  RequestStream,
+  StreamHandler,
+} from '../../pool/connection.js';
+import { mapSocketError } from '../../connect/dial.js';
+import { type ResponseHead, ResponseParser, type ResponseSink } from './parser.js';
+import { LAST_CHUNK, chunkHeader, encodeRequestHead } from './writer.js';
+
+export interface H1ConnectionOptions {
+  clock: Clock;
+  /** Fail a request when the peer sends nothing for this long while a response is due. */
+  readTimeoutMs: number;
+  /**
+   * Retire an idle socket this long before the server's `Keep-Alive: timeout`, so a request is
+   * never written into a socket the server is closing at that moment.
+   */
+  keepAliveMarginMs: number;
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+  remoteAddress?: string | undefined;
+}
+
+/** Bodies up to this size go out in the same write as the head (one syscall, one packet). */
+const COALESCE_BODY_BYTES = 64 * 1024;
+
+const CRLF = '\r\n';
+
+/** The one request in flight on a connection. */
+class H1Stream implements RequestStream {
+  readonly connection: H1Connection;
+  readonly handler: StreamHandler;
+  /** Set once the handler saw onComplete or onError. */
+  done = false;
+  /** The request body is still being written. */
+  sendingBody = false;
+  gotResponse = false;
+
+  constructor(connection: H1Connection, handler: StreamHandler) {
+    this.connection = connection;
+    this.handler = handler;
+  }
+
+  resume(): void {
+    if (!this.done) this.connection.resumeReading();
+  }
+
+  cancel(reason: MuxpoolError): void {
+    if (this.done) return;
+    // HTTP/1.1 cannot skip the rest of a response: the connection goes with the stream.
+    this.connection.failStream(this, reason);
+    this.connection.destroy(reason);
+  }
+}
+
+export class H1Connection implements Connection, ResponseSink {
+  readonly id = nextConnectionId('h1');
+  readonly protocol = 'http/1.1' as const;
+  readonly shareable = false;
+  readonly maxStreams = 1;
+  readonly remoteAddress: string | undefined;
+  state: ConnectionState = 'open';
+  expiresAt: number | undefined;
+  requestCount = 0;
+
+  private readonly socket: Socket;
+  private readonly options: H1ConnectionOptions;
+  private readonly parser: ResponseParser;
+  private observer: ConnectionObserver | undefined;
+  private current: H1Stream | undefined;
+  private detached = false;
+  /** The server said `Connection: close` (or framing requires it): no reuse. */
+  private reusable = true;
+  /** Bytes came that no request asked for: the socket is not safe to reuse. */
+  private strayBytes = false;
+  private closeError: MuxpoolError | undefined;
+
+  private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onEndBound = (): void => this.onEnd();
+  private readonly onTimeoutBound = (): void => this.onTimeout();
+
+  constructor(socket: Duplex, options: H1ConnectionOptions) {
+    this.socket = socket as Socket;
+    this.options = options;
+    this.remoteAddress = options.remoteAddress ?? this.socket.remoteAddress;
+    this.parser = new ResponseParser(this, {
+      maxHeaderBytes: options.maxHeaderBytes,
+      maxHeaderCount: options.maxHeaderCount,
+    });
+    this.socket.on('error', (err: Error) => this.onSocketError(err));
+    this.socket.on('close', () => this.onSocketClose());
+    this.attachReading();
+    // An idle pooled socket must not keep the process alive.
+    this.socket.unref?.();
+    if (this.socket.destroyed) this.state = 'closed';
+  }
+
+  setObserver(observer: ConnectionObserver): void {
+    this.observer = observer;
+  }
+
+  isUsable(): boolean {
+    const socket = this.socket;
+    return (
+      this.state === 'open' &&
+      this.reusable &&
+      !this.strayBytes &&
+      this.current === undefined &&
+      !socket.destroyed &&
+      socket.readable &&
+      socket.writable &&
+      socket.readableLength === 0
+    );
+  }
+
+  openStream(head: RequestHead, body: RequestBody, handler: StreamHandler): RequestStream {
+    const stream = new H1Stream(this, handler);
+    if (this.state !== 'open' || this.current !== undefined || this.detached || !this.isUsable()) {
+      // Nothing was written: the caller may safely send this request elsewhere.
+      stream.done = true;
+      handler.onError(
+        new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} is no longer usable`, {
+          cause: this.closeError,
+          maybeProcessed: false,
+        }),
+      );
+      return stream;
+    }
+    const framing = head.contentLength === null ? 'none' : head.contentLength === undefined ? 'chunked' : 'length';
+    const headText = encodeRequestHead(head, framing);
+    this.current = stream;
+    this.requestCount++;
+    this.expiresAt = undefined;
+    this.parser.start(head.method);
+    const socket = this.socket;
+    socket.ref?.();
+    if (body === null) {
+      socket.write(headText, 'latin1');
+    } else if (body instanceof Uint8Array) {
+      if (framing === 'chunked') {
+        socket.cork();
+        socket.write(headText, 'latin1');
+        if (body.byteLength > 0) {
+          socket.write(chunkHeader(body.byteLength), 'latin1');
+          socket.write(body);
+          socket.write(CRLF, 'latin1');
+        }
+        socket.write(LAST_CHUNK, 'latin1');
+        socket.uncork();
+      } else if (body.byteLength <= COALESCE_BODY_BYTES) {
+        socket.cork();
+        socket.write(headText, 'latin1');
+        if (body.byteLength > 0) socket.write(body);
+        socket.uncork();
+      } else {
+        socket.write(headText, 'latin1');
+        socket.write(body);
+      }
+    } else {
+      socket.write(headText, 'latin1');
+      stream.sendingBody = true;
+      void this.pumpBody(stream, body, framing === 'chunked', head.contentLength ?? undefined);
+    }
+    return stream;
+  }
+
+  drain(): void {
+    if (this.state !== 'open') return;
+    this.state = 'draining';
+    this.reusable = false;
+    if (this.current === undefined && !this.detached) this.destroy();
+    else this.observer?.onCapacityChange(this);
+  }
+
+  destroy(err?: MuxpoolError): void {
+    if (this.state === 'closed') return;
+    if (err !== undefined && this.closeError === undefined) this.closeError = err;
+    if (this.current !== undefined) {
+      this.failStream(
+        this.current,
+        err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`, { maybeProcessed: true }),
+      );
+    }
+    this.socket.destroy();
+    // 'close' follows asynchronously; the state changes now so nobody picks this connection.
+    this.state = 'closed';
+  }
+
+  detachSocket(): Duplex {
+    if (this.current !== undefined || this.detached) throw internalError(`connection ${this.id} is busy; it cannot be detached`);
+    this.detached = true;
+    this.detachReading();
+    this.socket.ref?.();
+    return this.socket;
+  }
+
+  reattachSocket(): void {
+    if (!this.detached) throw internalError(`connection ${this.id} is not detached`);
+    this.detached = false;
+    // A socket that went through a user's hands is treated as a fresh one: its parser state
+    // is unknown to us, so the next response starts from a clean parser.
+    this.attachReading();
+    this.socket.unref?.();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // ResponseSink: called by the parser
+
+  onHead(head: ResponseHead): void {
+    const stream = this.current;
+    if (stream === undefined) throw internalError('response head without a request');
+    if (!head.keepAlive) this.reusable = false;
+    if (head.keepAliveTimeoutMs !== undefined) this.keepAliveTimeoutMs = head.keepAliveTimeoutMs;
+    stream.gotResponse = true;
+    stream.handler.onResponse(head.status, head.headers, head.statusText);
+  }
+
+  onBody(chunk: Buffer): void {
+    const stream = this.current;
+    if (stream === undefined || stream.done) return;
+    if (!stream.handler.onData(chunk)) this.socket.pause();
+  }
+
+  onTrailers(trailers: IncomingHeaders): void {
+    this.current?.handler.onTrailers(trailers);
+  }
+
+  onComplete(): void {
+    const stream = this.current;
+    if (stream === undefined) throw internalError('response completed without a request');
+    this.current = undefined;
+    stream.done = true;
+    if (stream.sendingBody) {
+      // The server answered before our body was done (e.g. 413): the rest of the body cannot
+      // be skipped, so this socket cannot carry another request.
+      this.reusable = false;
+    }
+    if (this.socket.isPaused()) this.socket.resume();
+    if (this.reusable && this.state === 'open') {
+      const hint = this.keepAliveTimeoutMs;
+      if (hint !== undefined) {
+        const margin = Math.min(this.options.keepAliveMarginMs, hint / 2);
+        this.expiresAt = this.options.clock.now() + hint - margin;
+      }
+      this.socket.unref?.();
+    } else if (this.state === 'open') {
+      this.state = 'draining';
+    }
+    stream.handler.onComplete();
+    // Closing after the handler ran lets it release the slot first; a closed connection then
+    // leaves the pool through the observer.
+    if (!this.reusable && this.state !== 'closed') this.destroy();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Internals
+
+  /** The server's `Keep-Alive: timeout`, remembered from the last response that had one. */
+  private keepAliveTimeoutMs: number | undefined;
+
+  resumeReading(): void {
+    if (!this.detached && this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Ends the current stream with an error; the caller decides what happens to the socket. */
+  failStream(stream: H1Stream, err: MuxpoolError): void {
+    if (stream.done) return;
+    stream.done = true;
+    if (this.current === stream) this.current = undefined;
+    this.reusable = false;
+    stream.handler.onError(err);
+  }
+
+  private attachReading(): void {
+    const socket = this.socket;
+    socket.on('data', this.onDataBound);
+    socket.on('end', this.onEndBound);
+    socket.on('timeout', this.onTimeoutBound);
+    socket.setTimeout(this.options.readTimeoutMs);
+  }
+
+  private detachReading(): void {
+    const socket = this.socket;
+    socket.off('data', this.onDataBound);
+    socket.off('end', this.onEndBound);
+    socket.off('timeout', this.onTimeoutBound);
+    socket.setTimeout(0);
+    socket.pause();
+  }
+
+  private onData(chunk: Buffer): void {
+    const stream = this.current;
+    if (stream === undefined) {
+      // RFC 9112 §9.3.2 forbids unsolicited responses; a server that sends bytes on an idle
+      // connection (often a 408 before closing) has made it unusable.
+      this.strayBytes = true;
+      this.destroy();
+      return;
+    }
+    try {
+      this.parser.execute(chunk);
+    } catch (err) {
+      const error = err instanceof MuxpoolError ? err : internalError(`HTTP/1.1 parser failed: ${String(err)}`);
+      if (this.current === stream) error.maybeProcessed = true;
+      this.destroy(error);
+    }
+  }
+
+  private onEnd(): void {
+    // The peer will send nothing more. A close-delimited body ends here; anything else that
+    // was still expected is truncated.
+    const stream = this.current;
+    this.reusable = false;
+    if (stream !== undefined && !stream.done) {
+      try {
+        this.parser.finish();
+      } catch (err) {
+        const error =
+          err instanceof MuxpoolError ? err : internalError(`HTTP/1.1 parser failed at end of stream: ${String(err)}`);
+        error.maybeProcessed ??= true;
+        this.destroy(error);
+        return;
+      }
+    }
+    this.destroy();
+  }
+
+  private onTimeout(): void {
+    const stream = this.current;
+    if (stream === undefined) return; // idle sockets expire by the pool's clock, not this timer
+    this.destroy(
+      new MuxpoolError(
+        'MUXPOOL_ERR_READ_TIMEOUT',
+        `no data from ${this.remoteAddress ?? 'the server'} for ${this.options.readTimeoutMs} ms`,
+        { maybeProcessed: true },
+      ),
+    );
+  }
+
+  private onSocketError(err: Error): void {
+    const mapped = mapSocketError(err, 'request');
+    mapped.maybeProcessed = true;
+    if (this.closeError === undefined) this.closeError = mapped;
+    if (this.current !== undefined) this.failStream(this.current, mapped);
+    this.state = 'closed';
+  }
+
+  private onSocketClose(): void {
+    const stream = this.current;
+    if (stream !== undefined && !stream.done) {
+      this.failStream(
+        stream,
+        this.closeError ??
+          new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed before the response was complete`, {
+            maybeProcessed: true,
+          }),
+      );
+    }
+    this.state = 'closed';
+    const observer = this.observer;
+    this.observer = undefined;
+    observer?.onClose(this, this.closeError);
+  }
+
+  private async pumpBody(
+    stream: H1Stream,
+    body: AsyncIterable<Uint8Array>,
+    chunked: boolean,
+    declaredLength: number | undefined,
+  ): Promise<void> {
+    const socket = this.socket;
+    let sent = 0;
+    try {
+      for await (const chunk of body) {
+        if (stream.done || this.state === 'closed') return;
+        if (!(chunk instanceof Uint8Array)) {
+          throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', 'request body chunks must be strings, Buffers or Uint8Arrays');
+        }
+        if (chunk.byteLength === 0) continue;
+        sent += chunk.byteLength;
+        if (declaredLength !== undefined && sent > declaredLength) {
+          throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', `request body is longer than its content-length ${declaredLength}`);
+        }
+        let flushed: boolean;
+        if (chunked) {
+          socket.cork();
+          socket.write(chunkHeader(chunk.byteLength), 'latin1');
+          socket.write(chunk);
+          flushed = socket.write(CRLF, 'latin1');
+          socket.uncork();
+        } else {
+          flushed = socket.write(chunk);
+        }
+        if (!flushed) await this.waitForDrain(stream);
+      }
+      if (stream.done || this.state === 'closed') return;
+      if (declaredLength !== undefined && sent !== declaredLength) {
+        throw new MuxpoolError(
+          'MUXPOOL_ERR_INVALID_BODY',
+          `request body has ${sent} bytes but content-length says ${declaredLength}`,
+        );
+      }
+      if (chunked) socket.write(LAST_CHUNK, 'latin1');
+      stream.sendingBody = false;
+    } catch (err) {
+      stream.sendingBody = false;
+      const error =
+        err instanceof MuxpoolError
+          ? err
+          : new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', 'reading the request body failed', { cause: err });
+      // Part of the request is on the wire; whether the server acted on it is unknown.
+      error.maybeProcessed ??= true;
+      if (!stream.done) {
+        this.failStream(stream, error);
+        this.destroy(error);
+      }
+    }
+  }
+
+  private waitForDrain(stream: H1Stream): Promise<void> {
+    return new Promise((resolve) => {
+      const socket = this.socket;
+      const done = (): void => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      if (stream.done || socket.destroyed) resolve();
+      else {
+        socket.on('drain', done);
+        socket.on('close', done);
+      }
+    });
+  }
+}
