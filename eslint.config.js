@@ -6,6 +6,7 @@ export default tseslint.config(
   { ignores: ['dist/', 'build/', 'node_modules/', 'bench/results/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  { files: ['**/*.mjs', '**/*.js'], languageOptions: { globals: { console: 'readonly', process: 'readonly' } } },
   {
     files: ['**/*.ts'],
     rules: {

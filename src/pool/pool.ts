@@ -378,11 +378,11 @@ export class PoolCore {
     const bucket = this.bucketFor(key);
     const atCap = this.maxPerHost !== 0 && bucket.entries.size + bucket.dials.size >= this.maxPerHost;
     if (atCap && !this.evictIdleFor(bucket, undefined)) return this.acquire(key, protocols, false, options);
-    let dial: Dial | undefined;
+    const dialRef: { dial?: Dial } = {};
     const waiter = new Waiter(protocols, false, this.clock, options.acquireTimeoutMs ?? this.acquireTimeoutMs, signal, () =>
-      dial?.controller.abort(),
+      dialRef.dial?.controller.abort(),
     );
-    dial = this.startDial(bucket, protocols, 0, waiter);
+    dialRef.dial = this.startDial(bucket, protocols, 0, waiter);
     return waiter.promise;
   }
 

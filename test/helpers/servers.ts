@@ -91,9 +91,10 @@ export async function startHttpsServer(
 /** A TCP server whose every connection is handed to `onConnection` to write raw bytes. */
 export async function startRawServer(onConnection: (socket: net.Socket, index: number) => void): Promise<TestServer> {
   const state = { connections: 0, sockets: new Set<net.Socket>() };
+  let accepted = 0;
   const server = net.createServer((socket) => {
     socket.on('error', () => {});
-    onConnection(socket, state.connections - 1);
+    onConnection(socket, accepted++);
   });
   track(server, state, 'connection');
   const port = await listen(server, '127.0.0.1');

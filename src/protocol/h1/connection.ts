@@ -292,6 +292,8 @@ export class H1Connection implements Connection, ResponseSink {
     socket.on('end', this.onEndBound);
     socket.on('timeout', this.onTimeoutBound);
     socket.setTimeout(this.options.readTimeoutMs);
+    // detachReading() paused it; a 'data' listener alone does not restart a paused socket.
+    socket.resume();
   }
 
   private detachReading(): void {

@@ -1,0 +1,119 @@
+/**
+ * Field (header) and method validation shared by HTTP/1.1, HTTP/2 and HTTP/3 (RFC 9110 §5).
+ * Everything a user passes is checked here before a byte goes on the wire: a CR or LF in a
+ * field would let the caller (or whoever controls the value) inject headers or requests.
+ */
+import { MuxpoolError } from '../errors.js';
+
+/** tchar (RFC 9110 §5.6.2): `!#$%&'*+-.^_`|~`, digits, letters. */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
+for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
+for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
+
+export function isToken(value: string): boolean {
+  if (value.length === 0) return false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] !== 1) return false;
+  }
+  return true;
+}
+
+export function validateMethod(method: string): void {
+  if (typeof method !== 'string' || !isToken(method)) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_METHOD', `invalid HTTP method ${JSON.stringify(String(method)).slice(0, 60)}`);
+  }
+}
+
+export function validateHeaderName(name: string): void {
+  if (!isToken(name)) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_HEADER', `invalid header name ${JSON.stringify(name).slice(0, 80)}`);
+  }
+}
+
+/**
+ * field-value (RFC 9110 §5.5): visible characters, SP and HTAB, and obs-text (0x80–0xFF). CR, LF
+ * and NUL are never allowed (§5.5: "a recipient of CR, LF, or NUL within a field value MUST
+ * either reject the message or replace each of those characters with SP"); we reject, and the
+ * other controls too. Characters beyond U+00FF cannot be sent in latin1 and are rejected.
+ */
+export function validateHeaderValue(name: string, value: string): void {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) {
+      throw new MuxpoolError(
+        'MUXPOOL_ERR_INVALID_HEADER',
+        `header ${name} has an invalid character 0x${c.toString(16).padStart(2, '0')} at offset ${i}`,
+      );
+    }
+  }
+}
+
+export type HeaderInputValue = string | number | readonly string[] | undefined;
+export type HeadersInput =
+  | Record<string, HeaderInputValue>
+  | Iterable<readonly [string, string]>
+  | undefined
+  | null;
+
+/** Lower-case names already seen valid: most programs send the same few headers again and again. */
+const knownNames = new Map<string, string>();
+const MAX_KNOWN_NAMES = 1024;
+
+function lowerValidName(name: string): string {
+  const known = knownNames.get(name);
+  if (known !== undefined) return known;
+  if (typeof name !== 'string') throw new MuxpoolError('MUXPOOL_ERR_INVALID_HEADER', 'header names must be strings');
+  validateHeaderName(name);
+  const lower = name.toLowerCase();
+  if (knownNames.size < MAX_KNOWN_NAMES) knownNames.set(name, lower);
+  return lower;
+}
+
+/** OWS around a field value is not part of it (RFC 9110 §5.5). */
+function trimOws(value: string): string {
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(value.length - 1);
+  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return value.replace(/^[ \t]+|[ \t]+$/g, '');
+  return value;
+}
+
+function pushField(out: string[], name: string, value: unknown): void {
+  if (value === undefined) return;
+  const text = trimOws(typeof value === 'string' ? value : String(value));
+  validateHeaderValue(name, text);
+  out.push(name, text);
+}
+
+/**
+ * User headers → flat `[name, value, …]` with lower-case names, every field validated. Accepts a
+ * plain object (arrays give repeated fields), an iterable of pairs, or a `Headers`-like object.
+ */
+export function normalizeHeaders(input: HeadersInput): string[] {
+  const out: string[] = [];
+  if (input === undefined || input === null) return out;
+  if (typeof input !== 'object') throw new MuxpoolError('MUXPOOL_ERR_INVALID_HEADER', 'headers must be an object or an iterable of pairs');
+  if (typeof (input as Iterable<unknown>)[Symbol.iterator] === 'function') {
+    for (const pair of input as Iterable<readonly [string, string]>) {
+      if (!Array.isArray(pair) || pair.length !== 2) {
+        throw new MuxpoolError('MUXPOOL_ERR_INVALID_HEADER', 'header entries must be [name, value] pairs');
+      }
+      pushField(out, lowerValidName(pair[0] as string), pair[1]);
+    }
+    return out;
+  }
+  const record = input as Record<string, HeaderInputValue>;
+  for (const rawName in record) {
+    const value = record[rawName];
+    if (value === undefined) continue;
+    const name = lowerValidName(rawName);
+    if (Array.isArray(value)) {
+      for (const item of value as readonly string[]) pushField(out, name, item);
+    } else {
+      pushField(out, name, value);
+    }
+  }
+  return out;
+}
