@@ -1,0 +1,277 @@
+#!/usr/bin/env node
+/**
+ * The `muxpool` command.
+ *   muxpool                 start the embedded loopback server, run a demo through one pool, print stats
+ *   muxpool serve [--port]  the embedded server alone
+ *   muxpool URL [options]   fetch a URL, like curl
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConnectionPool } from '../client/pool.js';
+import { MuxpoolError } from '../errors.js';
+import { HttpVersion } from '../pool/version.js';
+import type { PoolStats } from '../pool/pool.js';
+import { startEmbeddedServer } from '../server/embedded.js';
+
+const USAGE = `usage:
+  muxpool                      run the demo against the embedded loopback server
+  muxpool serve [--port P]     run the embedded server until interrupted
+  muxpool URL [options]        fetch a URL
+options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insecure,
+         --cacert FILE, --http1.1, --max-time SECONDS`;
+
+/** curl's exit codes where curl has one. */
+function exitCodeFor(err: unknown): number {
+  if (!(err instanceof MuxpoolError)) return 1;
+  switch (err.code) {
+    case 'MUXPOOL_ERR_DNS':
+      return 6;
+    case 'MUXPOOL_ERR_CONNECT_REFUSED':
+    case 'MUXPOOL_ERR_CONNECT':
+      return 7;
+    case 'MUXPOOL_ERR_CONNECT_TIMEOUT':
+    case 'MUXPOOL_ERR_REQUEST_TIMEOUT':
+    case 'MUXPOOL_ERR_READ_TIMEOUT':
+      return 28;
+    case 'MUXPOOL_ERR_TLS_CERT':
+    case 'MUXPOOL_ERR_TLS_HOSTNAME':
+      return 60;
+    case 'MUXPOOL_ERR_INVALID_URL':
+    case 'MUXPOOL_ERR_UNSUPPORTED_SCHEME':
+      return 3;
+    default:
+      return 1;
+  }
+}
+
+function hint(err: MuxpoolError): string {
+  if (err.code === 'MUXPOOL_ERR_TLS_CERT') return ' (pass the server CA with --cacert FILE, or -k to skip verification)';
+  if (err.code === 'MUXPOOL_ERR_CONNECT_REFUSED') return ' (is the server running on that port?)';
+  return '';
+}
+
+class UsageError extends Error {}
+
+interface FetchArgs {
+  url: string;
+  method: string | undefined;
+  headers: Array<[string, string]>;
+  data: string | undefined;
+  output: string | undefined;
+  include: boolean;
+  verbose: boolean;
+  insecure: boolean;
+  cacert: string | undefined;
+  version: HttpVersion;
+  maxTimeMs: number | undefined;
+}
+
+function parseFetchArgs(argv: string[]): FetchArgs {
+  const args: FetchArgs = {
+    url: '',
+    method: undefined,
+    headers: [],
+    data: undefined,
+    output: undefined,
+    include: false,
+    verbose: false,
+    insecure: false,
+    cacert: undefined,
+    version: HttpVersion.Auto,
+    maxTimeMs: undefined,
+  };
+  const value = (i: number, flag: string): string => {
+    const v = argv[i + 1];
+    if (v === undefined) throw new UsageError(`${flag} needs a value`);
+    return v;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    switch (arg) {
+      case '-X':
+      case '--request':
+        args.method = value(i++, arg);
+        break;
+      case '-H':
+      case '--header': {
+        const header = value(i++, arg);
+        const colon = header.indexOf(':');
+        if (colon <= 0) throw new UsageError(`-H expects 'name: value', got ${JSON.stringify(header)}`);
+        args.headers.push([header.slice(0, colon).trim(), header.slice(colon + 1).trim()]);
+        break;
+      }
+      case '-d':
+      case '--data':
+        args.data = value(i++, arg);
+        break;
+      case '-o':
+      case '--output':
+        args.output = value(i++, arg);
+        break;
+      case '-i':
+      case '--include':
+        args.include = true;
+        break;
+      case '-v':
+      case '--verbose':
+        args.verbose = true;
+        break;
+      case '-k':
+      case '--insecure':
+        args.insecure = true;
+        break;
+      case '--cacert':
+        args.cacert = value(i++, arg);
+        break;
+      case '--http1.1':
+        args.version = HttpVersion.Http1_1;
+        break;
+      case '--max-time': {
+        const seconds = Number(value(i++, arg));
+        if (!(seconds > 0)) throw new UsageError('--max-time needs a positive number of seconds');
+        args.maxTimeMs = Math.round(seconds * 1000);
+        break;
+      }
+      default:
+        if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg}`);
+        if (args.url !== '') throw new UsageError(`only one URL, got ${args.url} and ${arg}`);
+        args.url = arg;
+    }
+  }
+  return args;
+}
+
+async function runFetch(argv: string[]): Promise<number> {
+  const args = parseFetchArgs(argv);
+  const ca = args.cacert === undefined ? undefined : await readFile(args.cacert, 'utf8');
+  const pool = new ConnectionPool({
+    tls: { ...(ca !== undefined ? { ca } : {}), ...(args.insecure ? { rejectUnauthorized: false } : {}) },
+  });
+  try {
+    let body: string | Buffer | undefined;
+    if (args.data !== undefined) body = args.data.startsWith('@') ? await readFile(args.data.slice(1)) : args.data;
+    const method = args.method ?? (body !== undefined ? 'POST' : 'GET');
+    if (args.verbose) process.stderr.write(`* ${method} ${args.url}\n`);
+    const res = await pool.request(args.url, {
+      method,
+      headers: args.headers,
+      body,
+      version: args.version,
+      ...(args.maxTimeMs !== undefined ? { timeoutMs: args.maxTimeMs } : {}),
+    });
+    if (args.verbose) {
+      process.stderr.write(
+        `* ${res.reused ? 'reused' : 'new'} connection ${res.connectionId} (${res.protocol}), attempts: ${res.attempts}\n`,
+      );
+    }
+    const head = `${res.protocol === 'http/1.1' ? 'HTTP/1.1' : res.protocol.toUpperCase()} ${res.status} ${res.statusText}\n${Object.entries(
+      res.headers,
+    )
+      .flatMap(([name, v]) => (Array.isArray(v) ? v.map((x) => `${name}: ${x}`) : [`${name}: ${v}`]))
+      .join('\n')}\n\n`;
+    if (args.verbose) process.stderr.write(head.replace(/^/gm, '< '));
+    const bytes = await res.bytes();
+    if (args.output !== undefined) {
+      await writeFile(args.output, args.include ? Buffer.concat([Buffer.from(head), bytes]) : bytes);
+    } else {
+      if (args.include) process.stdout.write(head);
+      process.stdout.write(bytes);
+    }
+    return 0;
+  } finally {
+    await pool.destroy();
+  }
+}
+
+function statsTable(stats: PoolStats): string {
+  const lines = [
+    `connections: ${stats.totalConnections} open (${stats.http1Connections} HTTP/1.1, ${stats.http2Connections} HTTP/2, ${stats.http3Connections} HTTP/3), ${stats.dialed} dialed over the pool's life`,
+    '',
+    '| connection | origin | protocol | state | requests | age ms |',
+    '|---|---|---|---|---|---|',
+    ...stats.connections.map((c) => `| ${c.id} | ${c.origin} | ${c.protocol} | ${c.state} | ${c.requests} | ${c.ageMs} |`),
+  ];
+  return lines.join('\n');
+}
+
+async function runDemo(): Promise<number> {
+  const server = await startEmbeddedServer();
+  const pool = new ConnectionPool({ tls: { ca: server.caCert }, maxPerHost: 4 });
+  try {
+    console.log(`embedded server: ${server.httpsUrl} (TLS) and ${server.httpUrl} (cleartext)\n`);
+    console.log('| # | url | status | protocol | connection | reused |');
+    console.log('|---|---|---|---|---|---|');
+    let n = 0;
+    const show = async (url: string, init?: Parameters<ConnectionPool['request']>[1]): Promise<void> => {
+      const res = await pool.request(url, init);
+      await res.dump();
+      n++;
+      console.log(`| ${n} | ${url} | ${res.status} | ${res.protocol} | ${res.connectionId} | ${res.reused} |`);
+    };
+    for (const base of [server.httpsUrl, server.httpUrl]) {
+      await show(`${base}/`);
+      await show(`${base}/bytes/65536`);
+      await show(`${base}/echo`, { method: 'POST', body: 'ping' });
+    }
+    // A burst beyond maxPerHost: the pool opens at most 4 connections and queues the rest.
+    const burst = await Promise.all(
+      Array.from({ length: 12 }, () => pool.request(`${server.httpsUrl}/delay/20`).then(async (r) => (await r.dump(), r))),
+    );
+    const used = new Set(burst.map((r) => r.connectionId));
+    const reused = burst.filter((r) => r.reused).length;
+    console.log(`\nburst of 12 concurrent requests: ${used.size} connections, ${reused} reused (handshakes saved)\n`);
+    console.log(statsTable(await pool.stats()));
+    return 0;
+  } finally {
+    await pool.close();
+    await server.close();
+  }
+}
+
+async function runServe(argv: string[]): Promise<number> {
+  let port = 0;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--port') {
+      port = Number(argv[++i]);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port needs a port number');
+    } else throw new UsageError(`unknown option ${argv[i]}`);
+  }
+  const server = await startEmbeddedServer({ port });
+  const dir = mkdtempSync(join(tmpdir(), 'muxpool-'));
+  const caPath = join(dir, 'ca.pem');
+  writeFileSync(caPath, server.caCert);
+  console.log(`serving ${server.httpsUrl} and ${server.httpUrl}\nCA certificate: ${caPath}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await server.close();
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    if (argv.length === 0) return await runDemo();
+    if (argv[0] === 'serve') return await runServe(argv.slice(1));
+    if (argv[0] === '-h' || argv[0] === '--help') {
+      console.log(USAGE);
+      return 0;
+    }
+    return await runFetch(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`muxpool: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    if (err instanceof MuxpoolError) {
+      process.stderr.write(`muxpool: ${err.message} [${err.code}]${hint(err)}\n`);
+      return exitCodeFor(err);
+    }
+    process.stderr.write(`muxpool: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
