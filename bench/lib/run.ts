@@ -1,0 +1,191 @@
+/**
+ * Shared benchmark machinery: a closed-loop runner with an HDR latency histogram, the server
+ * launcher, h2load, and the table printer. Every loop is bounded by a deadline.
+ */
+import { execFile, fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+
+export interface Result {
+  client: string;
+  concurrency: number;
+  requests: number;
+  errors: number;
+  reqPerSec: number;
+  p50Ms: number | undefined;
+  p99Ms: number | undefined;
+  meanMs: number | undefined;
+}
+
+export const HAS_TASKSET = existsSync('/usr/bin/taskset');
+
+/** One request, resolved when its body was read to the end. */
+export type RequestFn = () => Promise<void>;
+
+/**
+ * C workers, each sending one request at a time for `durationMs` after `warmupMs`.
+ * Latency in microseconds goes to an HDR histogram (3 significant digits).
+ */
+export async function closedLoop(
+  client: string,
+  concurrency: number,
+  fn: RequestFn,
+  durationMs: number,
+  warmupMs: number,
+): Promise<Result> {
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  let measuring = false;
+  let requests = 0;
+  let errors = 0;
+  const warmEnd = performance.now() + warmupMs;
+  const end = warmEnd + durationMs;
+  let measuredStart = warmEnd;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const t0 = performance.now();
+      if (t0 >= end) return;
+      try {
+        await fn();
+        if (t0 >= warmEnd) {
+          if (!measuring) {
+            measuring = true;
+            measuredStart = t0;
+          }
+          requests++;
+          histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+        }
+      } catch {
+        errors++;
+        if (errors > 1000) return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = (performance.now() - measuredStart) / 1000;
+  const result: Result = {
+    client,
+    concurrency,
+    requests,
+    errors,
+    reqPerSec: requests / elapsed,
+    p50Ms: histogram.getValueAtPercentile(50) / 1000,
+    p99Ms: histogram.getValueAtPercentile(99) / 1000,
+    meanMs: histogram.mean / 1000,
+  };
+  histogram.destroy();
+  return result;
+}
+
+export interface ServerProcess {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Forks a server script (pinned to core 0 when taskset exists) and waits for its port. */
+export async function startServerProcess(script: string): Promise<ServerProcess> {
+  const path = fileURLToPath(new URL(script, import.meta.url));
+  const child: ChildProcess = HAS_TASKSET
+    ? fork(path, [], { execPath: '/usr/bin/taskset', execArgv: ['-c', '0', process.execPath] })
+    : fork(path);
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('bench server did not start in 10 s')), 10_000);
+    child.once('message', (msg: { port: number }) => {
+      clearTimeout(timer);
+      resolve(msg.port);
+    });
+    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
+  });
+  return {
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.send('stop');
+      }),
+  };
+}
+
+function parseDurationMs(text: string): number | undefined {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(text);
+  if (m === null) return undefined;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 'ms' ? v : v * 1000;
+}
+
+/** Runs h2load on core 1 (when taskset exists) and reads its throughput and mean latency. */
+export async function runH2load(
+  args: string[],
+  client: string,
+  concurrency: number,
+  durationMs: number,
+  warmupMs: number,
+): Promise<Result> {
+  const h2loadArgs = [...args, '-c', String(concurrency), '-t', '1', '-D', `${durationMs}ms`, `--warm-up-time=${warmupMs}ms`];
+  const [cmd, cmdArgs] = HAS_TASKSET ? ['/usr/bin/taskset', ['-c', '1', 'h2load', ...h2loadArgs]] : ['h2load', h2loadArgs];
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(cmd, cmdArgs as string[], { timeout: durationMs + warmupMs + 30_000 }, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+  const rps = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(stdout);
+  const done = /requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(stdout);
+  const time = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(stdout);
+  return {
+    client,
+    concurrency,
+    requests: Number(done?.[2] ?? 0),
+    errors: Number(done?.[3] ?? 0) + Number(done?.[4] ?? 0),
+    reqPerSec: Number(rps?.[1] ?? 0),
+    p50Ms: undefined,
+    p99Ms: undefined,
+    meanMs: time === null ? undefined : parseDurationMs(time[3] as string),
+  };
+}
+
+const fmt = (v: number | undefined, digits = 2): string => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(digits));
+
+/** A markdown table per concurrency, with each client's ratio to the two references. */
+export function table(results: Result[], references: string[]): string {
+  const out: string[] = [];
+  const levels = [...new Set(results.map((r) => r.concurrency))];
+  for (const c of levels) {
+    const rows = results.filter((r) => r.concurrency === c);
+    const refs = references.map((name) => rows.find((r) => r.client === name));
+    out.push(`\n### concurrency ${c}\n`);
+    out.push(`| client | req/s | p50 ms | p99 ms | mean ms | errors | ${references.map((r) => `× ${r}`).join(' | ')} |`);
+    out.push(`|---|---|---|---|---|---|${references.map(() => '---').join('|')}|`);
+    for (const r of rows) {
+      const ratios = refs.map((ref) => (ref === undefined || ref.reqPerSec === 0 ? '—' : `${(r.reqPerSec / ref.reqPerSec).toFixed(2)}×`));
+      out.push(
+        `| ${r.client} | ${r.reqPerSec.toFixed(0)} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.meanMs, 3)} | ${r.errors} | ${ratios.join(' | ')} |`,
+      );
+    }
+  }
+  return out.join('\n');
+}
+
+export async function saveResults(name: string, results: Result[], markdown: string): Promise<string> {
+  const dir = fileURLToPath(new URL('../../../bench/results/', import.meta.url));
+  await mkdir(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const path = `${dir}${name}-${stamp}.json`;
+  await writeFile(path, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, results, markdown }, null, 2)}\n`);
+  return path;
+}
+
+export function parseArgs(argv: string[]): { durationMs: number; warmupMs: number; concurrency: number[]; clients: string[] | undefined } {
+  const get = (flag: string): string | undefined => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  return {
+    durationMs: Number(get('--duration') ?? 3) * 1000,
+    warmupMs: Number(get('--warmup') ?? 0.5) * 1000,
+    concurrency: (get('--concurrency') ?? '1,16,128').split(',').map(Number),
+    clients: get('--clients')?.split(','),
+  };
+}

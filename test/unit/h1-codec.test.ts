@@ -1,0 +1,155 @@
+/** The pure HTTP/1.1 codec: field validation, the request writer, the response parser. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MuxpoolError } from '../../src/errors.js';
+import type { IncomingHeaders } from '../../src/pool/connection.js';
+import { normalizeHeaders, validateMethod } from '../../src/protocol/fields.js';
+import { type ResponseHead, ResponseParser } from '../../src/protocol/h1/parser.js';
+import { LAST_CHUNK, chunkHeader, encodeRequestHead } from '../../src/protocol/h1/writer.js';
+
+type Event = ['head', number, string, boolean, number | undefined] | ['body', string] | ['trailers', IncomingHeaders] | ['complete'];
+
+function recorder(): { events: Event[]; parser: ResponseParser } {
+  const events: Event[] = [];
+  const parser = new ResponseParser(
+    {
+      onHead: (h: ResponseHead) => events.push(['head', h.status, JSON.stringify(h.headers), h.keepAlive, h.keepAliveTimeoutMs]),
+      onBody: (chunk) => {
+        const last = events[events.length - 1];
+        if (last?.[0] === 'body') last[1] += chunk.toString('latin1');
+        else events.push(['body', chunk.toString('latin1')]);
+      },
+      onTrailers: (t) => events.push(['trailers', t]),
+      onComplete: () => events.push(['complete']),
+    },
+    { maxHeaderBytes: 1024, maxHeaderCount: 20 },
+  );
+  return { events, parser };
+}
+
+/** Feeds `wire` in pieces cut at `cuts`; returns the events, or the error code. */
+function parse(wire: string, method = 'GET', cuts: number[] = [], eof = false): Event[] | string {
+  const { events, parser } = recorder();
+  parser.start(method);
+  const bytes = Buffer.from(wire, 'latin1');
+  let from = 0;
+  try {
+    for (const cut of [...cuts, bytes.length]) {
+      if (cut > from) parser.execute(bytes.subarray(from, cut));
+      from = Math.max(from, cut);
+    }
+    if (eof) parser.finish();
+  } catch (err) {
+    assert.ok(err instanceof MuxpoolError, String(err));
+    return err.code;
+  }
+  return events;
+}
+
+const RESPONSES: Array<[string, string, string, boolean]> = [
+  ['content-length', 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a:  spaced  \r\n\r\nhello', 'GET', false],
+  ['chunked + trailers', 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\n', 'GET', false],
+  ['chunked, no trailers', 'HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n', 'GET', false],
+  ['1xx then final', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nlink: <x>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok', 'POST', false],
+  ['close-delimited', 'HTTP/1.1 200 OK\r\n\r\nuntil eof', 'GET', true],
+  ['HEAD ignores content-length', 'HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n', 'HEAD', false],
+  ['bare LF line endings', 'HTTP/1.1 200 OK\ncontent-length: 2\n\nok', 'GET', false],
+  ['HTTP/1.0 keep-alive with timeout', 'HTTP/1.0 200 OK\r\nconnection: keep-alive\r\nkeep-alive: timeout=5, max=100\r\ncontent-length: 0\r\n\r\n', 'GET', false],
+];
+
+test('every response parses the same whether it arrives whole, byte by byte, or split anywhere', () => {
+  for (const [name, wire, method, eof] of RESPONSES) {
+    const whole = parse(wire, method, [], eof);
+    assert.ok(Array.isArray(whole), `${name}: ${String(whole)}`);
+    assert.equal(whole[whole.length - 1]?.[0], 'complete', name);
+    const everyByte = Array.from({ length: wire.length }, (_, i) => i);
+    assert.deepEqual(parse(wire, method, everyByte, eof), whole, `${name}, byte by byte`);
+    for (let cut = 1; cut < wire.length; cut++) assert.deepEqual(parse(wire, method, [cut], eof), whole, `${name}, cut at ${cut}`);
+  }
+});
+
+test('parsed values: headers, trailers, keep-alive facts', () => {
+  const cl = parse(RESPONSES[0]?.[1] as string) as Event[];
+  assert.deepEqual(cl[0], ['head', 200, JSON.stringify({ 'content-length': '5', 'x-a': 'spaced' }), true, undefined]);
+  assert.deepEqual(cl[1], ['body', 'hello']);
+  const chunked = parse(RESPONSES[1]?.[1] as string) as Event[];
+  assert.deepEqual(chunked.slice(1), [['body', 'abcde'], ['trailers', { 'x-t': '1' }], ['complete']]);
+  const interim = parse(RESPONSES[3]?.[1] as string, 'POST') as Event[];
+  assert.equal(interim[0]?.[1], 201, '1xx heads are skipped');
+  const close = parse(RESPONSES[4]?.[1] as string, 'GET', [], true) as Event[];
+  assert.equal(close[0]?.[3], false, 'close-delimited bodies end the connection');
+  const http10 = parse(RESPONSES[7]?.[1] as string) as Event[];
+  assert.equal(http10[0]?.[3], true);
+  assert.equal(http10[0]?.[4], 5000);
+  const closing = parse('HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n') as Event[];
+  assert.equal(closing[0]?.[3], false);
+  const both = parse('HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n') as Event[];
+  assert.equal(both[0]?.[3], false, 'TE with CL: TE wins and the connection is not reused (RFC 9112 §6.3)');
+  assert.deepEqual(both[1], ['body', 'a']);
+  const cookies = parse('HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nvary: a\r\nvary: b\r\ncontent-length: 0\r\n\r\n') as Event[];
+  assert.equal(cookies[0]?.[2], JSON.stringify({ 'set-cookie': ['a=1', 'b=2'], vary: 'a, b', 'content-length': '0' }));
+});
+
+test('malformed responses are typed errors', () => {
+  const cases: Array<[string, string, boolean?]> = [
+    ['HTTP/2 200 OK\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 99 OK\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\nbad header\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\nname : v\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\nx: a\r\n folded\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\nx: a\rb\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 101 Switching Protocols\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n', 'MUXPOOL_ERR_H1_CONTENT_LENGTH'],
+    ['HTTP/1.1 200 OK\r\ncontent-length: 0x10\r\n\r\n', 'MUXPOOL_ERR_H1_CONTENT_LENGTH'],
+    ['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\naX', 'MUXPOOL_ERR_H1_PARSE'],
+    [`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${'f'.repeat(20)}\r\n`, 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nab', 'MUXPOOL_ERR_H1_PARSE'],
+    [`HTTP/1.1 200 OK\r\nx: ${'a'.repeat(2000)}`, 'MUXPOOL_ERR_HEADERS_TOO_LARGE'],
+    [`HTTP/1.1 200 OK\r\n${'a: 1\r\n'.repeat(21)}\r\n`, 'MUXPOOL_ERR_HEADERS_TOO_LARGE'],
+    ['HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort', 'MUXPOOL_ERR_BODY_TRUNCATED', true],
+    ['HTTP/1.1 200 OK\r\ncontent', 'MUXPOOL_ERR_H1_PARSE', true],
+    ['', 'MUXPOOL_ERR_CONNECTION_CLOSED', true],
+  ];
+  for (const [wire, code, eof] of cases) assert.equal(parse(wire, 'GET', [], eof === true), code, JSON.stringify(wire.slice(0, 60)));
+});
+
+test('a head that never ends is refused at the limit, not buffered forever', () => {
+  const { parser } = recorder();
+  parser.start('GET');
+  parser.execute(Buffer.from('HTTP/1.1 200 OK\r\n'));
+  assert.throws(() => {
+    for (let i = 0; i < 100; i++) parser.execute(Buffer.from('x-filler: 0123456789\r\n'));
+  }, { code: 'MUXPOOL_ERR_HEADERS_TOO_LARGE' });
+});
+
+test('writer: request line, host, framing; never two framings', () => {
+  const head = {
+    method: 'POST',
+    path: '/a?b=1',
+    authority: 'example.test:8080',
+    scheme: 'http' as const,
+    headers: ['accept', '*/*', 'content-length', '99', 'transfer-encoding', 'gzip'],
+    contentLength: 4,
+  };
+  assert.equal(encodeRequestHead(head, 'length'), 'POST /a?b=1 HTTP/1.1\r\nhost: example.test:8080\r\naccept: */*\r\ncontent-length: 4\r\n\r\n');
+  assert.equal(
+    encodeRequestHead({ ...head, contentLength: undefined }, 'chunked'),
+    'POST /a?b=1 HTTP/1.1\r\nhost: example.test:8080\r\naccept: */*\r\ntransfer-encoding: chunked\r\n\r\n',
+  );
+  assert.equal(encodeRequestHead({ ...head, method: 'GET', headers: [], contentLength: null }, 'none'), 'GET /a?b=1 HTTP/1.1\r\nhost: example.test:8080\r\n\r\n');
+  assert.throws(() => encodeRequestHead({ ...head, path: '/a b' }, 'none'), { code: 'MUXPOOL_ERR_INVALID_URL' });
+  assert.throws(() => encodeRequestHead({ ...head, path: '/a\r\nx: y' }, 'none'), { code: 'MUXPOOL_ERR_INVALID_URL' });
+  assert.equal(chunkHeader(255), 'ff\r\n');
+  assert.equal(LAST_CHUNK, '0\r\n\r\n');
+});
+
+test('fields: names lower-cased and validated, values trimmed, CR/LF/NUL refused', () => {
+  assert.deepEqual(normalizeHeaders({ Accept: 'a', 'X-Multi': ['1', '2'], 'X-Num': 3, skipped: undefined }), ['accept', 'a', 'x-multi', '1', 'x-multi', '2', 'x-num', '3']);
+  assert.deepEqual(normalizeHeaders([['X-A', '  b  ']]), ['x-a', 'b']);
+  assert.deepEqual(normalizeHeaders(new Map([['K', 'v']])), ['k', 'v']);
+  for (const bad of [{ 'x-a': 'b\r\nc: d' }, { 'x-a': 'b\nc' }, { 'x-a': 'nul\0' }, { 'bad name': 'v' }, { '': 'v' }, { 'x-é': 'v' }, { 'x-a': 'snow☃' }]) {
+    assert.throws(() => normalizeHeaders(bad), { code: 'MUXPOOL_ERR_INVALID_HEADER' }, JSON.stringify(bad));
+  }
+  validateMethod('PROPFIND');
+  for (const bad of ['', 'GE T', 'GET\r\n', 'Ü']) assert.throws(() => validateMethod(bad), { code: 'MUXPOOL_ERR_INVALID_METHOD' });
+});
