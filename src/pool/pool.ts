@@ -335,11 +335,9 @@ export class PoolCore {
     allowUnavailable: boolean,
     options: AcquireOptions = {},
   ): Promise<PoolEntry | undefined> {
-    if (this.closing) {
-      return Promise.reject(new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closed', { maybeProcessed: false }));
-    }
+    const refused = this.refuseNewWork(options.signal);
+    if (refused !== undefined) return Promise.reject(refused);
     const signal = options.signal;
-    if (signal?.aborted === true) return Promise.reject(abortError(signal));
     const bucket = this.bucketFor(key);
     if (bucket.waiters.length === 0) {
       const entry = this.findAvailable(bucket, protocols);
@@ -370,11 +368,9 @@ export class PoolCore {
     protocols: readonly ConnectionProtocol[],
     options: AcquireOptions = {},
   ): Promise<PoolEntry | undefined> {
-    if (this.closing) {
-      return Promise.reject(new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closed', { maybeProcessed: false }));
-    }
+    const refused = this.refuseNewWork(options.signal);
+    if (refused !== undefined) return Promise.reject(refused);
     const signal = options.signal;
-    if (signal?.aborted === true) return Promise.reject(abortError(signal));
     const bucket = this.bucketFor(key);
     const atCap = this.maxPerHost !== 0 && bucket.entries.size + bucket.dials.size >= this.maxPerHost;
     if (atCap && !this.evictIdleFor(bucket, undefined)) return this.acquire(key, protocols, false, options);
@@ -827,6 +823,13 @@ export class PoolCore {
 
   // ---------------------------------------------------------------------------------------
   // Closing
+
+  /** Why a new acquire cannot start: the pool is closed, or the caller already gave up. */
+  private refuseNewWork(signal: AbortSignal | undefined): MuxpoolError | undefined {
+    if (this.closing) return new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closed', { maybeProcessed: false });
+    if (signal?.aborted === true) return abortError(signal);
+    return undefined;
+  }
 
   private assertOpen(): void {
     if (this.closing) throw new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closed', { maybeProcessed: false });

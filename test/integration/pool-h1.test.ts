@@ -6,23 +6,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type net from 'node:net';
 import { test } from 'node:test';
-import { ConnectionPool, HttpVersion, ManualClock, MuxpoolError, PoolKey } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, ManualClock, PoolKey } from '../../src/index.js';
+import { rejectsWith } from '../helpers/assert.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpServer, startRawServer } from '../helpers/servers.js';
 
 function keyOf(port: number): PoolKey {
   return new PoolKey('127.0.0.1', port, false);
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<MuxpoolError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof MuxpoolError, `expected a MuxpoolError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
 }
 
 test('defaults and withConfig follow the seed', async () => {

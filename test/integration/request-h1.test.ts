@@ -9,20 +9,10 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { ConnectionPool, ManualClock, MuxpoolError, PoolKey, request } from '../../src/index.js';
+import { ConnectionPool, ManualClock, PoolKey, request } from '../../src/index.js';
+import { rejectsWith } from '../helpers/assert.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { onRequestHeads, startHttpServer, startRawServer } from '../helpers/servers.js';
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<MuxpoolError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof MuxpoolError, `expected a MuxpoolError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 async function readAll(req: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -36,6 +26,19 @@ async function rawResponder(response: (index: number) => string | Buffer, after?
     onRequestHeads(socket, (_head, index) => {
       socket.write(response(index));
       after?.(socket);
+    });
+  });
+}
+
+/**
+ * The stale keep-alive race: the first connection answers once, then drops the second request
+ * without a byte; later connections answer normally.
+ */
+function staleSecondRequestServer() {
+  return startRawServer((socket, connIndex) => {
+    onRequestHeads(socket, (_head, index) => {
+      if (connIndex === 0 && index === 1) socket.destroy();
+      else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
     });
   });
 }
@@ -286,12 +289,7 @@ test('a reused socket that dies before any response byte: GET is retried once on
   const leaks = leakCheck();
   // The first connection answers once, then drops the second request silently (the stale
   // keep-alive race); later connections answer normally.
-  const server = await startRawServer((socket, connIndex) => {
-    onRequestHeads(socket, (_head, index) => {
-      if (connIndex === 0 && index === 1) socket.destroy();
-      else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-    });
-  });
+  const server = await staleSecondRequestServer();
   const pool = new ConnectionPool();
   await (await pool.request(server.url)).text();
   const retried = await pool.request(server.url);
@@ -306,24 +304,14 @@ test('a reused socket that dies before any response byte: GET is retried once on
 
 test('a reused socket that dies before any response byte: POST is not retried and says it may have been processed', async () => {
   const leaks = leakCheck();
-  const server = await startRawServer((socket, connIndex) => {
-    onRequestHeads(socket, (_head, index) => {
-      if (connIndex === 0 && index === 1) socket.destroy();
-      else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-    });
-  });
+  const server = await staleSecondRequestServer();
   const pool = new ConnectionPool();
   await (await pool.request(server.url)).text();
   const err = await rejectsWith(pool.request(server.url, { method: 'POST', body: 'x' }), 'MUXPOOL_ERR_CONNECTION_CLOSED');
   assert.equal(err.maybeProcessed, true);
   assert.equal(err.attempts, 1);
   // With an idempotency key the same POST is replayable.
-  const server2 = await startRawServer((socket, connIndex) => {
-    onRequestHeads(socket, (_head, index) => {
-      if (connIndex === 0 && index === 1) socket.destroy();
-      else socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-    });
-  });
+  const server2 = await staleSecondRequestServer();
   await (await pool.request(server2.url)).text();
   const keyed = await pool.request(server2.url, { method: 'POST', body: 'x', headers: { 'idempotency-key': 'k1' } });
   assert.equal(keyed.attempts, 2);

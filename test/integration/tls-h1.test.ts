@@ -10,21 +10,11 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConnectionPool, MuxpoolError } from '../../src/index.js';
+import { ConnectionPool } from '../../src/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
+import { rejectsWith } from '../helpers/assert.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpsServer } from '../helpers/servers.js';
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<MuxpoolError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof MuxpoolError, `expected a MuxpoolError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 let certsPromise: Promise<GeneratedCertificates> | undefined;
 function certs(): Promise<GeneratedCertificates> {
