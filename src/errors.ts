@@ -36,6 +36,11 @@ export const ERROR_CODES = {
   MUXPOOL_ERR_BODY_TRUNCATED: 'the response body ended before its declared length or final chunk',
   MUXPOOL_ERR_BODY_USED: 'the response body was already consumed',
   MUXPOOL_ERR_INVALID_JSON: 'res.json() was called on a body that is not valid JSON',
+  MUXPOOL_ERR_QUIC: 'the QUIC connection failed: a transport error from either side, or the peer closed it during the handshake',
+  MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT: 'the QUIC handshake did not complete within handshakeTimeoutMs (or the idle timeout, if shorter)',
+  MUXPOOL_ERR_QUIC_IDLE_TIMEOUT: 'the QUIC connection closed after no packet arrived within the idle timeout',
+  MUXPOOL_ERR_QUIC_STREAM_LIMIT: 'the peer allows no more QUIC streams until it raises its limit (MAX_STREAMS)',
+  MUXPOOL_ERR_QUIC_STREAM_CLOSED: 'the QUIC stream cannot be written: it is finished, reset, or the peer asked to stop sending',
   MUXPOOL_ERR_PROTOCOL_UNAVAILABLE: 'the requested HTTP version cannot be used with this origin or is not supported',
   MUXPOOL_ERR_INTERNAL: 'an internal invariant broke (a bug in muxpool: please report it)',
 } as const;

@@ -1,0 +1,287 @@
+/**
+ * quiche configs: TLS identity plus transport parameters.
+ *
+ * A config holds a BoringSSL context, which is costly to build (parsing ~140 root
+ * certificates takes milliseconds), so one config serves every connection with the same
+ * settings: build it once with `createQuicClientConfig`, or let `sharedQuicClientConfig` cache
+ * it. Certificates and keys are handed to BoringSSL from memory; no file is written.
+ */
+import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
+import { MuxpoolError } from '../errors.js';
+import { loadQuiche, type NativeConfig } from './native.js';
+
+/** Transport parameters (RFC 9000 §18.2) and limits; every field has a default. */
+export interface QuicTransportOptions {
+  /** max_idle_timeout: the connection closes after this long without a packet; 0 = never. Default 30 000. */
+  idleTimeoutMs?: number;
+  /** initial_max_data: bytes the peer may send on all streams before we extend it. Default 10 MiB. */
+  initialMaxData?: number;
+  /** initial_max_stream_data_bidi_local (streams we open). Default 1 MiB. */
+  initialMaxStreamDataBidiLocal?: number;
+  /** initial_max_stream_data_bidi_remote (streams the peer opens). Default 1 MiB. */
+  initialMaxStreamDataBidiRemote?: number;
+  /** initial_max_stream_data_uni. Default 1 MiB. */
+  initialMaxStreamDataUni?: number;
+  /** initial_max_streams_bidi: bidirectional streams the peer may open. Default 100. */
+  initialMaxStreamsBidi?: number;
+  /** initial_max_streams_uni: unidirectional streams the peer may open. Default 100. */
+  initialMaxStreamsUni?: number;
+  /** max_udp_payload_size, and the largest datagram we send. Default 1350, at least 1200. */
+  maxUdpPayloadBytes?: number;
+}
+
+export interface QuicClientConfigOptions extends QuicTransportOptions {
+  /** ALPN protocols offered, most preferred first (`['h3']` for HTTP/3). */
+  alpn: readonly string[];
+  /**
+   * Trusted CA certificates, PEM (an entry may hold several). quiche reads no system store, so
+   * this is the whole trust store: Node's roots, NODE_EXTRA_CA_CERTS and the user's CAs.
+   * Required while `verifyPeer` is on.
+   */
+  ca?: readonly string[];
+  /** Verify the server's certificate chain and name. Default true. */
+  verifyPeer?: boolean;
+  /** Allow 0-RTT when resuming a session. Default false. */
+  earlyData?: boolean;
+}
+
+export interface QuicServerConfigOptions extends QuicTransportOptions {
+  /** ALPN protocols accepted, most preferred first. */
+  alpn: readonly string[];
+  /** The certificate chain, PEM, leaf first. */
+  certChain: string;
+  /** The leaf's private key, PEM. */
+  key: string;
+  /** Accept 0-RTT data from resuming clients. Default false. */
+  earlyData?: boolean;
+}
+
+interface ResolvedTransport {
+  idleTimeoutMs: number;
+  initialMaxData: number;
+  initialMaxStreamDataBidiLocal: number;
+  initialMaxStreamDataBidiRemote: number;
+  initialMaxStreamDataUni: number;
+  initialMaxStreamsBidi: number;
+  initialMaxStreamsUni: number;
+  maxUdpPayloadBytes: number;
+}
+
+const MIB = 1024 * 1024;
+const DEFAULT_TRANSPORT: ResolvedTransport = {
+  idleTimeoutMs: 30_000,
+  initialMaxData: 10 * MIB,
+  initialMaxStreamDataBidiLocal: MIB,
+  initialMaxStreamDataBidiRemote: MIB,
+  initialMaxStreamDataUni: MIB,
+  initialMaxStreamsBidi: 100,
+  initialMaxStreamsUni: 100,
+  maxUdpPayloadBytes: 1350,
+};
+
+/** RFC 9000 §18.2: max_udp_payload_size values below 1200 are invalid. */
+const MIN_UDP_PAYLOAD_BYTES = 1200;
+/** RFC 9114 §6.2: control stream plus the two QPACK streams. */
+const H3_MIN_PEER_UNI_STREAMS = 3;
+/** Varint ceiling (RFC 9000 §16), far above anything sensible. */
+const MAX_VARINT = 2 ** 53 - 1;
+
+/** A built config and the settings a connection needs to know about it. */
+export class QuicConfig {
+  /** @internal the quiche config; shared by every connection made with it. */
+  readonly native: NativeConfig;
+  readonly role: 'client' | 'server';
+  readonly alpn: readonly string[];
+  readonly verifyPeer: boolean;
+  readonly earlyData: boolean;
+  readonly idleTimeoutMs: number;
+  readonly maxUdpPayloadBytes: number;
+
+  /** @internal use createQuicClientConfig / createQuicServerConfig. */
+  constructor(
+    native: NativeConfig,
+    settings: { role: 'client' | 'server'; alpn: readonly string[]; verifyPeer: boolean; earlyData: boolean } & ResolvedTransport,
+  ) {
+    this.native = native;
+    this.role = settings.role;
+    this.alpn = Object.freeze([...settings.alpn]);
+    this.verifyPeer = settings.verifyPeer;
+    this.earlyData = settings.earlyData;
+    this.idleTimeoutMs = settings.idleTimeoutMs;
+    this.maxUdpPayloadBytes = settings.maxUdpPayloadBytes;
+  }
+}
+
+function invalid(message: string): MuxpoolError {
+  return new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', message);
+}
+
+function checkAlpn(alpn: readonly string[] | undefined): readonly string[] {
+  if (!Array.isArray(alpn) || alpn.length === 0) throw invalid('alpn must be a non-empty list of protocol names');
+  for (const proto of alpn) {
+    // RFC 7301 §3.1: protocol names are 1 to 255 bytes.
+    if (typeof proto !== 'string' || proto.length === 0 || Buffer.byteLength(proto) > 255) {
+      throw invalid(`alpn entry ${JSON.stringify(proto)} must be 1 to 255 bytes`);
+    }
+  }
+  return alpn;
+}
+
+function checkCount(name: string, value: number | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min || value > MAX_VARINT) {
+    throw invalid(`${name} must be an integer of at least ${min}`);
+  }
+  return value;
+}
+
+function resolveTransport(options: QuicTransportOptions, alpn: readonly string[]): ResolvedTransport {
+  const d = DEFAULT_TRANSPORT;
+  const resolved: ResolvedTransport = {
+    idleTimeoutMs: checkCount('idleTimeoutMs', options.idleTimeoutMs, d.idleTimeoutMs),
+    initialMaxData: checkCount('initialMaxData', options.initialMaxData, d.initialMaxData),
+    initialMaxStreamDataBidiLocal: checkCount(
+      'initialMaxStreamDataBidiLocal',
+      options.initialMaxStreamDataBidiLocal,
+      d.initialMaxStreamDataBidiLocal,
+    ),
+    initialMaxStreamDataBidiRemote: checkCount(
+      'initialMaxStreamDataBidiRemote',
+      options.initialMaxStreamDataBidiRemote,
+      d.initialMaxStreamDataBidiRemote,
+    ),
+    initialMaxStreamDataUni: checkCount('initialMaxStreamDataUni', options.initialMaxStreamDataUni, d.initialMaxStreamDataUni),
+    initialMaxStreamsBidi: checkCount('initialMaxStreamsBidi', options.initialMaxStreamsBidi, d.initialMaxStreamsBidi),
+    initialMaxStreamsUni: checkCount('initialMaxStreamsUni', options.initialMaxStreamsUni, d.initialMaxStreamsUni),
+    maxUdpPayloadBytes: checkCount('maxUdpPayloadBytes', options.maxUdpPayloadBytes, d.maxUdpPayloadBytes, MIN_UDP_PAYLOAD_BYTES),
+  };
+  if (resolved.maxUdpPayloadBytes > 65527) throw invalid('maxUdpPayloadBytes must be at most 65527');
+  // RFC 9114 §6.2: "the transport parameters sent by both clients and servers MUST allow the
+  // peer to create at least three unidirectional streams".
+  if (alpn.includes('h3') && resolved.initialMaxStreamsUni < H3_MIN_PEER_UNI_STREAMS) {
+    throw invalid(`HTTP/3 needs initialMaxStreamsUni of at least ${H3_MIN_PEER_UNI_STREAMS} (RFC 9114 §6.2)`);
+  }
+  return resolved;
+}
+
+function applyTransport(config: NativeConfig, alpn: readonly string[], t: ResolvedTransport, earlyData: boolean): void {
+  config.setApplicationProtos([...alpn]);
+  config.setMaxIdleTimeout(t.idleTimeoutMs);
+  config.setMaxRecvUdpPayloadSize(t.maxUdpPayloadBytes);
+  config.setMaxSendUdpPayloadSize(t.maxUdpPayloadBytes);
+  config.setInitialMaxData(t.initialMaxData);
+  config.setInitialMaxStreamDataBidiLocal(t.initialMaxStreamDataBidiLocal);
+  config.setInitialMaxStreamDataBidiRemote(t.initialMaxStreamDataBidiRemote);
+  config.setInitialMaxStreamDataUni(t.initialMaxStreamDataUni);
+  config.setInitialMaxStreamsBidi(t.initialMaxStreamsBidi);
+  config.setInitialMaxStreamsUni(t.initialMaxStreamsUni);
+  // The driver binds one socket per connection and never moves it.
+  config.setDisableActiveMigration(true);
+  if (earlyData) config.enableEarlyData();
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * Splits PEM text into certificates and checks that each parses. BoringSSL silently skips a
+ * block it cannot read, which would turn a typo into "unknown CA" at handshake time.
+ */
+export function parseCertificates(text: string, what: string, code: 'MUXPOOL_ERR_INVALID_CA' | 'MUXPOOL_ERR_INVALID_ARGUMENT'): string[] {
+  if (typeof text !== 'string') throw new MuxpoolError(code, `${what} must be a PEM string`);
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) throw new MuxpoolError(code, `${what} holds no PEM certificate`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (cause) {
+      throw new MuxpoolError(code, `${what} holds a certificate that does not parse`, { cause });
+    }
+  }
+  return blocks;
+}
+
+function nativeConfigError(cause: unknown): MuxpoolError {
+  return new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `quiche rejected the TLS settings: ${String(cause)}`, { cause });
+}
+
+/** Builds a client config. Throws INVALID_CA for a CA that is not valid PEM. */
+export function createQuicClientConfig(options: QuicClientConfigOptions): QuicConfig {
+  const alpn = checkAlpn(options.alpn);
+  const transport = resolveTransport(options, alpn);
+  const verifyPeer = options.verifyPeer !== false;
+  const earlyData = options.earlyData === true;
+  const cas: string[] = [];
+  for (const [i, entry] of (options.ca ?? []).entries()) cas.push(...parseCertificates(entry, `ca[${i}]`, 'MUXPOOL_ERR_INVALID_CA'));
+  if (verifyPeer && cas.length === 0) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_CA', 'verifying the server needs at least one CA certificate (quiche reads no system store)');
+  }
+  const quiche = loadQuiche();
+  let native: NativeConfig;
+  try {
+    const bundle = cas.length === 0 ? null : new Uint8Array(Buffer.from(cas.join('\n'), 'latin1'));
+    native = quiche.Config.withBoringSslCtx(verifyPeer, false, bundle, null, null, null);
+  } catch (cause) {
+    throw nativeConfigError(cause);
+  }
+  applyTransport(native, alpn, transport, earlyData);
+  return new QuicConfig(native, { role: 'client', alpn, verifyPeer, earlyData, ...transport });
+}
+
+/** Builds a server config from an in-memory certificate chain and key. */
+export function createQuicServerConfig(options: QuicServerConfigOptions): QuicConfig {
+  const alpn = checkAlpn(options.alpn);
+  const transport = resolveTransport(options, alpn);
+  const earlyData = options.earlyData === true;
+  const chain = parseCertificates(options.certChain, 'certChain', 'MUXPOOL_ERR_INVALID_ARGUMENT');
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(options.key);
+  } catch (cause) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'key is not a readable PEM private key', { cause });
+  }
+  if (!new X509Certificate(chain[0] as string).checkPrivateKey(key)) {
+    throw invalid('key does not belong to the first certificate of certChain');
+  }
+  const quiche = loadQuiche();
+  let native: NativeConfig;
+  try {
+    native = quiche.Config.withBoringSslCtx(
+      false,
+      false,
+      null,
+      [new Uint8Array(Buffer.from(options.key, 'latin1'))],
+      [new Uint8Array(Buffer.from(chain.join('\n'), 'latin1'))],
+      null,
+    );
+  } catch (cause) {
+    throw nativeConfigError(cause);
+  }
+  applyTransport(native, alpn, transport, earlyData);
+  return new QuicConfig(native, { role: 'server', alpn, verifyPeer: false, earlyData, ...transport });
+}
+
+/** Configs by digest of their options; bounded, oldest dropped first. */
+const shared = new Map<string, QuicConfig>();
+const MAX_SHARED = 64;
+
+function digestClientOptions(options: QuicClientConfigOptions): string {
+  const hash = createHash('sha256');
+  const { ca, alpn, ...rest } = options;
+  hash.update(JSON.stringify([alpn, Object.entries(rest).filter(([, v]) => v !== undefined).sort()]));
+  for (const entry of ca ?? []) hash.update(`\0${typeof entry === 'string' ? entry : String(entry)}`);
+  return hash.digest('base64url');
+}
+
+/** `createQuicClientConfig`, cached: equal options give the same config. */
+export function sharedQuicClientConfig(options: QuicClientConfigOptions): QuicConfig {
+  const key = digestClientOptions(options);
+  const cached = shared.get(key);
+  if (cached !== undefined) return cached;
+  const config = createQuicClientConfig(options);
+  if (shared.size >= MAX_SHARED) {
+    const oldest = shared.keys().next().value;
+    if (oldest !== undefined) shared.delete(oldest);
+  }
+  shared.set(key, config);
+  return config;
+}

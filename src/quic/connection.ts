@@ -1,0 +1,928 @@
+/**
+ * The driver of one QUIC connection, client or server side.
+ *
+ * It runs one loop (STYLE.md): datagrams are fed to quiche as they arrive, and once per
+ * event-loop turn the driver handles what they changed (handshake, readable and writable
+ * streams, stream credit, session tickets), sends until quiche has nothing left, and re-arms
+ * the timer. Writes never send by themselves; they schedule that turn, so a hundred streams
+ * written in one tick leave in one burst of packets.
+ *
+ * quiche's own state is the truth; `state` follows it through the transitions in state.ts.
+ */
+import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { Clock, Timer } from '../core/clock.js';
+import { MuxpoolError, internalError } from '../errors.js';
+import type { QuicConfig } from './config.js';
+import { CRYPTO_ERROR_BASE, closeError, isNativeFailure, nativeError, nativeFailure, reasonText } from './error-map.js';
+import { Shutdown, type HostPort, type NativeConnection, type RecvInfo } from './native.js';
+import { transition, type QuicConnectionState } from './state.js';
+
+/**
+ * What the connection tells its user. Every method is optional; all run inside the driver's
+ * turn and must not throw. They may call back into the connection (write, close, destroy).
+ */
+export interface QuicConnectionHandler {
+  /** The handshake completed (the certificate was verified, when verification is on). */
+  onEstablished?(): void;
+  /**
+   * Bytes arrived on a stream, in order. `fin`: this is the end of the stream (the chunk may be
+   * empty). The chunk is the handler's to keep.
+   */
+  onStreamData?(streamId: number, chunk: Uint8Array, fin: boolean): void;
+  /** The peer abandoned its sending side (RESET_STREAM): no more data will come. */
+  onStreamReset?(streamId: number, appErrorCode: number): void;
+  /** The peer asked us to stop sending (STOP_SENDING): further writes fail. */
+  onStreamStopped?(streamId: number, appErrorCode: number): void;
+  /** A stream whose write was cut short can take more bytes. */
+  onStreamWritable?(streamId: number): void;
+  /** The peer opened a stream; its data follows through `onStreamData`. */
+  onPeerStream?(streamId: number, bidirectional: boolean): void;
+  /** How many more streams the peer lets us open changed (MAX_STREAMS, or we opened one). */
+  onCreditChange?(peerStreamsLeftBidi: number, peerStreamsLeftUni: number): void;
+  /** A session to resume from later (`connect({ session })`): arrives once, after the handshake. */
+  onSessionTicket?(session: Uint8Array): void;
+  /** The connection can no longer be used. Called once; `QuicConnection.closed` settles later. */
+  onClose?(info: QuicCloseInfo): void;
+}
+
+/** Why a connection ended, and with what CONNECTION_CLOSE (RFC 9000 §19.19). */
+export interface QuicCloseInfo {
+  cause: 'local-close' | 'destroyed' | 'local-error' | 'peer-close' | 'idle-timeout' | 'handshake-timeout';
+  /** The close code is an application one (true) or a transport one (false). */
+  isApp: boolean;
+  errorCode: number;
+  reason: string;
+  /**
+   * The failure, when it is one: undefined for our own `close()`, for a peer's application
+   * close or NO_ERROR after the handshake (the application layer reads `errorCode`).
+   */
+  error: MuxpoolError | undefined;
+}
+
+/** How a connection reaches its peer. The client owns a socket; the server shares one. */
+export interface DatagramTransport {
+  /** Sends `packet[0, length)` to `to`. The driver never touches `packet` again. */
+  send(packet: Uint8Array, length: number, to: HostPort): void;
+  /** The connection is closed: free what belongs to it. Called once. */
+  release(): void;
+  /** Whether the connection has work in flight (a client keeps its socket referenced then). */
+  setActive(active: boolean): void;
+}
+
+/** @internal everything the client or the server knows when it creates a driver. */
+export interface QuicConnectionInit {
+  native: NativeConnection;
+  config: QuicConfig;
+  transport: DatagramTransport;
+  local: HostPort;
+  peer: HostPort;
+  clock: Clock;
+  handler?: QuicConnectionHandler | undefined;
+  handshakeTimeoutMs: number;
+  /** Client side: the name or IP the server certificate must cover. */
+  serverName?: string | undefined;
+}
+
+interface StreamRecord {
+  /** More data or a FIN may still arrive. */
+  readOpen: boolean;
+  /** We may still write (no FIN accepted, no reset, no STOP_SENDING). */
+  writeOpen: boolean;
+  /** A write was cut short: tell the handler when capacity returns. */
+  blocked: boolean;
+  /** An empty write with FIN found no capacity; it is retried by the driver. */
+  pendingFin: boolean;
+  /** The handler asked us to stop delivering data for now. */
+  paused: boolean;
+}
+
+/**
+ * Peer-initiated stream ids of one kind that we are done with. Ids below `floor` are all done;
+ * `done` holds the ones above it, so the set stays as small as the number of gaps.
+ */
+class RetiredIds {
+  private floor: number;
+  private readonly done = new Set<number>();
+  constructor(first: number) {
+    this.floor = first;
+  }
+  has(id: number): boolean {
+    return id < this.floor || this.done.has(id);
+  }
+  add(id: number): void {
+    this.done.add(id);
+    while (this.done.delete(this.floor)) this.floor += 4;
+  }
+}
+
+/** A stream read copies out of this buffer; reads never overlap (one turn at a time). */
+const READ_SCRATCH = Buffer.allocUnsafe(64 * 1024);
+/** Bounds per turn, so one busy connection cannot hold the event loop. */
+const MAX_PACKETS_PER_TURN = 256;
+const MAX_READS_PER_STREAM = 32;
+/** Turns after the handshake during which we look for a session ticket. */
+const SESSION_TICKET_TURNS = 64;
+/** Low-water mark for a blocked stream: wake the writer when this much fits (or everything). */
+const WRITABLE_LOW_WATER = 16 * 1024;
+/** RFC 8446 §6.2 bad_certificate, sent when our own IP SAN check fails. */
+const ALERT_BAD_CERTIFICATE = 42;
+
+const EMPTY = new Uint8Array(0);
+
+function streamError(streamId: number, message: string, wireCode?: number): MuxpoolError {
+  return new MuxpoolError(
+    'MUXPOOL_ERR_QUIC_STREAM_CLOSED',
+    `stream ${streamId}: ${message}`,
+    wireCode === undefined ? {} : { wireCode, origin: 'remote' },
+  );
+}
+
+export class QuicConnection {
+  readonly role: 'client' | 'server';
+  readonly localAddress: HostPort;
+  /** The peer's address when the connection was made. */
+  readonly remoteAddress: HostPort;
+  /** quiche's trace id (hex of our source connection id), for logs. */
+  readonly traceId: string;
+
+  private native: NativeConnection | undefined;
+  private readonly config: QuicConfig;
+  private readonly transport: DatagramTransport;
+  private readonly clock: Clock;
+  private handler: QuicConnectionHandler | undefined;
+  private readonly serverName: string | undefined;
+  private current: QuicConnectionState = 'handshaking';
+
+  private readonly streams = new Map<number, StreamRecord>();
+  private writeOpenCount = 0;
+  private nextBidi: number;
+  private nextUni: number;
+  private readonly retiredPeerBidi: RetiredIds;
+  private readonly retiredPeerUni: RetiredIds;
+
+  private readonly recvInfo: RecvInfo;
+  private spare: Buffer | undefined;
+  private turnScheduled: NodeJS.Immediate | undefined;
+  private inTurn = false;
+  private timer: Timer | undefined;
+  private timerDue = 0;
+  private handshakeTimer: Timer | undefined;
+  private active = false;
+
+  private recvFailed = false;
+  private lastCredit: [number, number] = [-1, -1];
+  private sessionTurnsLeft = SESSION_TICKET_TURNS;
+  private usedEarlyData = false;
+  private wasEstablished = false;
+  private negotiatedAlpn = '';
+  private resumed = false;
+  /** Set when we decided to close: by the user, or by the driver itself. */
+  private closeCause: QuicCloseInfo['cause'] | undefined;
+  private closeErrorOverride: MuxpoolError | undefined;
+  private closeInfo: QuicCloseInfo | undefined;
+
+  private waiter: { resolve: () => void; reject: (err: MuxpoolError) => void; earlyData: boolean } | undefined;
+  private readonly closedPromise: Promise<QuicCloseInfo>;
+  private resolveClosed!: (info: QuicCloseInfo) => void;
+
+  /** @internal created by `connectQuic` and `QuicServer`. */
+  constructor(init: QuicConnectionInit) {
+    this.native = init.native;
+    this.config = init.config;
+    this.role = init.config.role;
+    this.transport = init.transport;
+    this.clock = init.clock;
+    this.handler = init.handler;
+    this.serverName = init.serverName;
+    this.localAddress = init.local;
+    this.remoteAddress = init.peer;
+    this.recvInfo = { from: init.peer, to: init.local };
+    this.traceId = init.native.traceId();
+    // RFC 9000 §2.1: bit 0 of a stream id says who opened it (0 client), bit 1 its direction.
+    const client = this.role === 'client';
+    this.nextBidi = client ? 0 : 1;
+    this.nextUni = client ? 2 : 3;
+    this.retiredPeerBidi = new RetiredIds(client ? 1 : 0);
+    this.retiredPeerUni = new RetiredIds(client ? 3 : 2);
+    this.closedPromise = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    if (init.handshakeTimeoutMs > 0) {
+      this.handshakeTimer = this.clock.setTimer(() => this.onHandshakeTimeout(), init.handshakeTimeoutMs);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // State and facts
+
+  get state(): QuicConnectionState {
+    return this.current;
+  }
+
+  /** Settles once every resource is released, with why the connection ended. */
+  get closed(): Promise<QuicCloseInfo> {
+    return this.closedPromise;
+  }
+
+  /** The ALPN protocol agreed on, or '' before the handshake. */
+  get alpn(): string {
+    return this.negotiatedAlpn;
+  }
+
+  /** Bidirectional streams we may still open before the peer raises its limit. */
+  get peerStreamsLeftBidi(): number {
+    return this.native?.peerStreamsLeftBidi() ?? 0;
+  }
+
+  get peerStreamsLeftUni(): number {
+    return this.native?.peerStreamsLeftUni() ?? 0;
+  }
+
+  /**
+   * The handshake resumed an earlier session. False after a 0-RTT attempt means the server
+   * refused the early data; quiche then resent it in 1-RTT packets on its own.
+   */
+  get isResumed(): boolean {
+    return this.resumed;
+  }
+
+  /** Streams are being sent as 0-RTT data right now (client, before the handshake completes). */
+  get isInEarlyData(): boolean {
+    return this.native?.isInEarlyData() ?? false;
+  }
+
+  /** True once this connection sent or accepted 0-RTT data. */
+  get earlyDataUsed(): boolean {
+    return this.usedEarlyData;
+  }
+
+  /** The latest session for resumption, if the peer sent a ticket. */
+  get session(): Uint8Array | undefined {
+    return this.native?.session() ?? undefined;
+  }
+
+  /** Streams the driver still tracks (open in at least one direction). */
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Why the connection ended, once it did. */
+  get closeReason(): QuicCloseInfo | undefined {
+    return this.closeInfo;
+  }
+
+  setHandler(handler: QuicConnectionHandler | undefined): void {
+    this.handler = handler;
+    // Data that waited in quiche for a handler is delivered on the next turn.
+    this.scheduleTurn();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Streams
+
+  /** Opens a stream and returns its id. Throws QUIC_STREAM_LIMIT when the peer allows no more. */
+  openStream(bidirectional = true): number {
+    const native = this.usableNative('open a stream');
+    const left = bidirectional ? native.peerStreamsLeftBidi() : native.peerStreamsLeftUni();
+    if (left <= 0) {
+      throw new MuxpoolError(
+        'MUXPOOL_ERR_QUIC_STREAM_LIMIT',
+        `the peer allows no more ${bidirectional ? 'bidirectional' : 'unidirectional'} streams right now`,
+      );
+    }
+    const id = bidirectional ? this.nextBidi : this.nextUni;
+    try {
+      // An empty write creates the stream in quiche (and counts it against the peer's limit)
+      // without putting anything on the wire.
+      native.streamSend(id, EMPTY, false);
+    } catch (cause) {
+      if (isNativeFailure(cause, 'StreamLimit')) {
+        throw new MuxpoolError('MUXPOOL_ERR_QUIC_STREAM_LIMIT', 'the peer allows no more streams right now', { cause });
+      }
+      throw nativeError(`open stream ${id}`, cause);
+    }
+    if (bidirectional) this.nextBidi += 4;
+    else this.nextUni += 4;
+    this.streams.set(id, { readOpen: bidirectional, writeOpen: true, blocked: false, pendingFin: false, paused: false });
+    this.writeOpenCount++;
+    this.updateActive();
+    return id;
+  }
+
+  /**
+   * Queues bytes on a stream; returns how many were accepted (flow control may take fewer).
+   * When fewer were taken, `onStreamWritable` says when to write the rest. `fin` takes effect
+   * only when every byte was accepted.
+   */
+  write(streamId: number, data: Uint8Array, fin = false): number {
+    const native = this.usableNative('write');
+    const record = this.streams.get(streamId);
+    if (record === undefined || !record.writeOpen) throw streamError(streamId, 'not open for writing');
+    if (record.pendingFin) throw streamError(streamId, 'already finished');
+    let accepted: number | null;
+    try {
+      accepted = native.streamSend(streamId, data, fin);
+    } catch (cause) {
+      const failure = nativeFailure(cause);
+      if (failure?.name === 'StreamStopped') {
+        this.closeWrite(streamId, record);
+        throw streamError(streamId, 'the peer asked us to stop sending (STOP_SENDING)', failure.arg);
+      }
+      if (failure?.name === 'InvalidStreamState') {
+        this.closeWrite(streamId, record);
+        throw streamError(streamId, 'no longer exists');
+      }
+      throw nativeError(`write to stream ${streamId}`, cause);
+    }
+    const written = accepted ?? 0;
+    if (written === data.length && fin) {
+      if (accepted === null) {
+        // Only an empty FIN can be refused whole; the driver sends it when room returns.
+        record.pendingFin = true;
+      } else {
+        this.closeWrite(streamId, record);
+      }
+    } else if (written < data.length) {
+      record.blocked = true;
+      try {
+        native.streamWritable(streamId, Math.min(data.length - written, WRITABLE_LOW_WATER));
+      } catch {
+        // The stream is stopped or gone; the next turn's writable scan reports it.
+      }
+    }
+    this.scheduleTurn();
+    return written;
+  }
+
+  /** Abandons our sending side (RESET_STREAM with `appErrorCode`). */
+  resetStream(streamId: number, appErrorCode: number): void {
+    const record = this.streams.get(streamId);
+    if (record === undefined || !record.writeOpen || this.native === undefined) return;
+    this.shutdown(streamId, Shutdown.Write, appErrorCode);
+    this.closeWrite(streamId, record);
+    this.scheduleTurn();
+  }
+
+  /** Asks the peer to stop sending (STOP_SENDING with `appErrorCode`); data still queued is dropped. */
+  stopSending(streamId: number, appErrorCode: number): void {
+    const record = this.streams.get(streamId);
+    if (record === undefined || !record.readOpen || this.native === undefined) return;
+    this.shutdown(streamId, Shutdown.Read, appErrorCode);
+    record.readOpen = false;
+    this.forgetIfDone(streamId, record);
+    this.scheduleTurn();
+  }
+
+  /** Stops delivering a stream's data; quiche keeps it, and flow control slows the peer. */
+  pauseStream(streamId: number): void {
+    const record = this.streams.get(streamId);
+    if (record !== undefined) record.paused = true;
+  }
+
+  resumeStream(streamId: number): void {
+    const record = this.streams.get(streamId);
+    if (record === undefined || !record.paused) return;
+    record.paused = false;
+    this.scheduleTurn();
+  }
+
+  /** RFC 9218 priority of a stream we send on (urgency 0–7, lower first). */
+  setStreamPriority(streamId: number, urgency: number, incremental: boolean): void {
+    if (this.native === undefined || !this.streams.has(streamId)) return;
+    try {
+      this.native.streamPriority(streamId, urgency, incremental);
+    } catch (cause) {
+      throw nativeError(`set the priority of stream ${streamId}`, cause);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Closing
+
+  /**
+   * Graceful close: sends CONNECTION_CLOSE with an application error code, then drains (RFC
+   * 9000 §10.2). Resolves once every resource is released.
+   */
+  close(appErrorCode = 0, reason = ''): Promise<QuicCloseInfo> {
+    const native = this.native;
+    if (native === undefined || this.current === 'draining') return this.closedPromise;
+    this.closeCause ??= 'local-close';
+    if (native.close(true, appErrorCode, new Uint8Array(Buffer.from(reason, 'utf8'))) === null) {
+      // quiche was already closing on its own; the turn reports what it has.
+      this.closeCause = undefined;
+    }
+    this.runOrScheduleTurn();
+    return this.closedPromise;
+  }
+
+  /**
+   * Immediate close: one CONNECTION_CLOSE (NO_ERROR) is sent if the connection was open, then
+   * everything is released now, without draining. `err` is what `onClose` reports.
+   */
+  destroy(err?: MuxpoolError): void {
+    const native = this.native;
+    if (native === undefined) return;
+    if (this.closeCause === undefined || this.closeCause === 'local-close') {
+      this.closeCause = 'destroyed';
+      this.closeErrorOverride = err;
+    }
+    if (this.current !== 'draining' && native.close(false, 0, EMPTY) !== null) this.sendPackets(native);
+    this.finish();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Driver: called by the transport and by timers
+
+  /** @internal Feeds one datagram; the turn that follows handles what it changed. */
+  onDatagram(packet: Uint8Array, from?: HostPort): void {
+    const native = this.native;
+    if (native === undefined) return;
+    let info = this.recvInfo;
+    if (from !== undefined && (from.port !== info.from.port || from.host !== info.from.host)) {
+      info = { from, to: this.localAddress };
+    }
+    try {
+      native.recv(packet, info);
+    } catch {
+      // A packet quiche cannot use is simply dropped; a fatal one leaves a local error that
+      // the turn reports.
+      this.recvFailed = true;
+    }
+    this.scheduleTurn();
+  }
+
+  /** @internal The transport failed for good (socket error): the connection ends now. */
+  onTransportError(err: MuxpoolError): void {
+    this.destroy(err);
+  }
+
+  /** @internal Sends the first flight (client) and starts the loop. */
+  start(): void {
+    this.runTurn();
+  }
+
+  /** @internal Resolves on establishment (or in 0-RTT when asked); rejects if it ends first. */
+  waitEstablished(earlyData: boolean): Promise<void> {
+    if (this.current === 'established') return Promise.resolve();
+    if (this.closeInfo !== undefined) {
+      return Promise.reject(this.closeInfo.error ?? new MuxpoolError('MUXPOOL_ERR_QUIC', 'the QUIC connection closed'));
+    }
+    if (earlyData && this.native?.isInEarlyData() === true) {
+      this.usedEarlyData = true;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject, earlyData };
+    });
+  }
+
+  private usableNative(action: string): NativeConnection {
+    const native = this.native;
+    if (native === undefined || this.current === 'draining' || this.current === 'closed') {
+      throw new MuxpoolError('MUXPOOL_ERR_QUIC', `cannot ${action}: the QUIC connection is ${this.current}`);
+    }
+    if (this.current === 'handshaking' && !native.isInEarlyData()) {
+      throw new MuxpoolError('MUXPOOL_ERR_QUIC', `cannot ${action}: the QUIC handshake is not complete`);
+    }
+    return native;
+  }
+
+  private shutdown(streamId: number, direction: number, appErrorCode: number): void {
+    try {
+      this.native?.streamShutdown(streamId, direction, appErrorCode);
+    } catch (cause) {
+      // Shutting down a stream quiche already collected is not an error worth raising.
+      if (!isNativeFailure(cause, 'InvalidStreamState')) throw nativeError(`shut down stream ${streamId}`, cause);
+    }
+  }
+
+  private closeWrite(streamId: number, record: StreamRecord): void {
+    if (record.writeOpen) {
+      record.writeOpen = false;
+      this.writeOpenCount--;
+    }
+    record.blocked = false;
+    record.pendingFin = false;
+    this.forgetIfDone(streamId, record);
+  }
+
+  private forgetIfDone(streamId: number, record: StreamRecord): void {
+    if (record.readOpen || record.writeOpen) return;
+    this.streams.delete(streamId);
+    if (!this.isLocalStream(streamId)) {
+      if ((streamId & 2) === 0) this.retiredPeerBidi.add(streamId);
+      else this.retiredPeerUni.add(streamId);
+    }
+    this.updateActive();
+  }
+
+  private isLocalStream(streamId: number): boolean {
+    return (streamId & 1) === (this.role === 'client' ? 0 : 1);
+  }
+
+  private scheduleTurn(): void {
+    if (this.turnScheduled !== undefined || this.native === undefined) return;
+    this.turnScheduled = setImmediate(this.onScheduledTurn);
+  }
+
+  private readonly onScheduledTurn = (): void => {
+    this.turnScheduled = undefined;
+    this.runTurn();
+  };
+
+  private runOrScheduleTurn(): void {
+    if (this.inTurn) this.scheduleTurn();
+    else this.runTurn();
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    const native = this.native;
+    if (native === undefined) return;
+    native.onTimeout();
+    this.runOrScheduleTurn();
+  };
+
+  private onHandshakeTimeout(): void {
+    this.handshakeTimer = undefined;
+    const native = this.native;
+    if (native === undefined || this.current !== 'handshaking') return;
+    this.closeCause = 'handshake-timeout';
+    // RFC 9000 §10.2: a CONNECTION_CLOSE lets a slow peer free its state at once.
+    if (native.close(false, 0, EMPTY) !== null) this.sendPackets(native);
+    this.finish();
+  }
+
+  /** One turn of the loop. Never re-entered: handlers that write or close schedule another. */
+  private runTurn(): void {
+    const native = this.native;
+    if (native === undefined || this.inTurn) return;
+    this.inTurn = true;
+    try {
+      this.turn(native);
+    } finally {
+      this.inTurn = false;
+    }
+  }
+
+  private turn(native: NativeConnection): void {
+    let more = false;
+    if (this.current === 'handshaking' && native.isEstablished()) {
+      if (!this.establish(native)) return;
+    }
+    const handler = this.handler;
+    const early = this.current === 'handshaking' && native.isInEarlyData();
+    if (early) this.usedEarlyData = true;
+    if (handler !== undefined && (this.current === 'established' || early)) {
+      more = this.readStreams(native, handler);
+      if (this.native === undefined) return;
+      if (this.writeOpenCount > 0) this.scanWritable(native, handler);
+      if (this.native === undefined) return;
+      this.reportCredit(native, handler);
+      if (this.native === undefined) return;
+      if (
+        this.role === 'client' &&
+        this.current === 'established' &&
+        this.sessionTurnsLeft > 0 &&
+        handler.onSessionTicket !== undefined
+      ) {
+        this.sessionTurnsLeft--;
+        const session = native.session();
+        if (session !== null) {
+          this.sessionTurnsLeft = 0;
+          handler.onSessionTicket(session);
+          if (this.native === undefined) return;
+        }
+      }
+    }
+    if (!this.sendPackets(native)) more = true;
+    if (this.current === 'handshaking' && this.waiter?.earlyData === true && native.isInEarlyData()) {
+      // 0-RTT: quiche only knows it is in early data once the first flight went out.
+      this.usedEarlyData = true;
+      const waiter = this.waiter;
+      this.waiter = undefined;
+      waiter.resolve();
+    }
+    if (native.isClosed()) {
+      this.finish();
+      return;
+    }
+    if (this.current !== 'draining' && (native.isDraining() || (this.recvFailed && native.localError() !== null))) {
+      this.enterDraining(native);
+      if (this.native === undefined) return;
+      // A handshake that failed has nothing worth draining for: our CONNECTION_CLOSE went out
+      // in this turn's packets, and the peer holds no state we could still help it free.
+      if (!this.wasEstablished) {
+        this.finish();
+        return;
+      }
+    }
+    this.recvFailed = false;
+    this.armTimer(native);
+    this.updateActive();
+    if (more) this.scheduleTurn();
+  }
+
+  /** handshaking → established; false when our own certificate check closed the connection. */
+  private establish(native: NativeConnection): boolean {
+    if (this.role === 'client' && this.config.verifyPeer && this.serverName !== undefined && isIP(this.serverName) !== 0) {
+      // quiche checks DNS names only; an IP literal is checked against the IP SANs here,
+      // before anything is reported as established.
+      if (this.certificateNameMismatch(native)) {
+        this.closeCause = 'local-error';
+        this.closeErrorOverride = new MuxpoolError(
+          'MUXPOOL_ERR_TLS_HOSTNAME',
+          `the server certificate does not cover ${this.serverName}`,
+          { wireCode: CRYPTO_ERROR_BASE + ALERT_BAD_CERTIFICATE, origin: 'local' },
+        );
+        native.close(false, CRYPTO_ERROR_BASE + ALERT_BAD_CERTIFICATE, EMPTY);
+        this.sendPackets(native);
+        this.finish();
+        return false;
+      }
+    }
+    this.current = transition(this.current, 'established', this.traceId);
+    this.wasEstablished = true;
+    const proto = native.applicationProto();
+    this.negotiatedAlpn = Buffer.from(proto.buffer, proto.byteOffset, proto.byteLength).toString('latin1');
+    this.resumed = native.isResumed();
+    this.handshakeTimer?.cancel();
+    this.handshakeTimer = undefined;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.resolve();
+    this.handler?.onEstablished?.();
+    return this.native !== undefined;
+  }
+
+  /** True when the peer's leaf certificate is known and does not cover `serverName`. */
+  private certificateNameMismatch(native: NativeConnection): boolean {
+    const name = this.serverName;
+    const leaf = native.peerCertChain()?.[0];
+    if (name === undefined || leaf === undefined) return false;
+    try {
+      const cert = new X509Certificate(Buffer.from(leaf.buffer, leaf.byteOffset, leaf.byteLength));
+      return (isIP(name) !== 0 ? cert.checkIP(name) : cert.checkHost(name)) === undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Delivers readable streams; true when data was left behind by the per-turn bounds. */
+  private readStreams(native: NativeConnection, handler: QuicConnectionHandler): boolean {
+    let more = false;
+    for (const id of native.readable()) {
+      let record = this.streams.get(id);
+      if (record === undefined) {
+        const bidi = (id & 2) === 0;
+        const retired = this.isLocalStream(id) || (bidi ? this.retiredPeerBidi : this.retiredPeerUni).has(id);
+        if (retired) {
+          // A stream we are done with (say, a RESET_STREAM after our STOP_SENDING): consume it so
+          // quiche can collect it.
+          this.discard(native, id);
+          continue;
+        }
+        record = { readOpen: true, writeOpen: bidi, blocked: false, pendingFin: false, paused: false };
+        this.streams.set(id, record);
+        if (bidi) this.writeOpenCount++;
+        handler.onPeerStream?.(id, bidi);
+        if (this.native === undefined) return false;
+      }
+      if (!record.readOpen) {
+        this.discard(native, id);
+        continue;
+      }
+      if (record.paused) continue;
+      if (this.readStream(native, handler, id, record)) more = true;
+      if (this.native === undefined) return false;
+    }
+    return more;
+  }
+
+  private readStream(native: NativeConnection, handler: QuicConnectionHandler, id: number, record: StreamRecord): boolean {
+    for (let reads = 0; reads < MAX_READS_PER_STREAM; reads++) {
+      let result: [number, boolean] | null;
+      try {
+        result = native.streamRecv(id, READ_SCRATCH);
+      } catch (cause) {
+        const failure = nativeFailure(cause);
+        record.readOpen = false;
+        if (failure?.name === 'StreamReset') {
+          handler.onStreamReset?.(id, failure.arg ?? 0);
+        } else if (failure?.name !== 'InvalidStreamState') {
+          this.forgetIfDone(id, record);
+          throw nativeError(`read stream ${id}`, cause);
+        }
+        this.forgetIfDone(id, record);
+        return false;
+      }
+      if (result === null) return false;
+      const [length, fin] = result;
+      const chunk = Buffer.allocUnsafe(length);
+      READ_SCRATCH.copy(chunk, 0, 0, length);
+      if (fin) record.readOpen = false;
+      handler.onStreamData?.(id, chunk, fin);
+      if (fin) {
+        this.forgetIfDone(id, record);
+        return false;
+      }
+      if (this.native === undefined || record.paused || !record.readOpen) return false;
+    }
+    return true;
+  }
+
+  private discard(native: NativeConnection, id: number): void {
+    try {
+      for (let reads = 0; reads < MAX_READS_PER_STREAM; reads++) {
+        if (native.streamRecv(id, READ_SCRATCH) === null) return;
+      }
+    } catch {
+      // Reset or collected: either way there is nothing left to consume.
+    }
+  }
+
+  /** Finds streams that can take bytes again, and streams the peer told to stop sending. */
+  private scanWritable(native: NativeConnection, handler: QuicConnectionHandler): void {
+    for (const id of native.writable()) {
+      const record = this.streams.get(id);
+      if (record === undefined || !record.writeOpen) continue;
+      let capacity: number;
+      try {
+        capacity = native.streamCapacity(id);
+      } catch (cause) {
+        const failure = nativeFailure(cause);
+        this.closeWrite(id, record);
+        if (failure?.name === 'StreamStopped') handler.onStreamStopped?.(id, failure.arg ?? 0);
+        else if (failure?.name !== 'InvalidStreamState') throw nativeError(`check stream ${id}`, cause);
+        if (this.native === undefined) return;
+        continue;
+      }
+      if (record.pendingFin) {
+        let sent: number | null = null;
+        try {
+          sent = native.streamSend(id, EMPTY, true);
+        } catch {
+          // Stopped or gone since the capacity check: either way nothing more can be written.
+          this.closeWrite(id, record);
+        }
+        if (sent !== null) this.closeWrite(id, record);
+        continue;
+      }
+      if (record.blocked && capacity > 0) {
+        record.blocked = false;
+        handler.onStreamWritable?.(id);
+        if (this.native === undefined) return;
+      }
+    }
+  }
+
+  private reportCredit(native: NativeConnection, handler: QuicConnectionHandler): void {
+    if (handler.onCreditChange === undefined) return;
+    const bidi = native.peerStreamsLeftBidi();
+    const uni = native.peerStreamsLeftUni();
+    if (bidi === this.lastCredit[0] && uni === this.lastCredit[1]) return;
+    this.lastCredit = [bidi, uni];
+    handler.onCreditChange(bidi, uni);
+  }
+
+  /** Sends until quiche has nothing left or the per-turn bound; true when it has nothing left. */
+  private sendPackets(native: NativeConnection): boolean {
+    const size = this.config.maxUdpPayloadBytes;
+    for (let packets = 0; packets < MAX_PACKETS_PER_TURN; packets++) {
+      const out = this.spare ?? Buffer.allocUnsafe(size);
+      this.spare = undefined;
+      let result;
+      try {
+        result = native.send(out);
+      } catch {
+        // quiche reports a connection that cannot send any more through isClosed/localError.
+        this.spare = out;
+        return true;
+      }
+      if (result === null) {
+        this.spare = out;
+        return true;
+      }
+      this.transport.send(out, result[0], result[1].to);
+    }
+    return false;
+  }
+
+  private armTimer(native: NativeConnection): void {
+    const ms = native.timeout();
+    if (ms === null) {
+      this.timer?.cancel();
+      this.timer = undefined;
+      return;
+    }
+    // quiche's timers fire at their deadline; one extra millisecond makes sure it has passed.
+    const due = this.clock.now() + ms + 1;
+    // A timer that fires early is harmless (quiche checks its own deadlines), so a later
+    // deadline keeps the armed timer and only an earlier one re-arms.
+    if (this.timer !== undefined && due >= this.timerDue) return;
+    this.timer?.cancel();
+    this.timerDue = due;
+    this.timer = this.clock.setTimer(this.onTimer, ms + 1);
+  }
+
+  private updateActive(): void {
+    // Draining is short (3 × PTO) and someone may await `closed`: it keeps the process alive too.
+    const active = this.native !== undefined && (this.current !== 'established' || this.streams.size > 0);
+    if (active === this.active) return;
+    this.active = active;
+    this.transport.setActive(active);
+  }
+
+  private enterDraining(native: NativeConnection): void {
+    this.current = transition(this.current, 'draining', this.traceId);
+    this.reportClose(native);
+  }
+
+  /** Builds the close info from what quiche knows, tells the handler and any waiter. */
+  private reportClose(native: NativeConnection | undefined): void {
+    if (this.closeInfo !== undefined) return;
+    const handshaking = !this.wasEstablished;
+    const local = native?.localError() ?? null;
+    const peer = native?.peerError() ?? null;
+    let cause = this.closeCause;
+    if (cause === undefined) {
+      if (native?.isTimedOut() === true) cause = handshaking ? 'handshake-timeout' : 'idle-timeout';
+      else if (peer !== null) cause = 'peer-close';
+      else cause = 'local-error';
+    }
+    const wire = cause === 'peer-close' ? peer : local;
+    const info: QuicCloseInfo = {
+      cause,
+      isApp: wire?.isApp ?? false,
+      errorCode: wire?.errorCode ?? 0,
+      reason: wire === null ? '' : reasonText(wire.reason),
+      error: undefined,
+    };
+    info.error = this.closeErrorFor(info, cause, handshaking, native);
+    this.closeInfo = info;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (waiter !== undefined) waiter.reject(info.error ?? new MuxpoolError('MUXPOOL_ERR_QUIC', 'the QUIC connection closed during the handshake'));
+    this.handler?.onClose?.(info);
+  }
+
+  private closeErrorFor(
+    info: QuicCloseInfo,
+    cause: QuicCloseInfo['cause'],
+    handshaking: boolean,
+    native: NativeConnection | undefined,
+  ): MuxpoolError | undefined {
+    if (this.closeErrorOverride !== undefined) return this.closeErrorOverride;
+    switch (cause) {
+      case 'local-close':
+        return undefined;
+      case 'destroyed':
+        return handshaking ? new MuxpoolError('MUXPOOL_ERR_QUIC', 'the QUIC connection was destroyed during the handshake') : undefined;
+      case 'handshake-timeout':
+        return new MuxpoolError('MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT', `the QUIC handshake with ${this.describePeer()} timed out`);
+      case 'idle-timeout':
+        return new MuxpoolError('MUXPOOL_ERR_QUIC_IDLE_TIMEOUT', `no packet from ${this.describePeer()} within the idle timeout`);
+      case 'peer-close':
+      case 'local-error': {
+        const origin = cause === 'peer-close' ? 'remote' : 'local';
+        // After the handshake an application close, or NO_ERROR, is an ordinary ending.
+        if (!handshaking && origin === 'remote' && (info.isApp || info.errorCode === 0)) return undefined;
+        const nameMismatch = origin === 'local' && native !== undefined && this.certificateNameMismatch(native);
+        return closeError(
+          { isApp: info.isApp, errorCode: info.errorCode, reason: new Uint8Array(Buffer.from(info.reason, 'utf8')) },
+          { origin, serverName: this.serverName, nameMismatch },
+        );
+      }
+      default:
+        throw internalError(`unknown close cause ${String(cause)}`);
+    }
+  }
+
+  private describePeer(): string {
+    const { host, port } = this.remoteAddress;
+    return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  }
+
+  /** Releases everything: timers, the transport, quiche's connection (freed once collected). */
+  private finish(): void {
+    if (this.current === 'closed') return;
+    this.reportClose(this.native);
+    this.current = transition(this.current, 'closed', this.traceId);
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.handshakeTimer?.cancel();
+    this.handshakeTimer = undefined;
+    if (this.turnScheduled !== undefined) clearImmediate(this.turnScheduled);
+    this.turnScheduled = undefined;
+    // ~27 KB of native memory per connection is freed only when nothing references it.
+    this.native = undefined;
+    this.spare = undefined;
+    this.handler = undefined;
+    this.streams.clear();
+    this.writeOpenCount = 0;
+    this.active = false;
+    this.transport.release();
+    this.resolveClosed(this.closeInfo as QuicCloseInfo);
+  }
+}

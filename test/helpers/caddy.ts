@@ -1,0 +1,126 @@
+/**
+ * Caddy (`/usr/bin/caddy`) as a real HTTP/1.1 + HTTP/2 + HTTP/3 peer on loopback.
+ *
+ * Each instance gets a temporary HOME/XDG dirs (so its internal CA lives there and nothing is
+ * installed into any trust store), a free port shared by TCP and UDP, and `tls internal`.
+ * `startCaddy` resolves once the HTTP/3 listener is up, both site certificates are issued and
+ * the root CA is on disk.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const CADDY_BINARY = process.env['MUXPOOL_CADDY'] ?? '/usr/bin/caddy';
+const START_LIMIT_MS = 20_000;
+
+export interface CaddyServer {
+  port: number;
+  /** PEM of the instance's internal root CA. */
+  caCert: string;
+  /** `https://localhost:PORT` */
+  url: string;
+  /** Everything Caddy logged so far (JSON lines). */
+  readonly log: string;
+  stop(): Promise<void>;
+}
+
+export interface CaddyOptions {
+  /** What `respond` answers (default `hello`). */
+  body?: string;
+}
+
+/** A port free for both TCP and UDP on 127.0.0.1, found by binding both (bounded tries). */
+async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const tcp = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(0, '127.0.0.1', () => resolve());
+    });
+    const port = (tcp.address() as net.AddressInfo).port;
+    const udp = dgram.createSocket('udp4');
+    const udpFree = await new Promise<boolean>((resolve) => {
+      udp.once('error', () => resolve(false));
+      udp.bind(port, '127.0.0.1', () => resolve(true));
+    });
+    await new Promise<void>((resolve) => udp.close(() => resolve()));
+    await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    if (udpFree) return port;
+  }
+  throw new Error('no port free for both TCP and UDP');
+}
+
+function caddyfile(port: number, body: string): string {
+  return `{
+\tadmin off
+\tskip_install_trust
+\thttp_port 0
+\tauto_https disable_redirects
+\tservers {
+\t\tprotocols h1 h2 h3
+\t}
+}
+
+https://localhost:${port}, https://127.0.0.1:${port} {
+\ttls internal
+\trespond ${JSON.stringify(body)}
+}
+`;
+}
+
+export async function startCaddy(options: CaddyOptions = {}): Promise<CaddyServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-caddy-'));
+  const port = await freePort();
+  const configPath = join(dir, 'Caddyfile');
+  await writeFile(configPath, caddyfile(port, options.body ?? 'hello'));
+  const env = {
+    ...process.env,
+    HOME: dir,
+    XDG_DATA_HOME: join(dir, 'data'),
+    XDG_CONFIG_HOME: join(dir, 'config'),
+  };
+  const child: ChildProcess = spawn(CADDY_BINARY, ['run', '--config', configPath, '--adapter', 'caddyfile'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const onOutput = (chunk: Buffer): void => {
+    log += chunk.toString('utf8');
+  };
+  child.stdout?.on('data', onOutput);
+  child.stderr?.on('data', onOutput);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const rootPath = join(dir, 'data', 'caddy', 'pki', 'authorities', 'local', 'root.crt');
+
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + START_LIMIT_MS;
+  for (;;) {
+    // Certificates for both site names are issued after the config is served.
+    const issued = log.split('certificate obtained successfully').length - 1;
+    if (log.includes('HTTP/3 listener') && issued >= 2 && existsSync(rootPath)) break;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`caddy did not start (exit ${String(child.exitCode)}):\n${log}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const caCert = await readFile(rootPath, 'utf8');
+  return {
+    port,
+    caCert,
+    url: `https://localhost:${port}`,
+    get log() {
+      return log;
+    },
+    stop,
+  };
+}
