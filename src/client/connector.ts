@@ -2,9 +2,12 @@
  * The pool's default `Connector`: dials TCP or TLS, lets ALPN pick the protocol, and wraps the
  * socket in the matching protocol driver. This is the one place that knows every transport.
  */
+import type { LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import type { Clock } from '../core/clock.js';
 import { dialTcp } from '../connect/dial.js';
+import { type ResolvedAddress, type Resolver, resolveHost, systemResolver, toNodeLookup } from '../connect/resolve.js';
 import { TlsSessionCache } from '../connect/session-cache.js';
 import { MuxpoolError } from '../errors.js';
 import type { Connection } from '../pool/connection.js';
@@ -12,6 +15,7 @@ import type { PoolKey, TlsIdentity } from '../pool/key.js';
 import type { Connector } from '../pool/pool.js';
 import type { ConnectionProtocol } from '../pool/version.js';
 import { H1Connection, type H1ConnectionOptions } from '../protocol/h1/connection.js';
+import { H2Session } from '../protocol/h2/session.js';
 
 export interface ConnectorOptions {
   clock: Clock;
@@ -20,23 +24,39 @@ export interface ConnectorOptions {
   keepAliveMarginMs: number;
   maxHeaderBytes: number;
   maxHeaderCount: number;
+  /** The pool's `maxStreams`: the most streams we open on one HTTP/2 session. */
+  maxStreams: number;
+  /** HTTP/2 health: ping a session silent this long; 0 turns it off. */
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  /** Reuse an HTTP/2 connection for another host name it is authoritative for (RFC 9113 §9.1.1). */
+  coalesce: boolean;
   /** The pool's TLS settings, used for keys that carry none of their own. */
   tls: TlsIdentity | undefined;
   /** TLS sessions kept for resumption (per key). */
   tlsSessionCacheSize: number;
+  resolver: Resolver | undefined;
 }
 
 /** Protocols this build can speak over TCP, in ALPN preference order. */
-const TCP_PROTOCOLS: readonly ConnectionProtocol[] = ['http/1.1'];
+const TCP_PROTOCOLS: readonly ConnectionProtocol[] = ['h2', 'http/1.1'];
 
 export class DefaultConnector implements Connector {
   private readonly options: ConnectorOptions;
   private readonly sessions: TlsSessionCache;
   private readonly h1Options: H1ConnectionOptions;
+  private readonly resolver: Resolver;
+  private readonly lookup: LookupFunction | undefined;
+  /** Live HTTP/2 sessions over TLS, by `address|port|TLS identity`: candidates for coalescing. */
+  private readonly coalescable = new Map<string, Set<H2Session>>();
+  /** How many of those exist per `port|TLS identity`: skips the lookup when none could match. */
+  private readonly coalescableByPort = new Map<string, number>();
 
   constructor(options: ConnectorOptions) {
     this.options = options;
     this.sessions = new TlsSessionCache(options.tlsSessionCacheSize);
+    this.resolver = options.resolver ?? systemResolver;
+    this.lookup = options.resolver !== undefined ? toNodeLookup(options.resolver) : undefined;
     this.h1Options = {
       clock: options.clock,
       readTimeoutMs: options.readTimeoutMs,
@@ -52,29 +72,132 @@ export class DefaultConnector implements Connector {
   }
 
   async dial(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection> {
-    const alpn = TCP_PROTOCOLS.filter((p) => protocols.includes(p));
-    if (alpn.length === 0) {
-      throw new MuxpoolError(
-        'MUXPOOL_ERR_PROTOCOL_UNAVAILABLE',
-        `this build of muxpool cannot speak ${protocols.join(' or ')} yet`,
-        { maybeProcessed: false },
-      );
+    const wantsH2 = protocols.includes('h2');
+    if (!wantsH2 && !protocols.includes('http/1.1')) {
+      throw new MuxpoolError('MUXPOOL_ERR_PROTOCOL_UNAVAILABLE', `this build of muxpool cannot speak ${protocols.join(' or ')} yet`, {
+        maybeProcessed: false,
+      });
     }
+    const identity = key.tls ?? this.options.tls;
+    let lookup = this.lookup;
+    if (wantsH2 && key.isHttps && this.canCoalesce(identity)) {
+      const group = this.groupOf(key);
+      if ((this.coalescableByPort.get(`${key.port}|${group}`) ?? 0) > 0) {
+        const addresses = await resolveHost(this.resolver, key.host);
+        const shared = this.findCoalescable(key, addresses, group);
+        if (shared !== undefined) return shared.addView(key.id);
+        // Connect to the addresses just resolved instead of asking again.
+        lookup = toNodeLookup(() => Promise.resolve(addresses));
+      }
+    }
+    // Over TLS one handshake offers both and ALPN decides; only an explicit HTTP/1.1 request
+    // leaves h2 out. Cleartext has no ALPN: h2 there means prior knowledge (RFC 9113 §3.3).
+    const priorKnowledge = !key.isHttps && wantsH2 && !protocols.includes('http/1.1');
+    const alpn = key.isHttps ? (wantsH2 ? ['h2', 'http/1.1'] : ['http/1.1']) : [];
     const result = await dialTcp({
       host: key.host,
       port: key.port,
       isHttps: key.isHttps,
-      tls: key.tls ?? this.options.tls,
-      alpn: [...alpn],
+      tls: identity,
+      alpn,
       connectTimeoutMs: this.options.connectTimeoutMs,
       signal,
       sessionCache: this.sessions,
       keyId: key.id,
+      lookup,
     });
-    return new H1Connection(result.socket, { ...this.h1Options, remoteAddress: result.remoteAddress });
+    if (result.alpn !== 'h2' && !priorKnowledge) {
+      return new H1Connection(result.socket, { ...this.h1Options, remoteAddress: result.remoteAddress });
+    }
+    let view;
+    try {
+      view = await H2Session.start(
+        result.socket,
+        `${key.isHttps ? 'https' : 'http'}://${key.authority}`,
+        key.id,
+        {
+          clock: this.options.clock,
+          maxStreams: this.options.maxStreams,
+          readTimeoutMs: this.options.readTimeoutMs,
+          pingIntervalMs: this.options.pingIntervalMs,
+          pingTimeoutMs: this.options.pingTimeoutMs,
+          settingsTimeoutMs: this.options.connectTimeoutMs,
+          maxHeaderBytes: this.options.maxHeaderBytes,
+          maxHeaderCount: this.options.maxHeaderCount,
+          remoteAddress: result.remoteAddress,
+          onClose: (session) => this.forget(session),
+        },
+        signal,
+      );
+    } catch (err) {
+      result.socket.destroy();
+      throw err;
+    }
+    if (key.isHttps && this.canCoalesce(identity)) this.remember(view.session, key);
+    return view;
   }
 
   adopt(_key: PoolKey, socket: Duplex): Connection {
     return new H1Connection(socket, this.h1Options);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Coalescing (RFC 9113 §9.1.1): a connection "is reusable for requests to any origin whose
+  // host resolves to the same IP address as the connection's, and for which the certificate
+  // presented by the server is valid". Never across TLS identities, never when certificate
+  // checks are off (then nothing proves the server is authoritative), never with an explicit
+  // servername (the name checked is not the URL's host).
+
+  private canCoalesce(identity: TlsIdentity | undefined): boolean {
+    return this.options.coalesce && identity?.rejectUnauthorized !== false && identity?.servername === undefined;
+  }
+
+  /** Keys without TLS settings of their own use the pool's: one group for them all. */
+  private groupOf(key: PoolKey): string {
+    return key.tls !== undefined ? key.tlsId : '(pool)';
+  }
+
+  private findCoalescable(key: PoolKey, addresses: readonly ResolvedAddress[], group: string): H2Session | undefined {
+    for (const { address } of addresses) {
+      const candidates = this.coalescable.get(`${address}|${key.port}|${group}`);
+      if (candidates === undefined) continue;
+      for (const session of candidates) {
+        // A full session would make the new origin wait; it gets a connection of its own.
+        // The pool dials for a key only when the connections it has cannot take the stream.
+        if (!session.acceptsStreams || session.active >= session.limit || session.serves(key.id)) continue;
+        const cert = session.peerCertificate();
+        if (cert !== undefined && tls.checkServerIdentity(key.host, cert) === undefined) return session;
+      }
+    }
+    return undefined;
+  }
+
+  private remember(session: H2Session, key: PoolKey): void {
+    const address = session.remoteAddress;
+    if (address === undefined) return;
+    const group = this.groupOf(key);
+    const slot = `${address}|${key.port}|${group}`;
+    let set = this.coalescable.get(slot);
+    if (set === undefined) {
+      set = new Set();
+      this.coalescable.set(slot, set);
+    }
+    set.add(session);
+    session.coalesceSlot = slot;
+    session.coalescePortGroup = `${key.port}|${group}`;
+    this.coalescableByPort.set(session.coalescePortGroup, (this.coalescableByPort.get(session.coalescePortGroup) ?? 0) + 1);
+  }
+
+  private forget(session: H2Session): void {
+    const slot = session.coalesceSlot;
+    const portGroup = session.coalescePortGroup;
+    if (slot === undefined || portGroup === undefined) return;
+    session.coalesceSlot = session.coalescePortGroup = undefined;
+    const set = this.coalescable.get(slot);
+    set?.delete(session);
+    if (set !== undefined && set.size === 0) this.coalescable.delete(slot);
+    const count = (this.coalescableByPort.get(portGroup) ?? 1) - 1;
+    if (count <= 0) this.coalescableByPort.delete(portGroup);
+    else this.coalescableByPort.set(portGroup, count);
   }
 }

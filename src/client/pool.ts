@@ -8,6 +8,7 @@ import type { PoolEntry } from '../pool/entry.js';
 import { PoolKey, type TlsIdentity } from '../pool/key.js';
 import { PoolCore, type PoolCoreOptions } from '../pool/pool.js';
 import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../pool/version.js';
+import type { Resolver } from '../connect/resolve.js';
 import { DefaultConnector } from './connector.js';
 import { Exchange } from './exchange.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
@@ -27,6 +28,20 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   tls?: TlsIdentity;
   /** TLS sessions kept for resumption, one per key. Default 256. */
   tlsSessionCacheSize?: number;
+  /**
+   * HTTP/2 health: a session silent for this long gets a PING before it is reused, and every
+   * interval while requests wait on it. 0 turns it off. Default 15 000.
+   */
+  pingIntervalMs?: number;
+  /** A PING unanswered for this long closes the session as dead. Default 5 000. */
+  pingTimeoutMs?: number;
+  /**
+   * HTTP/2 connection coalescing (RFC 9113 §9.1.1): a host that resolves to the address of an
+   * open connection whose certificate covers it reuses that connection. Default true.
+   */
+  coalesce?: boolean;
+  /** Name resolution for every dial (default: the system's, as `dns.lookup`). */
+  resolver?: Resolver;
 }
 
 export interface RequestOptions {
@@ -145,8 +160,13 @@ export class ConnectionPool extends PoolCore {
       keepAliveMarginMs: option('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, 0),
       maxHeaderBytes: option('maxHeaderBytes', options.maxHeaderBytes, 16_384, 256),
       maxHeaderCount: option('maxHeaderCount', options.maxHeaderCount, 128, 1),
+      maxStreams: options.maxStreams ?? 100,
+      pingIntervalMs: option('pingIntervalMs', options.pingIntervalMs, 15_000, 0),
+      pingTimeoutMs: option('pingTimeoutMs', options.pingTimeoutMs, 5_000, 1),
+      coalesce: options.coalesce !== false,
       tls: options.tls,
       tlsSessionCacheSize: option('tlsSessionCacheSize', options.tlsSessionCacheSize, 256, 0),
+      resolver: options.resolver,
     });
     super(connector, { ...options, clock });
     this.tls = options.tls;
@@ -187,6 +207,10 @@ export class ConnectionPool extends PoolCore {
       throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: options.signal.reason, maybeProcessed: false });
     }
     const acquireOptions = { signal: control?.controller.signal, acquireTimeoutMs: options.acquireTimeoutMs };
+    // A retry after a stale HTTP/1.1 socket needs a connection of its own (the next idle one may
+    // be stale too); after GOAWAY or REFUSED_STREAM the failed connection is already out of
+    // the running, so any open one will do.
+    let freshConnection = false;
     // Bounded: one retry at most.
     for (let attempt = 1; attempt <= 2; attempt++) {
       let entry: PoolEntry | undefined;
@@ -194,7 +218,9 @@ export class ConnectionPool extends PoolCore {
         entry =
           attempt === 1
             ? (this.tryAcquire(key, protocols) ?? (await this.acquire(key, protocols, false, acquireOptions)))
-            : await this.acquireFresh(key, protocols, acquireOptions);
+            : freshConnection
+              ? await this.acquireFresh(key, protocols, acquireOptions)
+              : await this.acquire(key, protocols, false, acquireOptions);
       } catch (err) {
         control?.dispose();
         if (err instanceof MuxpoolError) err.attempts = attempt;
@@ -222,6 +248,7 @@ export class ConnectionPool extends PoolCore {
         if (!(err instanceof MuxpoolError)) throw err;
         if (attempt === 1 && isRetryable(err, exchange, prepared)) {
           if (control !== undefined) control.exchange = undefined;
+          freshConnection = !entry.connection.shareable;
           continue;
         }
         err.attempts = attempt;

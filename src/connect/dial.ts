@@ -23,6 +23,8 @@ export interface DialOptions {
   sessionCache?: TlsSessionCache | undefined;
   /** The pool key's id: the session cache and secure context are per key. */
   keyId: string;
+  /** Resolves the host; the system resolver when absent. */
+  lookup?: net.LookupFunction | undefined;
 }
 
 export interface DialResult {
@@ -148,6 +150,7 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
             : {}),
           autoSelectFamily: true,
           noDelay: true,
+          ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
         };
         socket = tls.connect(connectOptions);
         const cache = options.sessionCache;
@@ -156,7 +159,13 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
           socket.on('session', (ticket: Buffer) => cache.set(options.keyId, ticket));
         }
       } else {
-        socket = net.connect({ host, port, autoSelectFamily: true, noDelay: true });
+        socket = net.connect({
+          host,
+          port,
+          autoSelectFamily: true,
+          noDelay: true,
+          ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
+        });
       }
     } catch (err) {
       clearTimeout(timer);

@@ -61,6 +61,8 @@ export class PoolKey {
   readonly tls: Readonly<TlsIdentity> | undefined;
   /** The value the pool compares: equal ids ⇔ interchangeable connections. */
   readonly id: string;
+  /** Digest of `tls` (empty without): connections are only ever shared within one TLS identity. */
+  readonly tlsId: string;
 
   constructor(host: string, port: number, isHttps: boolean, tls?: TlsIdentity) {
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
@@ -72,7 +74,8 @@ export class PoolKey {
     this.tls = this.isHttps && tls !== undefined ? Object.freeze({ ...tls }) : undefined;
     const hostPart = isIP(this.host) === 6 ? `[${this.host}]` : this.host;
     const base = `${this.isHttps ? 'https' : 'http'}://${hostPart}:${this.port}`;
-    this.id = this.tls === undefined ? base : `${base}#${tlsFingerprint(this.tls)}`;
+    this.tlsId = this.tls === undefined ? '' : tlsFingerprint(this.tls);
+    this.id = this.tls === undefined ? base : `${base}#${this.tlsId}`;
   }
 
   /** `host:port` as it goes in a Host header or :authority (brackets around IPv6). */

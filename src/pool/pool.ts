@@ -97,6 +97,8 @@ class Bucket {
   readonly dials = new Set<Dial>();
   /** What ALPN chose the last time this origin was dialed over TCP. */
   tcpProtocol: ConnectionProtocol | undefined;
+  /** Streams the last multiplexed connection of this origin allowed: what a new one likely will. */
+  streamLimit: number | undefined;
 
   constructor(key: PoolKey) {
     this.key = key;
@@ -421,16 +423,22 @@ export class PoolCore {
       closed: this.closedCount,
       connections: [],
     };
+    // A coalesced HTTP/2 connection serves several origins: one snapshot per origin, counted once.
+    const counted = new Set<string>();
     for (const bucket of this.buckets.values()) {
       stats.pendingDials += bucket.dials.size;
       stats.waiters += bucket.waiters.length;
       for (const entry of bucket.entries) {
         const c = entry.connection;
-        stats.totalConnections++;
         stats.activeStreams += entry.activeStreams;
-        if (c.protocol === 'h2') stats.http2Connections++;
-        else if (c.protocol === 'h3') stats.http3Connections++;
-        else {
+        const first = !counted.has(c.id);
+        counted.add(c.id);
+        if (first) stats.totalConnections++;
+        if (c.protocol === 'h2') {
+          if (first) stats.http2Connections++;
+        } else if (c.protocol === 'h3') {
+          if (first) stats.http3Connections++;
+        } else {
           stats.http1Connections++;
           if (entry.activeStreams === 0 && !entry.detached) stats.http1IdleConnections++;
         }
@@ -565,6 +573,11 @@ export class PoolCore {
     if (this.closing) return;
     let covered = 0;
     for (const dial of bucket.dials) covered += dial.capacity;
+    // A connection whose peer allows no stream right now (SETTINGS_MAX_CONCURRENT_STREAMS 0)
+    // will serve waiters once it raises the limit; dialing more would get the same answer.
+    for (const entry of bucket.shared) {
+      if (entry.acceptsStreams && entry.activeStreams === 0 && entry.connection.maxStreams === 0) covered += this.maxStreams;
+    }
     // Bounded: each turn starts a dial, and dials are capped by maxPerHost or by the waiters.
     while (covered < bucket.waiters.length) {
       const waiter = bucket.waiters[covered] as Waiter;
@@ -590,7 +603,9 @@ export class PoolCore {
 
   private expectedCapacity(bucket: Bucket, protocols: readonly ConnectionProtocol[]): number {
     const multiplexed = protocols.includes('h3') || (protocols.includes('h2') && bucket.tcpProtocol !== 'http/1.1');
-    return multiplexed ? this.maxStreams : 1;
+    if (!multiplexed) return 1;
+    // At least 1: a dial must always cover someone, or this loop would never end.
+    return Math.max(1, Math.min(this.maxStreams, bucket.streamLimit ?? this.maxStreams));
   }
 
   private startDial(
@@ -617,11 +632,14 @@ export class PoolCore {
       this.notifyIfEmpty();
       return;
     }
-    if (connection.protocol !== 'h3') {
+    // ALPN's answer is knowledge only when the handshake offered both TCP protocols; what a
+    // cleartext or HTTP/1.1-only dial spoke says nothing about what else the origin speaks.
+    if (connection.protocol !== 'h3' && bucket.key.isHttps && dial.protocols.includes('h2')) {
       bucket.tcpProtocol = connection.protocol;
       this.rememberTcpProtocol(bucket.key.id, connection.protocol);
     }
     const entry = this.addEntry(bucket, connection);
+    if (connection.shareable) bucket.streamLimit = entry.maxStreams;
     const reserved = dial.reservedFor;
     if (reserved !== undefined && !reserved.settled && entry.acceptsStreams && reserved.protocols.includes(connection.protocol)) {
       entry.activeStreams++;
@@ -678,10 +696,22 @@ export class PoolCore {
     else waiter.reject(this.unavailableError(bucket, waiter.protocols));
   }
 
-  private forgetWaiter(bucket: Bucket, waiter: Waiter): void {
+  /** Returns why the waiter found no slot, for its error message. */
+  private forgetWaiter(bucket: Bucket, waiter: Waiter): string | undefined {
     const index = bucket.waiters.indexOf(waiter);
     if (index >= 0) bucket.waiters.splice(index, 1);
+    const why = this.describeFull(bucket);
     if (bucket.isEmpty) this.dropBucket(bucket);
+    return why;
+  }
+
+  private describeFull(bucket: Bucket): string | undefined {
+    const open = bucket.shared.filter((e) => e.acceptsStreams);
+    if (open.length > 0 && open.every((e) => e.connection.maxStreams === 0)) {
+      return `${bucket.key.origin} allows 0 concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)`;
+    }
+    if (bucket.entries.size === 0) return undefined;
+    return `${bucket.entries.size} connection(s) to ${bucket.key.origin} open, all busy (maxPerHost ${this.maxPerHost})`;
   }
 
   private failWaiters(bucket: Bucket, err: MuxpoolError): void {

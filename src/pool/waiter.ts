@@ -25,8 +25,11 @@ export class Waiter {
     clock: Clock,
     timeoutMs: number,
     signal: AbortSignal | undefined,
-    /** Called when the waiter gives up by itself (deadline, abort), so the queue forgets it. */
-    onGiveUp: (waiter: Waiter) => void,
+    /**
+     * Called when the waiter gives up by itself (deadline, abort), so the queue forgets it;
+     * may return why no slot was found, for the deadline's error message.
+     */
+    onGiveUp: (waiter: Waiter) => string | undefined | void,
   ) {
     this.protocols = protocols;
     this.allowUnavailable = allowUnavailable;
@@ -37,9 +40,9 @@ export class Waiter {
     if (Number.isFinite(timeoutMs)) {
       this.timer = clock.setTimer(() => {
         if (this.settled) return;
-        onGiveUp(this);
+        const why = onGiveUp(this);
         this.reject(
-          new MuxpoolError('MUXPOOL_ERR_ACQUIRE_TIMEOUT', `no connection slot became free within ${timeoutMs} ms`, {
+          new MuxpoolError('MUXPOOL_ERR_ACQUIRE_TIMEOUT', `no connection slot became free within ${timeoutMs} ms${why ? `: ${why}` : ''}`, {
             maybeProcessed: false,
           }),
         );

@@ -1,0 +1,108 @@
+/**
+ * What the pool holds for an HTTP/2 session: one `Connection` per origin that uses the session.
+ * Usually a session has exactly one; connection coalescing (RFC 9113 §9.1.1) gives it more, and
+ * then they share the session's stream limit and its fate (GOAWAY, PING failure, close).
+ */
+import type { MuxpoolError } from '../../errors.js';
+import type {
+  Connection,
+  ConnectionObserver,
+  ConnectionState,
+  RequestBody,
+  RequestHead,
+  RequestStream,
+  StreamHandler,
+} from '../../pool/connection.js';
+import type { H2Session } from './session.js';
+
+export class H2Connection implements Connection {
+  readonly protocol = 'h2' as const;
+  readonly shareable = true;
+  readonly expiresAt = undefined;
+  readonly session: H2Session;
+  state: ConnectionState = 'open';
+  /** Streams this view opened that are still open. */
+  active = 0;
+  private observer: ConnectionObserver | undefined;
+
+  /** The pool key this view serves. */
+  readonly keyId: string;
+
+  constructor(session: H2Session, keyId: string) {
+    this.session = session;
+    this.keyId = keyId;
+  }
+
+  /** The session's id: coalesced origins report the connection that really served them. */
+  get id(): string {
+    return this.session.id;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.session.remoteAddress;
+  }
+
+  /** Requests the session carried, for every origin: a coalesced first request is a reuse. */
+  get requestCount(): number {
+    return this.session.requestCount;
+  }
+
+  /** This view may use the session's free streams plus the ones it holds. */
+  get maxStreams(): number {
+    const session = this.session;
+    return Math.max(0, session.limit - (session.active - this.active));
+  }
+
+  setObserver(observer: ConnectionObserver): void {
+    this.observer = observer;
+  }
+
+  isUsable(): boolean {
+    return this.state === 'open' && this.session.acceptsStreams;
+  }
+
+  openStream(head: RequestHead, body: RequestBody, handler: StreamHandler): RequestStream {
+    return this.session.openStream(this, head, body, handler);
+  }
+
+  drain(): void {
+    if (this.state !== 'open') return;
+    this.state = 'draining';
+    if (this.session.views.size === 1) {
+      this.session.beginDraining();
+      return;
+    }
+    // Other origins still use the session: only this view stops; it leaves once idle.
+    if (this.active === 0) this.destroy();
+    else this.observer?.onCapacityChange(this);
+  }
+
+  destroy(err?: MuxpoolError): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.session.removeView(this, err);
+    const observer = this.observer;
+    this.observer = undefined;
+    observer?.onClose(this, err);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Called by the session
+
+  notifyCapacity(): void {
+    this.observer?.onCapacityChange(this);
+  }
+
+  onSessionDraining(): void {
+    if (this.state === 'open') this.state = 'draining';
+    this.observer?.onCapacityChange(this);
+  }
+
+  onSessionClosed(err: MuxpoolError | undefined): void {
+    if (this.state === 'closed' && this.observer === undefined) return;
+    this.state = 'closed';
+    const observer = this.observer;
+    this.observer = undefined;
+    observer?.onClose(this, err);
+  }
+}

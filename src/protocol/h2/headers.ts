@@ -1,0 +1,97 @@
+/**
+ * Request and response header sections for HTTP/2 (RFC 9113 §8.2–8.3), as `node:http2` takes and
+ * gives them. Pure: no session, no I/O.
+ */
+import { MuxpoolError } from '../../errors.js';
+import type { IncomingHeaders, RequestHead } from '../../pool/connection.js';
+
+/**
+ * Connection-specific fields (RFC 9113 §8.2.2): "An endpoint MUST NOT generate an HTTP/2 message
+ * containing connection-specific header fields". HTTP/1.1 callers set them out of habit, so we
+ * strip them rather than fail the request: they have no meaning on a multiplexed connection.
+ */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host']);
+
+export type OutgoingH2Headers = Record<string, string | string[]>;
+
+/**
+ * The header object for `session.request()`: pseudo-header fields first (§8.3.1), then the
+ * caller's fields with connection-specific ones removed. `host` becomes `:authority` (§8.3.1:
+ * clients "SHOULD use the :authority pseudo-header field instead of the Host header field").
+ */
+export function toH2RequestHeaders(head: RequestHead): OutgoingH2Headers {
+  const out: OutgoingH2Headers = {
+    ':method': head.method,
+    ':scheme': head.scheme,
+    ':authority': head.authority,
+  };
+  // §8.5: CONNECT carries neither :scheme nor :path.
+  if (head.method === 'CONNECT') delete out[':scheme'];
+  else out[':path'] = head.path === '' ? '/' : head.path;
+
+  const fields = head.headers;
+  let nominated: Set<string> | undefined;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === 'connection') {
+      // Fields that Connection names are connection-specific too (RFC 9110 §7.6.1).
+      nominated ??= new Set();
+      for (const token of (fields[i + 1] as string).split(',')) nominated.add(token.trim().toLowerCase());
+    }
+  }
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i] as string;
+    const value = fields[i + 1] as string;
+    if (CONNECTION_SPECIFIC.has(name) || nominated?.has(name) === true) continue;
+    // §8.2.2: "TE ... MUST NOT contain any value other than 'trailers'".
+    if (name === 'te') {
+      if (value.trim().toLowerCase() !== 'trailers') continue;
+    }
+    const existing = out[name];
+    if (existing === undefined) out[name] = value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else out[name] = [existing, value];
+  }
+  if (head.contentLength !== null && head.contentLength !== undefined) out['content-length'] = String(head.contentLength);
+  return out;
+}
+
+export interface HeaderLimits {
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+}
+
+/**
+ * Response fields without pseudo-headers, checked against our limits. Size is counted as
+ * SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2: name + value + 32 per field), so
+ * the limit means the same over HTTP/2 and HTTP/3. `node:http2` does not enforce the size we
+ * advertise, so this is where it holds.
+ */
+export function fromH2ResponseHeaders(raw: Record<string, string | string[] | number | undefined>, limits: HeaderLimits): IncomingHeaders {
+  const out: IncomingHeaders = {};
+  let bytes = 0;
+  let count = 0;
+  for (const name in raw) {
+    const value = raw[name];
+    if (value === undefined) continue;
+    if (typeof value === 'string') {
+      bytes += name.length + value.length + 32;
+      count++;
+    } else if (typeof value === 'number') {
+      bytes += name.length + 3 + 32;
+      count++;
+    } else {
+      for (const v of value) bytes += name.length + v.length + 32;
+      count += value.length;
+    }
+    if (name.charCodeAt(0) === 0x3a /* ':' */) continue;
+    out[name] = typeof value === 'number' ? String(value) : value;
+  }
+  if (bytes > limits.maxHeaderBytes || count > limits.maxHeaderCount) {
+    throw new MuxpoolError(
+      'MUXPOOL_ERR_HEADERS_TOO_LARGE',
+      `response header section of ${bytes} bytes in ${count} fields exceeds maxHeaderBytes ${limits.maxHeaderBytes} or maxHeaderCount ${limits.maxHeaderCount}`,
+      { maybeProcessed: true },
+    );
+  }
+  return out;
+}
