@@ -23,5 +23,6 @@ export type {
 export type { AcquireOptions, CleanupTask, ConnectionSnapshot, Connector, PoolCoreOptions, PoolStats } from './pool/pool.js';
 export { ConnectionPool, getDefaultPool, request } from './client/pool.js';
 export type { ConnectionPoolOptions, RequestOptions } from './client/pool.js';
+export type { ResolvedAddress, Resolver } from './connect/resolve.js';
 export { Response } from './client/response.js';
 export type { BodyInit, HeadersInit } from './client/prepare.js';

@@ -670,8 +670,9 @@ export class PoolCore {
   }
 
   private cannotSpeak(bucket: Bucket, protocols: readonly ConnectionProtocol[]): boolean {
-    // Only TCP knowledge is final here; HTTP/3 reachability is the connector's business.
-    return bucket.tcpProtocol !== undefined && !protocols.includes('h3') && !protocols.includes(bucket.tcpProtocol);
+    // Only one answer is final: offered h2 and http/1.1, the origin chose http/1.1, so it has
+    // no h2. Choosing h2 says nothing against http/1.1. HTTP/3 reachability is the connector's.
+    return bucket.tcpProtocol === 'http/1.1' && !protocols.includes('h3') && !protocols.includes('http/1.1');
   }
 
   private unavailableError(bucket: Bucket, protocols: readonly ConnectionProtocol[]): MuxpoolError {

@@ -44,6 +44,16 @@ export async function startH2Server(onStream: StreamListener, options: H2ServerO
     session.on('error', () => {});
     session.on('close', () => sessions.delete(session));
   });
+  if (options.allowHTTP1 === true) {
+    // HTTP/1.1 requests reach only the compatibility 'request' event (h2 streams also do, so
+    // answer just the HTTP/1.x ones): say which protocol served them.
+    server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+      if (req.httpVersionMajor !== 1) return;
+      state.streams++;
+      res.setHeader('content-type', 'text/plain');
+      res.end(`http/1.1 ${req.headers.host ?? ''}`);
+    });
+  }
   server.on('stream', (stream, headers) => {
     state.streams++;
     stream.on('error', () => {});

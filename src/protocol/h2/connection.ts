@@ -20,7 +20,8 @@ export class H2Connection implements Connection {
   readonly shareable = true;
   readonly expiresAt = undefined;
   readonly session: H2Session;
-  state: ConnectionState = 'open';
+  /** This view's own state; the session's (GOAWAY, PING failure, close) overrides it. */
+  private ownState: ConnectionState = 'open';
   /** Streams this view opened that are still open. */
   active = 0;
   private observer: ConnectionObserver | undefined;
@@ -31,6 +32,13 @@ export class H2Connection implements Connection {
   constructor(session: H2Session, keyId: string) {
     this.session = session;
     this.keyId = keyId;
+  }
+
+  get state(): ConnectionState {
+    const session = this.session.state;
+    if (this.ownState === 'closed' || session === 'closed') return 'closed';
+    if (this.ownState === 'draining' || session === 'draining') return 'draining';
+    return 'open';
   }
 
   /** The session's id: coalesced origins report the connection that really served them. */
@@ -67,7 +75,7 @@ export class H2Connection implements Connection {
 
   drain(): void {
     if (this.state !== 'open') return;
-    this.state = 'draining';
+    this.ownState = 'draining';
     if (this.session.views.size === 1) {
       this.session.beginDraining();
       return;
@@ -78,8 +86,8 @@ export class H2Connection implements Connection {
   }
 
   destroy(err?: MuxpoolError): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
+    if (this.ownState === 'closed') return;
+    this.ownState = 'closed';
     this.session.removeView(this, err);
     const observer = this.observer;
     this.observer = undefined;
@@ -94,13 +102,12 @@ export class H2Connection implements Connection {
   }
 
   onSessionDraining(): void {
-    if (this.state === 'open') this.state = 'draining';
     this.observer?.onCapacityChange(this);
   }
 
   onSessionClosed(err: MuxpoolError | undefined): void {
-    if (this.state === 'closed' && this.observer === undefined) return;
-    this.state = 'closed';
+    if (this.observer === undefined) return;
+    this.ownState = 'closed';
     const observer = this.observer;
     this.observer = undefined;
     observer?.onClose(this, err);
