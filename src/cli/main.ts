@@ -20,7 +20,7 @@ const USAGE = `usage:
   muxpool serve [--port P]     run the embedded server until interrupted
   muxpool URL [options]        fetch a URL
 options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insecure,
-         --cacert FILE, --http1.1, --max-time SECONDS`;
+         --cacert FILE, --http1.1, --http2, --http3, --http3-only, --max-time SECONDS`;
 
 /** curl's exit codes where curl has one. */
 function exitCodeFor(err: unknown): number {
@@ -32,6 +32,7 @@ function exitCodeFor(err: unknown): number {
     case 'MUXPOOL_ERR_CONNECT':
       return 7;
     case 'MUXPOOL_ERR_CONNECT_TIMEOUT':
+    case 'MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT':
     case 'MUXPOOL_ERR_REQUEST_TIMEOUT':
     case 'MUXPOOL_ERR_READ_TIMEOUT':
       return 28;
@@ -49,6 +50,7 @@ function exitCodeFor(err: unknown): number {
 function hint(err: MuxpoolError): string {
   if (err.code === 'MUXPOOL_ERR_TLS_CERT') return ' (pass the server CA with --cacert FILE, or -k to skip verification)';
   if (err.code === 'MUXPOOL_ERR_CONNECT_REFUSED') return ' (is the server running on that port?)';
+  if (err.code === 'MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT') return ' (no HTTP/3 answer over UDP: try --http3 to fall back to TCP)';
   return '';
 }
 
@@ -127,6 +129,15 @@ function parseFetchArgs(argv: string[]): FetchArgs {
         break;
       case '--http1.1':
         args.version = HttpVersion.Http1_1;
+        break;
+      case '--http2':
+        args.version = HttpVersion.Http2;
+        break;
+      case '--http3':
+        args.version = HttpVersion.Http3;
+        break;
+      case '--http3-only':
+        args.version = HttpVersion.Http3Only;
         break;
       case '--max-time': {
         const seconds = Number(value(i++, arg));
@@ -210,18 +221,35 @@ async function runDemo(): Promise<number> {
       n++;
       console.log(`| ${n} | ${url} | ${res.status} | ${res.protocol} | ${res.connectionId} | ${res.reused} |`);
     };
-    for (const base of [server.httpsUrl, server.httpUrl]) {
-      await show(`${base}/`);
-      await show(`${base}/bytes/65536`);
-      await show(`${base}/echo`, { method: 'POST', body: 'ping' });
+    const versions: Array<[string, HttpVersion]> = [
+      ['HTTP/1.1', HttpVersion.Http1_1],
+      ['HTTP/2', HttpVersion.Http2],
+      ['HTTP/3', HttpVersion.Http3Only],
+    ];
+    for (const [, version] of versions) {
+      if (version === HttpVersion.Http3Only && !server.http3) continue;
+      await show(`${server.httpsUrl}/`, { version });
+      await show(`${server.httpsUrl}/bytes/65536`, { version });
+      await show(`${server.httpsUrl}/echo`, { version, method: 'POST', body: 'ping' });
     }
-    // A burst beyond maxPerHost: the pool opens at most 4 connections and queues the rest.
-    const burst = await Promise.all(
-      Array.from({ length: 12 }, () => pool.request(`${server.httpsUrl}/delay/20`).then(async (r) => (await r.dump(), r))),
-    );
-    const used = new Set(burst.map((r) => r.connectionId));
-    const reused = burst.filter((r) => r.reused).length;
-    console.log(`\nburst of 12 concurrent requests: ${used.size} connections, ${reused} reused (handshakes saved)\n`);
+    await show(`${server.httpUrl}/`);
+    await show(`${server.httpUrl}/echo`, { method: 'POST', body: 'ping' });
+    if (!server.http3) console.log(`\nHTTP/3 left out: ${server.http3Error ?? 'unavailable'}`);
+    // Bursts: HTTP/1.1 (on the cleartext origin, whose cap is its own) opens up to maxPerHost
+    // connections and queues the rest; HTTP/2 and HTTP/3 carry all twelve as streams of the
+    // connection they already have.
+    console.log('');
+    for (const [label, version] of versions) {
+      if (version === HttpVersion.Http3Only && !server.http3) continue;
+      const base = version === HttpVersion.Http1_1 ? server.httpUrl : server.httpsUrl;
+      const burst = await Promise.all(
+        Array.from({ length: 12 }, () => pool.request(`${base}/delay/20`, { version }).then(async (r) => (await r.dump(), r))),
+      );
+      const used = new Set(burst.map((r) => r.connectionId));
+      const reused = burst.filter((r) => r.reused).length;
+      console.log(`${label} burst of 12 concurrent requests: ${used.size} connection(s), ${reused} reused (handshakes saved)`);
+    }
+    console.log('');
     console.log(statsTable(await pool.stats()));
     return 0;
   } finally {

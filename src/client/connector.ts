@@ -16,6 +16,8 @@ import type { Connector } from '../pool/pool.js';
 import type { ConnectionProtocol } from '../pool/version.js';
 import { H1Connection, type H1ConnectionOptions } from '../protocol/h1/connection.js';
 import { H2Session } from '../protocol/h2/session.js';
+import { H3Connection } from '../protocol/h3/connection.js';
+import { QuicDialer } from '../connect/quic-dial.js';
 
 export interface ConnectorOptions {
   clock: Clock;
@@ -36,6 +38,12 @@ export interface ConnectorOptions {
   /** TLS sessions kept for resumption (per key). */
   tlsSessionCacheSize: number;
   resolver: Resolver | undefined;
+  /** QUIC idle timeout we advertise; an idle HTTP/3 connection is retired a margin before it. */
+  quicIdleTimeoutMs: number;
+  /** With `Http3`, how long the QUIC handshake may take before the dial falls back to TCP. */
+  quicHandshakeTimeoutMs: number;
+  /** First pause after HTTP/3 failed for an origin (doubles per failure, capped at 30 min). */
+  h3BrokenBackoffMs: number;
 }
 
 /** Protocols this build can speak over TCP, in ALPN preference order. */
@@ -51,12 +59,21 @@ export class DefaultConnector implements Connector {
   private readonly coalescable = new Map<string, Set<H2Session>>();
   /** How many of those exist per `port|TLS identity`: skips the lookup when none could match. */
   private readonly coalescableByPort = new Map<string, number>();
+  private readonly quic: QuicDialer;
 
   constructor(options: ConnectorOptions) {
     this.options = options;
     this.sessions = new TlsSessionCache(options.tlsSessionCacheSize);
     this.resolver = options.resolver ?? systemResolver;
     this.lookup = options.resolver !== undefined ? toNodeLookup(options.resolver) : undefined;
+    this.quic = new QuicDialer({
+      clock: options.clock,
+      resolver: this.resolver,
+      idleTimeoutMs: options.quicIdleTimeoutMs,
+      sessionCacheSize: options.tlsSessionCacheSize,
+      brokenBackoffMs: options.h3BrokenBackoffMs,
+      maxBackoffMs: 30 * 60_000,
+    });
     this.h1Options = {
       clock: options.clock,
       readTimeoutMs: options.readTimeoutMs,
@@ -72,6 +89,54 @@ export class DefaultConnector implements Connector {
   }
 
   async dial(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection> {
+    if (!protocols.includes('h3')) return this.dialTcp(key, protocols, signal);
+    const tcp = protocols.filter((p) => p !== 'h3');
+    const identity = key.tls ?? this.options.tls;
+    const h3Possible = key.isHttps && this.quic.supports(identity);
+    if (tcp.length === 0) {
+      if (!h3Possible) {
+        throw new MuxpoolError(
+          'MUXPOOL_ERR_PROTOCOL_UNAVAILABLE',
+          key.isHttps ? 'HTTP/3 cannot present a TLS client certificate yet' : 'HTTP/3 needs an https: origin',
+          { maybeProcessed: false },
+        );
+      }
+      return this.dialH3(key, identity, this.options.connectTimeoutMs, signal);
+    }
+    // Http3: QUIC first unless it failed here recently; any failure but an abort falls back to
+    // TCP (UDP blocked, nothing listening, handshake too slow) and is remembered with a backoff.
+    if (h3Possible && !this.quic.isBroken(key)) {
+      try {
+        return await this.dialH3(key, identity, Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs), signal);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        this.quic.markBroken(key);
+      }
+    }
+    return this.dialTcp(key, tcp, signal);
+  }
+
+  /** Origins whose HTTP/3 failed recently (`Http3` goes straight to TCP for them). */
+  isH3Broken(key: PoolKey): boolean {
+    return this.quic.isBroken(key);
+  }
+
+  private async dialH3(key: PoolKey, identity: TlsIdentity | undefined, handshakeTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
+    const quic = await this.quic.dial(key, identity, handshakeTimeoutMs, signal);
+    this.quic.markWorking(key);
+    return new H3Connection(quic, {
+      clock: this.options.clock,
+      maxStreams: this.options.maxStreams,
+      readTimeoutMs: this.options.readTimeoutMs,
+      maxHeaderBytes: this.options.maxHeaderBytes,
+      maxHeaderCount: this.options.maxHeaderCount,
+      idleTimeoutMs: this.options.quicIdleTimeoutMs,
+      keepAliveMarginMs: this.options.keepAliveMarginMs,
+      onSessionTicket: (ticket) => this.quic.rememberTicket(key, ticket),
+    });
+  }
+
+  private async dialTcp(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection> {
     const wantsH2 = protocols.includes('h2');
     if (!wantsH2 && !protocols.includes('http/1.1')) {
       throw new MuxpoolError('MUXPOOL_ERR_PROTOCOL_UNAVAILABLE', `this build of muxpool cannot speak ${protocols.join(' or ')} yet`, {

@@ -42,6 +42,15 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   coalesce?: boolean;
   /** Name resolution for every dial (default: the system's, as `dns.lookup`). */
   resolver?: Resolver;
+  /** QUIC idle timeout we advertise (HTTP/3). Default 30 000. */
+  quicIdleTimeoutMs?: number;
+  /**
+   * With `HttpVersion.Http3`, the QUIC handshake gets this long before the request falls back to
+   * TCP (`Http3Only` waits `connectTimeoutMs`). Default 3 000.
+   */
+  quicHandshakeTimeoutMs?: number;
+  /** After HTTP/3 failed for an origin, `Http3` skips it this long (doubling per failure, up to 30 min). Default 300 000. */
+  h3BrokenBackoffMs?: number;
 }
 
 export interface RequestOptions {
@@ -167,6 +176,9 @@ export class ConnectionPool extends PoolCore {
       tls: options.tls,
       tlsSessionCacheSize: option('tlsSessionCacheSize', options.tlsSessionCacheSize, 256, 0),
       resolver: options.resolver,
+      quicIdleTimeoutMs: option('quicIdleTimeoutMs', options.quicIdleTimeoutMs, 30_000, 1),
+      quicHandshakeTimeoutMs: option('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, 1),
+      h3BrokenBackoffMs: option('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, 0),
     });
     super(connector, { ...options, clock });
     this.tls = options.tls;

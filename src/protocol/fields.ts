@@ -117,3 +117,43 @@ export function normalizeHeaders(input: HeadersInput): string[] {
   }
   return out;
 }
+
+/**
+ * Connection-specific fields (RFC 9113 §8.2.2, RFC 9114 §4.2): HTTP/2 and HTTP/3 messages MUST
+ * NOT carry them. HTTP/1.1 callers set them out of habit, so they are dropped rather than
+ * failing the request: they mean nothing on a multiplexed connection. `host` is dropped too,
+ * since `:authority` carries it.
+ */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host']);
+
+/** Whether a response field is one an HTTP/2 or HTTP/3 message must not carry. */
+export function isConnectionSpecific(name: string): boolean {
+  return CONNECTION_SPECIFIC.has(name);
+}
+
+/**
+ * The regular fields of a request on a multiplexed connection (HTTP/2, HTTP/3), flat
+ * `[name, value, …]`: connection-specific fields and those that `Connection` nominates removed,
+ * `te` kept only as `trailers`, `content-length` added when the body length is known.
+ */
+export function multiplexedRequestFields(fields: readonly string[], contentLength: number | null | undefined): string[] {
+  let nominated: Set<string> | undefined;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === 'connection') {
+      // Fields that Connection names are connection-specific too (RFC 9110 §7.6.1).
+      nominated ??= new Set();
+      for (const token of (fields[i + 1] as string).split(',')) nominated.add(token.trim().toLowerCase());
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i] as string;
+    const value = fields[i + 1] as string;
+    if (CONNECTION_SPECIFIC.has(name) || nominated?.has(name) === true || name === 'content-length') continue;
+    // RFC 9113 §8.2.2, RFC 9114 §4.2: "TE ... MUST NOT contain any value other than 'trailers'".
+    if (name === 'te' && value.trim().toLowerCase() !== 'trailers') continue;
+    out.push(name, value);
+  }
+  if (contentLength !== null && contentLength !== undefined) out.push('content-length', String(contentLength));
+  return out;
+}

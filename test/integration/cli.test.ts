@@ -20,12 +20,18 @@ function run(args: string[]): Promise<{ code: number; stdout: string; stderr: st
   });
 }
 
-test('with no URL: the demo runs against the embedded server, shows reuse, exits 0', async () => {
+test('with no URL: the demo runs against the embedded server over all three protocols, shows reuse, exits 0', async () => {
   const { code, stdout } = await run([]);
   assert.equal(code, 0);
   assert.match(stdout, /\| 2 \| https:\/\/localhost:\d+\/bytes\/65536 \| 200 \| http\/1\.1 \| h1-1 \| true \|/);
-  assert.match(stdout, /burst of 12 concurrent requests: [1-4] connections/);
-  assert.match(stdout, /\| h1-1 \| https:\/\/localhost:\d+ \| http\/1\.1 \| idle \|/);
+  assert.match(stdout, /\| 5 \| https:\/\/localhost:\d+\/bytes\/65536 \| 200 \| h2 \| h2-\d+ \| true \|/);
+  assert.match(stdout, /\| 8 \| https:\/\/localhost:\d+\/bytes\/65536 \| 200 \| h3 \| h3-\d+ \| true \|/);
+  assert.match(stdout, /HTTP\/1\.1 burst of 12 concurrent requests: [1-4] connection\(s\)/);
+  // Multiplexed: the whole burst rides the one connection each protocol already has.
+  assert.match(stdout, /HTTP\/2 burst of 12 concurrent requests: 1 connection\(s\), 12 reused/);
+  assert.match(stdout, /HTTP\/3 burst of 12 concurrent requests: 1 connection\(s\), 12 reused/);
+  assert.match(stdout, /\(\d HTTP\/1\.1, 1 HTTP\/2, 1 HTTP\/3\)/);
+  assert.match(stdout, /\| h3-\d+ \| https:\/\/localhost:\d+ \| h3 \| idle \|/);
 });
 
 test('fetch: body to stdout, -i, -X/-H/-d, -v', async () => {

@@ -4,13 +4,7 @@
  */
 import { MuxpoolError } from '../../errors.js';
 import type { IncomingHeaders, RequestHead } from '../../pool/connection.js';
-
-/**
- * Connection-specific fields (RFC 9113 §8.2.2): "An endpoint MUST NOT generate an HTTP/2 message
- * containing connection-specific header fields". HTTP/1.1 callers set them out of habit, so we
- * strip them rather than fail the request: they have no meaning on a multiplexed connection.
- */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host']);
+import { multiplexedRequestFields } from '../fields.js';
 
 export type OutgoingH2Headers = Record<string, string | string[]>;
 
@@ -29,29 +23,16 @@ export function toH2RequestHeaders(head: RequestHead): OutgoingH2Headers {
   if (head.method === 'CONNECT') delete out[':scheme'];
   else out[':path'] = head.path === '' ? '/' : head.path;
 
-  const fields = head.headers;
-  let nominated: Set<string> | undefined;
-  for (let i = 0; i < fields.length; i += 2) {
-    if (fields[i] === 'connection') {
-      // Fields that Connection names are connection-specific too (RFC 9110 §7.6.1).
-      nominated ??= new Set();
-      for (const token of (fields[i + 1] as string).split(',')) nominated.add(token.trim().toLowerCase());
-    }
-  }
+  // Connection-specific fields stripped as RFC 9113 §8.2.2 requires; `host` becomes `:authority`.
+  const fields = multiplexedRequestFields(head.headers, head.contentLength);
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i] as string;
     const value = fields[i + 1] as string;
-    if (CONNECTION_SPECIFIC.has(name) || nominated?.has(name) === true) continue;
-    // §8.2.2: "TE ... MUST NOT contain any value other than 'trailers'".
-    if (name === 'te') {
-      if (value.trim().toLowerCase() !== 'trailers') continue;
-    }
     const existing = out[name];
     if (existing === undefined) out[name] = value;
     else if (Array.isArray(existing)) existing.push(value);
     else out[name] = [existing, value];
   }
-  if (head.contentLength !== null && head.contentLength !== undefined) out['content-length'] = String(head.contentLength);
   return out;
 }
 

@@ -1,0 +1,121 @@
+/**
+ * Dialing QUIC for HTTP/3: the address (QUIC takes IP literals only), one client config per TLS
+ * identity (the CA bundle is parsed once, not per connection), session tickets per key for
+ * resumption, and the memory of origins whose HTTP/3 failed, with an exponential backoff, so
+ * `Http3` does not pay a doomed handshake on every dial.
+ */
+import type { Clock } from '../core/clock.js';
+import { MuxpoolError } from '../errors.js';
+import type { PoolKey, TlsIdentity } from '../pool/key.js';
+import { type QuicConfig, type QuicConnection, connectQuic, createQuicClientConfig } from '../quic/index.js';
+import { type Resolver, resolveHost } from './resolve.js';
+import { TlsSessionCache } from './session-cache.js';
+import { trustedCaList } from './trust.js';
+
+export interface QuicDialerOptions {
+  clock: Clock;
+  resolver: Resolver;
+  /** QUIC idle timeout we advertise (max_idle_timeout). */
+  idleTimeoutMs: number;
+  /** Session tickets kept, one per key. */
+  sessionCacheSize: number;
+  /** First backoff after an HTTP/3 failure; doubles on each further failure, up to `maxBackoffMs`. */
+  brokenBackoffMs: number;
+  maxBackoffMs: number;
+}
+
+interface BrokenMark {
+  until: number;
+  backoffMs: number;
+}
+
+const MAX_CONFIGS = 32;
+const MAX_BROKEN = 1024;
+
+export class QuicDialer {
+  private readonly options: QuicDialerOptions;
+  private readonly configs = new Map<string, QuicConfig>();
+  private readonly tickets: TlsSessionCache;
+  private readonly broken = new Map<string, BrokenMark>();
+
+  constructor(options: QuicDialerOptions) {
+    this.options = options;
+    this.tickets = new TlsSessionCache(options.sessionCacheSize);
+  }
+
+  /**
+   * Whether HTTP/3 can carry requests for this identity at all: a client certificate cannot be
+   * presented over our QUIC stack yet, so such keys stay on TCP.
+   */
+  supports(identity: TlsIdentity | undefined): boolean {
+    return identity?.cert === undefined && identity?.key === undefined;
+  }
+
+  /** Resolves, connects and completes the handshake (resuming when a ticket is cached). */
+  async dial(key: PoolKey, identity: TlsIdentity | undefined, handshakeTimeoutMs: number, signal: AbortSignal): Promise<QuicConnection> {
+    let addresses;
+    try {
+      addresses = await resolveHost(this.options.resolver, key.host);
+    } catch (cause) {
+      throw new MuxpoolError('MUXPOOL_ERR_DNS', `cannot resolve ${key.host}: ${(cause as Error).message}`, { cause, maybeProcessed: false });
+    }
+    const address = addresses[0];
+    if (address === undefined) throw new MuxpoolError('MUXPOOL_ERR_DNS', `no address for ${key.host}`, { maybeProcessed: false });
+    const session = this.tickets.get(key.id);
+    const connection = await connectQuic({
+      host: address.address,
+      port: key.port,
+      servername: identity?.servername ?? key.host,
+      config: this.configFor(key.tlsId, identity),
+      handshakeTimeoutMs,
+      signal,
+      clock: this.options.clock,
+      ...(session !== undefined ? { session } : {}),
+    });
+    return connection;
+  }
+
+  /** Keeps the latest session ticket of a connection made for `key`. */
+  rememberTicket(key: PoolKey, ticket: Uint8Array): void {
+    this.tickets.set(key.id, Buffer.from(ticket));
+  }
+
+  isBroken(key: PoolKey): boolean {
+    const mark = this.broken.get(key.id);
+    return mark !== undefined && this.options.clock.now() < mark.until;
+  }
+
+  /** HTTP/3 failed for this origin: skip it until the backoff expires (then try once more). */
+  markBroken(key: PoolKey): void {
+    const previous = this.broken.get(key.id);
+    const backoffMs = previous === undefined ? this.options.brokenBackoffMs : Math.min(previous.backoffMs * 2, this.options.maxBackoffMs);
+    this.broken.delete(key.id);
+    if (this.broken.size >= MAX_BROKEN) {
+      const oldest = this.broken.keys().next().value;
+      if (oldest !== undefined) this.broken.delete(oldest);
+    }
+    this.broken.set(key.id, { until: this.options.clock.now() + backoffMs, backoffMs });
+  }
+
+  markWorking(key: PoolKey): void {
+    this.broken.delete(key.id);
+  }
+
+  private configFor(tlsId: string, identity: TlsIdentity | undefined): QuicConfig {
+    let config = this.configs.get(tlsId);
+    if (config !== undefined) return config;
+    const verifyPeer = identity?.rejectUnauthorized !== false;
+    config = createQuicClientConfig({
+      alpn: ['h3'],
+      verifyPeer,
+      ...(verifyPeer ? { ca: trustedCaList(identity?.ca) } : {}),
+      idleTimeoutMs: this.options.idleTimeoutMs,
+    });
+    if (this.configs.size >= MAX_CONFIGS) {
+      const oldest = this.configs.keys().next().value;
+      if (oldest !== undefined) this.configs.delete(oldest);
+    }
+    this.configs.set(tlsId, config);
+    return config;
+  }
+}
