@@ -87,6 +87,8 @@ export interface Connection {
   readonly requestCount: number;
   /** The remote address, for stats and diagnostics. */
   readonly remoteAddress: string | undefined;
+  /** The TLS or QUIC handshake resumed an earlier session (undefined where unknown). */
+  readonly resumed?: boolean | undefined;
 
   /** The pool sets itself as the observer once, right after the dial. */
   setObserver(observer: ConnectionObserver): void;

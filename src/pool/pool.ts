@@ -54,6 +54,8 @@ export interface ConnectionSnapshot {
   ageMs: number;
   idleMs: number;
   remoteAddress: string | undefined;
+  /** The handshake resumed an earlier session (TLS ticket or QUIC resumption), where known. */
+  resumed: boolean | undefined;
 }
 
 export interface PoolStats {
@@ -459,6 +461,7 @@ export class PoolCore {
           ageMs: Math.round(now - entry.establishedAt),
           idleMs: entry.activeStreams > 0 ? 0 : Math.round(now - entry.lastUsed),
           remoteAddress: c.remoteAddress,
+          resumed: c.resumed,
         });
       }
     }

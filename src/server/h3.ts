@@ -181,12 +181,12 @@ class ServerStream {
     this.whenFlushed(callback);
   }
 
+  /** Aborts both directions (client cancelled, or the handler failed) and ends req and res. */
   abort(code: number): void {
     if (this.done) return;
-    this.done = true;
     this.owner.quic.resetStream(this.id, code);
     this.owner.quic.stopSending(this.id, code);
-    this.owner.forget(this);
+    this.fail(new Error(`stream ${this.id} aborted (0x${code.toString(16)})`));
   }
 
   private whenFlushed(callback: (error?: Error | null) => void): void {

@@ -182,6 +182,10 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     return this.lastActivityAt + this.options.idleTimeoutMs - this.options.keepAliveMarginMs;
   }
 
+  get resumed(): boolean {
+    return this.quic.isResumed;
+  }
+
   /** Request streams open right now. */
   get activeStreams(): number {
     return this.streams.size;
