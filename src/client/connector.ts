@@ -44,6 +44,8 @@ export interface ConnectorOptions {
   quicHandshakeTimeoutMs: number;
   /** First pause after HTTP/3 failed for an origin (doubles per failure, capped at 30 min). */
   h3BrokenBackoffMs: number;
+  /** Opt-in 0-RTT for resumed HTTP/3 connections (replay-safe requests only). */
+  earlyData: boolean;
 }
 
 /** Protocols this build can speak over TCP, in ALPN preference order. */
@@ -73,6 +75,7 @@ export class DefaultConnector implements Connector {
       sessionCacheSize: options.tlsSessionCacheSize,
       brokenBackoffMs: options.h3BrokenBackoffMs,
       maxBackoffMs: 30 * 60_000,
+      earlyData: options.earlyData,
     });
     this.h1Options = {
       clock: options.clock,

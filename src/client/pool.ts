@@ -51,6 +51,12 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   quicHandshakeTimeoutMs?: number;
   /** After HTTP/3 failed for an origin, `Http3` skips it this long (doubling per failure, up to 30 min). Default 300 000. */
   h3BrokenBackoffMs?: number;
+  /**
+   * HTTP/3 0-RTT: a resumed connection sends GET and HEAD requests without a body before its
+   * handshake completes (one round trip saved); other requests wait for the handshake, since
+   * early data can be replayed by an attacker (RFC 8470). Default false.
+   */
+  earlyData?: boolean;
 }
 
 export interface RequestOptions {
@@ -179,6 +185,7 @@ export class ConnectionPool extends PoolCore {
       quicIdleTimeoutMs: option('quicIdleTimeoutMs', options.quicIdleTimeoutMs, 30_000, 1),
       quicHandshakeTimeoutMs: option('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, 1),
       h3BrokenBackoffMs: option('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, 0),
+      earlyData: options.earlyData === true,
     });
     super(connector, { ...options, clock });
     this.tls = options.tls;

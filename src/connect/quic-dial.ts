@@ -22,6 +22,11 @@ export interface QuicDialerOptions {
   /** First backoff after an HTTP/3 failure; doubles on each further failure, up to `maxBackoffMs`. */
   brokenBackoffMs: number;
   maxBackoffMs: number;
+  /**
+   * Resume with 0-RTT when a ticket is cached: the connection is handed out before the handshake
+   * completes, and only replay-safe requests (GET/HEAD without body) use the early data.
+   */
+  earlyData: boolean;
 }
 
 interface BrokenMark {
@@ -70,7 +75,7 @@ export class QuicDialer {
       handshakeTimeoutMs,
       signal,
       clock: this.options.clock,
-      ...(session !== undefined ? { session } : {}),
+      ...(session !== undefined ? { session, earlyData: this.options.earlyData } : {}),
     });
     return connection;
   }
@@ -110,6 +115,7 @@ export class QuicDialer {
       verifyPeer,
       ...(verifyPeer ? { ca: trustedCaList(identity?.ca) } : {}),
       idleTimeoutMs: this.options.idleTimeoutMs,
+      earlyData: this.options.earlyData,
     });
     if (this.configs.size >= MAX_CONFIGS) {
       const oldest = this.configs.keys().next().value;

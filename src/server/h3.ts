@@ -44,6 +44,8 @@ export interface H3ServerRequest extends Readable {
   readonly headers: IncomingHttpHeaders;
   readonly httpVersion: '3';
   readonly authority: string | undefined;
+  /** The request arrived as 0-RTT early data, which an attacker could replay (RFC 8470). */
+  readonly earlyData: boolean;
 }
 
 export type H3RequestHandler = (req: H3ServerRequest, res: H3ServerResponse) => void;
@@ -73,12 +75,14 @@ class ServerRequest extends Readable implements H3ServerRequest {
   readonly headers: IncomingHttpHeaders;
   readonly httpVersion = '3' as const;
   readonly authority: string | undefined;
+  readonly earlyData: boolean;
 
   constructor(
     private readonly stream: ServerStream,
     fields: FieldList,
   ) {
     super();
+    this.earlyData = stream.owner.quic.state === 'handshaking';
     const parsed = fromH3RequestFields(fields);
     this.method = parsed.method;
     this.url = parsed.path;

@@ -238,3 +238,54 @@ test('Http3 uses HTTP/3 where it answers and falls back to TCP where nothing lis
   await embedded.close();
   await leaks.check(pool);
 });
+
+test('0-RTT is opt-in and carries only replay-safe requests; a POST on a 0-RTT connection waits for the handshake', async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  const seen: Array<[string, string, boolean]> = [];
+  const server = await H3Server.listen({
+    cert: c.leafCert,
+    key: c.leafKey,
+    earlyData: true,
+    handler: (req, res) => {
+      req.resume();
+      seen.push([req.method, req.url, req.earlyData]);
+      res.end('ok');
+    },
+  });
+  const url = `https://localhost:${server.port}`;
+  const warmTicket = async (pool: ConnectionPool): Promise<void> => {
+    for (let i = 0; i < 3; i++) {
+      await sleep(10);
+      await (await pool.request(`${url}/warm`, H3)).text();
+    }
+    await pool.invalidate(pool.keyFor(url));
+  };
+
+  const optedIn = new ConnectionPool({ tls: { ca: c.caCert }, earlyData: true });
+  await warmTicket(optedIn);
+  const [get, post] = await Promise.all([
+    optedIn.request(`${url}/early-get`, H3),
+    optedIn.request(`${url}/early-post`, { ...H3, method: 'POST', body: 'not replay-safe' }),
+  ]);
+  await Promise.all([get.text(), post.text()]);
+  assert.equal(get.connectionId, post.connectionId);
+  assert.deepEqual(
+    seen.filter(([, path]) => path.startsWith('/early')).sort(),
+    [
+      ['GET', '/early-get', true],
+      ['POST', '/early-post', false],
+    ],
+  );
+  await optedIn.close();
+
+  // Without the option a resumed connection still waits for its handshake.
+  seen.length = 0;
+  const cautious = new ConnectionPool({ tls: { ca: c.caCert } });
+  await warmTicket(cautious);
+  await (await cautious.request(`${url}/late-get`, H3)).text();
+  assert.deepEqual(seen.find(([, path]) => path === '/late-get'), ['GET', '/late-get', false]);
+  await cautious.close();
+  await server.close();
+  await leaks.check();
+});

@@ -77,6 +77,11 @@ export interface H3ConnectionOptions {
 const COALESCE_BODY_BYTES = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 
+/** RFC 8470 §2.1 / RFC 9114 §10.9: only safe, bodiless requests may be replayed from 0-RTT. */
+function isReplaySafe(head: RequestHead, body: RequestBody): boolean {
+  return (head.method === 'GET' || head.method === 'HEAD') && body === null;
+}
+
 /** One request on the connection: the `RequestStream` its caller controls. */
 class H3RequestStream implements RequestStream {
   id = -1;
@@ -140,6 +145,11 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   private readonly options: H3ConnectionOptions;
   private observer: ConnectionObserver | undefined;
   private readonly streams = new Map<number, H3RequestStream>();
+  /**
+   * Requests waiting for the handshake: in 0-RTT only replay-safe requests go out (RFC 9114
+   * §10.9, RFC 8470 §2.1); the others wait here until the connection is established.
+   */
+  private held: Array<{ stream: H3RequestStream; head: RequestHead; body: RequestBody; headersFrame: Uint8Array }> = [];
   private readonly peerUni = new Map<number, PeerUniStream>();
   private peerControlSeen = false;
   private peerEncoderSeen = false;
@@ -173,12 +183,13 @@ export class H3Connection implements Connection, QuicConnectionHandler {
 
   /** Streams open now plus the ones the peer still grants (MAX_STREAMS), capped by ours. */
   get maxStreams(): number {
-    if (this.current !== 'open') return this.streams.size;
-    return Math.min(this.options.maxStreams, this.streams.size + this.quic.peerStreamsLeftBidi);
+    const inUse = this.streams.size + this.held.length;
+    if (this.current !== 'open') return inUse;
+    return Math.min(this.options.maxStreams, inUse + Math.max(0, this.quic.peerStreamsLeftBidi - this.held.length));
   }
 
   get expiresAt(): number | undefined {
-    if (this.streams.size > 0) return undefined;
+    if (this.streams.size > 0 || this.held.length > 0) return undefined;
     return this.lastActivityAt + this.options.idleTimeoutMs - this.options.keepAliveMarginMs;
   }
 
@@ -188,7 +199,12 @@ export class H3Connection implements Connection, QuicConnectionHandler {
 
   /** Request streams open right now. */
   get activeStreams(): number {
-    return this.streams.size;
+    return this.streams.size + this.held.length;
+  }
+
+  /** This connection sent requests as 0-RTT early data. */
+  get earlyDataUsed(): boolean {
+    return this.quic.earlyDataUsed;
   }
 
   setObserver(observer: ConnectionObserver): void {
@@ -196,7 +212,8 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   }
 
   isUsable(): boolean {
-    return this.current === 'open' && this.quic.state === 'established';
+    const quic = this.quic.state;
+    return this.current === 'open' && (quic === 'established' || quic === 'handshaking');
   }
 
   openStream(head: RequestHead, body: RequestBody, handler: StreamHandler): RequestStream {
@@ -225,14 +242,23 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       handler.onError(err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'encoding HTTP/3 headers failed', { cause: err }));
       return stream;
     }
+    if (this.quic.state === 'handshaking' && !isReplaySafe(head, body)) {
+      this.held.push({ stream, head, body, headersFrame });
+      return stream;
+    }
+    this.startStream(stream, head, body, headersFrame);
+    return stream;
+  }
+
+  private startStream(stream: H3RequestStream, head: RequestHead, body: RequestBody, headersFrame: Uint8Array): void {
     try {
       stream.id = this.quic.openStream(true);
     } catch (err) {
       stream.done = true;
       const error = err instanceof MuxpoolError ? err : this.notProcessed('opening a QUIC stream failed', 'MUXPOOL_ERR_QUIC');
       error.maybeProcessed = false;
-      handler.onError(error);
-      return stream;
+      stream.handler.onError(error);
+      return;
     }
     this.streams.set(stream.id, stream);
     this.requestCount++;
@@ -252,13 +278,21 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       this.send(stream, headersFrame, false);
       void this.pumpBody(stream, body, head.contentLength ?? undefined);
     }
-    return stream;
+  }
+
+  /** The handshake completed: requests held back from 0-RTT go out now. */
+  onEstablished(): void {
+    const held = this.held;
+    this.held = [];
+    for (const { stream, head, body, headersFrame } of held) {
+      if (!stream.done) this.startStream(stream, head, body, headersFrame);
+    }
   }
 
   drain(): void {
     if (this.current !== 'open') return;
     this.current = 'draining';
-    if (this.streams.size === 0) this.closeGracefully();
+    if (this.streams.size === 0 && this.held.length === 0) this.closeGracefully();
   }
 
   destroy(err?: MuxpoolError): void {
@@ -378,6 +412,14 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   /** Ends a stream early: both directions are aborted with `wireCode` and the slot is free at once. */
   cancelStream(stream: H3RequestStream, reason: MuxpoolError, wireCode: number): void {
     if (stream.done) return;
+    if (stream.id < 0) {
+      // Held for the handshake: nothing was sent.
+      stream.done = true;
+      this.held = this.held.filter((entry) => entry.stream !== stream);
+      reason.maybeProcessed = false;
+      stream.handler.onError(reason);
+      return;
+    }
     if (stream.id >= 0 && this.current !== 'closed') {
       if (!stream.writeClosed) this.quic.resetStream(stream.id, wireCode);
       this.quic.stopSending(stream.id, wireCode);
@@ -399,7 +441,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     if (this.streams.size === 0) {
       this.sweepTimer?.cancel();
       this.sweepTimer = undefined;
-      if (this.current === 'draining') this.closeGracefully();
+      if (this.current === 'draining' && this.held.length === 0) this.closeGracefully();
     }
   }
 
@@ -659,7 +701,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       }
     }
     this.observer?.onCapacityChange(this);
-    if (this.streams.size === 0 && this.current === 'draining') this.closeGracefully();
+    if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -803,6 +845,13 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       });
       this.finish(stream);
       stream.handler.onError(perStream);
+    }
+    const held = this.held;
+    this.held = [];
+    for (const { stream } of held) {
+      stream.done = true;
+      const reason = err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`);
+      stream.handler.onError(new MuxpoolError(reason.code, `${reason.message} (before the request was sent)`, { cause: reason, maybeProcessed: false }));
     }
     this.peerUni.clear();
     const observer = this.observer;
