@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../../core/clock.js';
 import { nextConnectionId } from '../../core/ids.js';
+import { checkedBody, bodyFailure } from '../body.js';
 import { MuxpoolError, internalError } from '../../errors.js';
 import type {
   Connection,
@@ -386,18 +387,9 @@ export class H1Connection implements Connection, ResponseSink {
     declaredLength: number | undefined,
   ): Promise<void> {
     const socket = this.socket;
-    let sent = 0;
     try {
-      for await (const chunk of body) {
+      for await (const chunk of checkedBody(body, declaredLength)) {
         if (stream.done || this.state === 'closed') return;
-        if (!(chunk instanceof Uint8Array)) {
-          throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', 'request body chunks must be strings, Buffers or Uint8Arrays');
-        }
-        if (chunk.byteLength === 0) continue;
-        sent += chunk.byteLength;
-        if (declaredLength !== undefined && sent > declaredLength) {
-          throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', `request body is longer than its content-length ${declaredLength}`);
-        }
         let flushed: boolean;
         if (chunked) {
           socket.cork();
@@ -411,22 +403,11 @@ export class H1Connection implements Connection, ResponseSink {
         if (!flushed) await this.waitForDrain(stream);
       }
       if (stream.done || this.state === 'closed') return;
-      if (declaredLength !== undefined && sent !== declaredLength) {
-        throw new MuxpoolError(
-          'MUXPOOL_ERR_INVALID_BODY',
-          `request body has ${sent} bytes but content-length says ${declaredLength}`,
-        );
-      }
       if (chunked) socket.write(LAST_CHUNK, 'latin1');
       stream.sendingBody = false;
     } catch (err) {
       stream.sendingBody = false;
-      const error =
-        err instanceof MuxpoolError
-          ? err
-          : new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', 'reading the request body failed', { cause: err });
-      // Part of the request is on the wire; whether the server acted on it is unknown.
-      error.maybeProcessed ??= true;
+      const error = bodyFailure(err);
       if (!stream.done) {
         this.failStream(stream, error);
         this.destroy(error);

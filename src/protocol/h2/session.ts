@@ -16,6 +16,7 @@ import type { Clock, Timer } from '../../core/clock.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
+import { bodyFailure, checkedBody } from '../body.js';
 import type { RequestBody, RequestHead, RequestStream, StreamHandler } from '../../pool/connection.js';
 import { H2Connection } from './connection.js';
 import { type HeaderLimits, fromH2ResponseHeaders, toH2RequestHeaders } from './headers.js';
@@ -398,34 +399,19 @@ export class H2Session {
     body: AsyncIterable<Uint8Array>,
     declaredLength: number | undefined,
   ): Promise<void> {
-    let sent = 0;
     try {
-      for await (const chunk of body) {
+      for await (const chunk of checkedBody(body, declaredLength)) {
         if (stream.done) return;
-        if (!(chunk instanceof Uint8Array)) {
-          throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', 'request body chunks must be strings, Buffers or Uint8Arrays');
-        }
-        if (chunk.byteLength === 0) continue;
-        sent += chunk.byteLength;
-        if (declaredLength !== undefined && sent > declaredLength) {
-          throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', `request body is longer than its content-length ${declaredLength}`);
-        }
         // Flow control (the peer's window) shows up here as write backpressure.
         if (!req.write(chunk)) await waitForDrain(req);
       }
       if (stream.done) return;
-      if (declaredLength !== undefined && sent !== declaredLength) {
-        throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', `request body has ${sent} bytes but content-length says ${declaredLength}`);
-      }
       stream.sendingBody = false;
       req.end();
     } catch (err) {
       stream.sendingBody = false;
-      const error =
-        err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', 'reading the request body failed', { cause: err });
-      error.maybeProcessed ??= true;
       // Only this stream is lost; the session carries on.
-      stream.cancel(error);
+      stream.cancel(bodyFailure(err));
     }
   }
 

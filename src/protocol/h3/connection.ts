@@ -13,6 +13,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Clock, Timer } from '../../core/clock.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { MuxpoolError } from '../../errors.js';
+import { bodyFailure, checkedBody } from '../body.js';
 import type {
   Connection,
   ConnectionObserver,
@@ -368,18 +369,9 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   }
 
   private async pumpBody(stream: H3RequestStream, body: AsyncIterable<Uint8Array>, declaredLength: number | undefined): Promise<void> {
-    let sent = 0;
     try {
-      for await (const chunk of body) {
+      for await (const chunk of checkedBody(body, declaredLength)) {
         if (stream.done || stream.writeClosed) return;
-        if (!(chunk instanceof Uint8Array)) {
-          throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', 'request body chunks must be strings, Buffers or Uint8Arrays');
-        }
-        if (chunk.byteLength === 0) continue;
-        sent += chunk.byteLength;
-        if (declaredLength !== undefined && sent > declaredLength) {
-          throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', `request body is longer than its content-length ${declaredLength}`);
-        }
         stream.lastActivityAt = this.options.clock.now();
         const header = encodeDataFrameHeader(chunk.byteLength);
         if (chunk.byteLength <= COALESCE_BODY_BYTES) this.send(stream, Buffer.concat([header, chunk]), false);
@@ -391,15 +383,9 @@ export class H3Connection implements Connection, QuicConnectionHandler {
         if (stream.outbox.length > 0) await new Promise<void>((resolve) => (stream.wakeWriter = resolve));
       }
       if (stream.done || stream.writeClosed) return;
-      if (declaredLength !== undefined && sent !== declaredLength) {
-        throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', `request body has ${sent} bytes but content-length says ${declaredLength}`);
-      }
       this.send(stream, EMPTY, true);
     } catch (err) {
-      const error =
-        err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', 'reading the request body failed', { cause: err });
-      error.maybeProcessed ??= true;
-      this.cancelStream(stream, error, H3_REQUEST_CANCELLED);
+      this.cancelStream(stream, bodyFailure(err), H3_REQUEST_CANCELLED);
     }
   }
 
