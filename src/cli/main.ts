@@ -4,6 +4,7 @@
  *   muxpool                 start the embedded loopback server, run a demo through one pool, print stats
  *   muxpool serve [--port]  the embedded server alone
  *   muxpool URL [options]   fetch a URL, like curl
+ *   muxpool bench URL       load generator (see bench.ts)
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -13,14 +14,24 @@ import { ConnectionPool } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { HttpVersion } from '../pool/version.js';
 import type { PoolStats } from '../pool/pool.js';
-import { startEmbeddedServer } from '../server/embedded.js';
+import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
 
 const USAGE = `usage:
   muxpool                      run the demo against the embedded loopback server
   muxpool serve [--port P]     run the embedded server until interrupted
   muxpool URL [options]        fetch a URL
+  muxpool bench URL [options]  load test: -c N, -n COUNT | -d SECONDS, --protocol h1|h2|h3,
+                               --rate R, --workers W, --json (muxpool bench --help)
 options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insecure,
          --cacert FILE, --http1.1, --http2, --http3, --http3-only, --max-time SECONDS`;
+
+/**
+ * The embedded server pulls in certificate generation (@peculiar/x509, half a second to load):
+ * only the demo and `serve` need it, so fetch and bench do not pay for it.
+ */
+async function startEmbeddedServer(options?: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  return (await import('../server/embedded.js')).startEmbeddedServer(options);
+}
 
 /** curl's exit codes where curl has one. */
 function exitCodeFor(err: unknown): number {
@@ -172,11 +183,7 @@ async function runFetch(argv: string[]): Promise<number> {
       version: args.version,
       ...(args.maxTimeMs !== undefined ? { timeoutMs: args.maxTimeMs } : {}),
     });
-    if (args.verbose) {
-      process.stderr.write(
-        `* ${res.reused ? 'reused' : 'new'} connection ${res.connectionId} (${res.protocol}), attempts: ${res.attempts}\n`,
-      );
-    }
+    if (args.verbose) process.stderr.write(describeConnection(pool, res.connectionId, res.protocol, res.reused, res.attempts));
     const head = `${res.protocol === 'http/1.1' ? 'HTTP/1.1' : res.protocol.toUpperCase()} ${res.status} ${res.statusText}\n${Object.entries(
       res.headers,
     )
@@ -194,6 +201,20 @@ async function runFetch(argv: string[]): Promise<number> {
   } finally {
     await pool.destroy();
   }
+}
+
+/** What -v says the pool did: dial or reuse, the transport and ALPN, resumption, retries. */
+function describeConnection(pool: ConnectionPool, id: string, protocol: string, reused: boolean, attempts: number): string {
+  const snapshot = pool.statsNow().connections.find((c) => c.id === id);
+  const transport = protocol === 'h3' ? 'QUIC' : 'TCP';
+  const lines = [
+    `* ${reused ? 'reused' : 'dialed'} connection ${id} to ${snapshot?.remoteAddress ?? '?'} over ${transport}, ALPN ${protocol}`,
+  ];
+  if (!reused && snapshot?.resumed !== undefined) {
+    lines.push(`* ${protocol === 'h3' ? 'QUIC' : 'TLS'} handshake: ${snapshot.resumed ? 'resumed an earlier session' : 'full'}`);
+  }
+  if (attempts > 1) lines.push(`* retried: ${attempts} attempts (the first failed before the server processed it)`);
+  return `${lines.join('\n')}\n`;
 }
 
 function statsTable(stats: PoolStats): string {
@@ -283,6 +304,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (argv.length === 0) return await runDemo();
     if (argv[0] === 'serve') return await runServe(argv.slice(1));
+    if (argv[0] === 'bench') return await (await import('./bench.js')).runBench(argv.slice(1));
     if (argv[0] === '-h' || argv[0] === '--help') {
       console.log(USAGE);
       return 0;

@@ -175,7 +175,11 @@ export class DefaultConnector implements Connector {
       lookup,
     });
     if (result.alpn !== 'h2' && !priorKnowledge) {
-      return new H1Connection(result.socket, { ...this.h1Options, remoteAddress: result.remoteAddress });
+      return new H1Connection(result.socket, {
+        ...this.h1Options,
+        remoteAddress: result.remoteAddress,
+        resumed: key.isHttps ? result.resumed : undefined,
+      });
     }
     let view;
     try {
@@ -193,6 +197,7 @@ export class DefaultConnector implements Connector {
           maxHeaderBytes: this.options.maxHeaderBytes,
           maxHeaderCount: this.options.maxHeaderCount,
           remoteAddress: result.remoteAddress,
+          resumed: key.isHttps ? result.resumed : undefined,
           onClose: (session) => this.forget(session),
         },
         signal,

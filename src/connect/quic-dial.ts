@@ -6,7 +6,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
-import type { PoolKey, TlsIdentity } from '../pool/key.js';
+import { type PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { type QuicConfig, type QuicConnection, connectQuic, createQuicClientConfig } from '../quic/index.js';
 import { type Resolver, resolveHost } from './resolve.js';
 import { TlsSessionCache } from './session-cache.js';
@@ -34,12 +34,17 @@ interface BrokenMark {
   backoffMs: number;
 }
 
+/**
+ * Client configs, process-wide, by TLS identity and transport settings: building one parses
+ * every trusted CA (hundreds with a system bundle, ~150 ms), so it happens once per identity,
+ * not per pool or per connection. Bounded, oldest dropped first.
+ */
+const configs = new Map<string, QuicConfig>();
 const MAX_CONFIGS = 32;
 const MAX_BROKEN = 1024;
 
 export class QuicDialer {
   private readonly options: QuicDialerOptions;
-  private readonly configs = new Map<string, QuicConfig>();
   private readonly tickets: TlsSessionCache;
   private readonly broken = new Map<string, BrokenMark>();
 
@@ -67,17 +72,22 @@ export class QuicDialer {
     const address = addresses[0];
     if (address === undefined) throw new MuxpoolError('MUXPOOL_ERR_DNS', `no address for ${key.host}`, { maybeProcessed: false });
     const session = this.tickets.get(key.id);
-    const connection = await connectQuic({
+    try {
+      return await connectQuic({
       host: address.address,
       port: key.port,
       servername: identity?.servername ?? key.host,
-      config: this.configFor(key.tlsId, identity),
+      config: this.configFor(identity),
       handshakeTimeoutMs,
       signal,
       clock: this.options.clock,
-      ...(session !== undefined ? { session, earlyData: this.options.earlyData } : {}),
-    });
-    return connection;
+        ...(session !== undefined ? { session, earlyData: this.options.earlyData } : {}),
+      });
+    } catch (err) {
+      // No request was sent on a connection that never came up.
+      if (err instanceof MuxpoolError) err.maybeProcessed ??= false;
+      throw err;
+    }
   }
 
   /** Keeps the latest session ticket of a connection made for `key`. */
@@ -106,8 +116,9 @@ export class QuicDialer {
     this.broken.delete(key.id);
   }
 
-  private configFor(tlsId: string, identity: TlsIdentity | undefined): QuicConfig {
-    let config = this.configs.get(tlsId);
+  private configFor(identity: TlsIdentity | undefined): QuicConfig {
+    const cacheKey = `${identity === undefined ? '' : tlsFingerprint(identity)}|${this.options.idleTimeoutMs}|${this.options.earlyData}`;
+    let config = configs.get(cacheKey);
     if (config !== undefined) return config;
     const verifyPeer = identity?.rejectUnauthorized !== false;
     config = createQuicClientConfig({
@@ -117,11 +128,11 @@ export class QuicDialer {
       idleTimeoutMs: this.options.idleTimeoutMs,
       earlyData: this.options.earlyData,
     });
-    if (this.configs.size >= MAX_CONFIGS) {
-      const oldest = this.configs.keys().next().value;
-      if (oldest !== undefined) this.configs.delete(oldest);
+    if (configs.size >= MAX_CONFIGS) {
+      const oldest = configs.keys().next().value;
+      if (oldest !== undefined) configs.delete(oldest);
     }
-    this.configs.set(tlsId, config);
+    configs.set(cacheKey, config);
     return config;
   }
 }

@@ -25,7 +25,7 @@ function pemText(value: string | Buffer): string {
 }
 
 /** Digest of the identity-bearing TLS settings, so equal settings give equal keys. */
-function tlsFingerprint(tls: TlsIdentity): string {
+export function tlsFingerprint(tls: TlsIdentity): string {
   const hash = createHash('sha256');
   hash.update(`sni=${tls.servername ?? ''}\0verify=${tls.rejectUnauthorized !== false}\0`);
   const cas = tls.ca === undefined ? [] : Array.isArray(tls.ca) ? tls.ca : [tls.ca as string | Buffer];

@@ -712,7 +712,7 @@ export class PoolCore {
   private describeFull(bucket: Bucket): string | undefined {
     const open = bucket.shared.filter((e) => e.acceptsStreams);
     if (open.length > 0 && open.every((e) => e.connection.maxStreams === 0)) {
-      return `${bucket.key.origin} allows 0 concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)`;
+      return `${bucket.key.origin} allows 0 concurrent streams (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS or QUIC stream credit of 0)`;
     }
     if (bucket.entries.size === 0) return undefined;
     return `${bucket.entries.size} connection(s) to ${bucket.key.origin} open, all busy (maxPerHost ${this.maxPerHost})`;

@@ -156,6 +156,10 @@ export class QuicConnection {
 
   private readonly streams = new Map<number, StreamRecord>();
   private writeOpenCount = 0;
+  /** Streams with a short write or a FIN waiting for room: only these need the writable scan. */
+  private waitingWrites = 0;
+  /** A datagram arrived since the last writable scan (it may carry STOP_SENDING or credit). */
+  private receivedSinceScan = false;
   private nextBidi: number;
   private nextUni: number;
   private readonly retiredPeerBidi: RetiredIds;
@@ -339,11 +343,13 @@ export class QuicConnection {
     if (written === data.length && fin) {
       if (accepted === null) {
         // Only an empty FIN can be refused whole; the driver sends it when room returns.
+        if (!record.blocked && !record.pendingFin) this.waitingWrites++;
         record.pendingFin = true;
       } else {
         this.closeWrite(streamId, record);
       }
     } else if (written < data.length) {
+      if (!record.blocked && !record.pendingFin) this.waitingWrites++;
       record.blocked = true;
       try {
         native.streamWritable(streamId, Math.min(data.length - written, WRITABLE_LOW_WATER));
@@ -442,6 +448,7 @@ export class QuicConnection {
     if (from !== undefined && (from.port !== info.from.port || from.host !== info.from.host)) {
       info = { from, to: this.localAddress };
     }
+    this.receivedSinceScan = true;
     try {
       native.recv(packet, info);
     } catch {
@@ -502,6 +509,7 @@ export class QuicConnection {
       record.writeOpen = false;
       this.writeOpenCount--;
     }
+    if (record.blocked || record.pendingFin) this.waitingWrites--;
     record.blocked = false;
     record.pendingFin = false;
     this.forgetIfDone(streamId, record);
@@ -577,7 +585,12 @@ export class QuicConnection {
     if (handler !== undefined && (this.current === 'established' || early)) {
       more = this.readStreams(native, handler);
       if (this.native === undefined) return;
-      if (this.writeOpenCount > 0) this.scanWritable(native, handler);
+      // The scan costs native calls per stream; a turn that only sends (after a write) cannot
+      // have changed what it looks for unless a write is waiting for room.
+      if (this.writeOpenCount > 0 && (this.waitingWrites > 0 || this.receivedSinceScan)) {
+        this.receivedSinceScan = false;
+        this.scanWritable(native, handler);
+      }
       if (this.native === undefined) return;
       this.reportCredit(native, handler);
       if (this.native === undefined) return;
@@ -771,6 +784,7 @@ export class QuicConnection {
       }
       if (record.blocked && capacity > 0) {
         record.blocked = false;
+        this.waitingWrites--;
         handler.onStreamWritable?.(id);
         if (this.native === undefined) return;
       }
@@ -921,6 +935,7 @@ export class QuicConnection {
     this.handler = undefined;
     this.streams.clear();
     this.writeOpenCount = 0;
+    this.waitingWrites = 0;
     this.active = false;
     this.transport.release();
     this.resolveClosed(this.closeInfo as QuicCloseInfo);

@@ -137,7 +137,8 @@ export class H3ServerResponse extends Writable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (error !== null) this.stream.abort(H3_REQUEST_CANCELLED);
+    // Destroyed before it finished (by the handler, or because the stream failed): abort it.
+    if (!this.writableFinished) this.stream.abort(H3_REQUEST_CANCELLED);
     callback(error);
   }
 }
@@ -255,8 +256,10 @@ class ServerStream {
     this.wake = undefined;
     wake?.();
     const error = err instanceof Error ? err : new Error(String(err));
-    this.req?.destroy(error);
-    this.res?.destroy(error);
+    // Like node:http: the request reports the error only to someone listening, the response
+    // just closes; an unheard 'error' would crash the server for a client that went away.
+    this.req?.destroy(this.req.listenerCount('error') > 0 ? error : undefined);
+    this.res?.destroy();
     this.owner.forget(this);
   }
 }
@@ -422,8 +425,9 @@ class H3ServerConnection implements QuicConnectionHandler {
 
   forget(stream: ServerStream): void {
     // The request side may still be open when the response ended; quiche collects the rest.
+    // After GOAWAY the client closes the connection once its responses arrived: closing here,
+    // when the last response is merely queued, would discard what quiche has not sent yet.
     this.streams.delete(stream.id);
-    if (this.goawaySent && this.streams.size === 0) void this.quic.close(H3_NO_ERROR);
   }
 
   /** §5.2: GOAWAY names the first request stream we will not process. */
@@ -435,7 +439,6 @@ class H3ServerConnection implements QuicConnectionHandler {
     } catch {
       // The connection is going away anyway.
     }
-    if (this.streams.size === 0) void this.quic.close(H3_NO_ERROR);
   }
 
   private connectionError(code: number, reason: string): void {
@@ -499,17 +502,16 @@ export class H3Server {
     for (const connection of this.connections) connection.sendGoaway();
   }
 
-  /** GOAWAY, a grace period for open requests, then every connection and the socket closed. */
+  /**
+   * GOAWAY, then a grace period in which clients finish their requests and close (ours close a
+   * drained connection once its last response arrived), then every connection still open is
+   * closed and the socket with them.
+   */
   async close(): Promise<void> {
     this.goaway();
     const deadline = Date.now() + CLOSE_GRACE_MS;
-    // Bounded wait: at most CLOSE_GRACE_MS in 20 ms steps.
-    while (this.connections.size > 0 && Date.now() < deadline) {
-      let open = 0;
-      for (const connection of this.connections) open += connection.streams.size;
-      if (open === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    await this.quicServer.close();
+    // Bounded wait: at most CLOSE_GRACE_MS in 10 ms steps.
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    await this.quicServer.close(H3_NO_ERROR);
   }
 }

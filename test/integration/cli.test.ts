@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generateCertificates } from '../../src/server/certs.js';
+import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { startHttpServer, startHttpsServer, startRawServer } from '../helpers/servers.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -48,7 +49,7 @@ test('fetch: body to stdout, -i, -X/-H/-d, -v', async () => {
   assert.equal(posted.code, 0);
   assert.match(posted.stdout, /^HTTP\/1\.1 200 OK\n/);
   assert.match(posted.stdout, /PUT yes payload$/);
-  assert.match(posted.stderr, /new connection h1-\d+ \(http\/1\.1\)/);
+  assert.match(posted.stderr, /dialed connection h1-\d+ to 127\.0\.0\.1 over TCP, ALPN http\/1\.1/);
   await server.close();
 });
 
@@ -76,5 +77,32 @@ test('exit codes follow curl: 2 usage, 7 refused, 60 untrusted certificate, 6 DN
   assert.equal(trusted.stdout, 'secret');
   assert.equal((await run(['-k', `${tls.url}/`])).stdout, 'secret');
   await tls.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('--http1.1, --http2, --http3, --http3-only pick the protocol; -v shows the transport, ALPN and handshake', async () => {
+  const server = await startEmbeddedServer();
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-cli-'));
+  const caPath = join(dir, 'ca.pem');
+  await writeFile(caPath, server.caCert);
+  const cases: Array<[string, RegExp, RegExp]> = [
+    ['--http1.1', /over HTTP\/1\.1/, /over TCP, ALPN http\/1\.1\n\* TLS handshake: full/],
+    ['--http2', /over HTTP\/2\.0/, /over TCP, ALPN h2\n\* TLS handshake: full/],
+    ['--http3', /over HTTP\/3/, /over QUIC, ALPN h3\n\* QUIC handshake: full/],
+    ['--http3-only', /over HTTP\/3/, /over QUIC, ALPN h3/],
+  ];
+  for (const [flag, body, verbose] of cases) {
+    const out = await run(['--cacert', caPath, flag, '-v', `${server.httpsUrl}/`]);
+    assert.equal(out.code, 0, `${flag}: ${out.stderr}`);
+    assert.match(out.stdout, body, flag);
+    assert.match(out.stderr, verbose, flag);
+  }
+  // No HTTP/3 where nothing listens on UDP: --http3-only runs into its deadline (curl's 28).
+  const other = await generateCertificates();
+  const tcpOnly = await startHttpsServer((_req, res) => res.end('tcp'), { key: other.leafKey, cert: other.leafCert });
+  const strict = await run(['-k', '--http3-only', '--max-time', '1', `${tcpOnly.url}/`]);
+  assert.equal(strict.code, 28, strict.stderr);
+  await tcpOnly.close();
+  await server.close();
   await rm(dir, { recursive: true, force: true });
 });

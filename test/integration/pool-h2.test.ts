@@ -179,7 +179,8 @@ test('a SETTINGS frame lowering the limit is followed; raising it wakes waiters'
 test('a peer advertising 0 streams: no hang, no dial storm; the deadline error says why, a raised limit serves', async () => {
   const leaks = leakCheck();
   const { server, pool, key } = await setup(0, { maxPerHost: 4 });
-  const err = await rejectsWith(pool.getOrCreate(key, HttpVersion.Http2, { acquireTimeoutMs: 150 }), 'MUXPOOL_ERR_ACQUIRE_TIMEOUT');
+  // Long enough for the handshake and SETTINGS even on a loaded machine.
+  const err = await rejectsWith(pool.getOrCreate(key, HttpVersion.Http2, { acquireTimeoutMs: 1_000 }), 'MUXPOOL_ERR_ACQUIRE_TIMEOUT');
   assert.match(err.message, /allows 0 concurrent streams/);
   assert.equal(server.sessionCount, 1, 'one connection, not maxPerHost of them');
   const waiting = pool.getOrCreate(key, HttpVersion.Http2, { acquireTimeoutMs: 5_000 });

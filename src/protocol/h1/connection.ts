@@ -35,6 +35,8 @@ export interface H1ConnectionOptions {
   maxHeaderBytes: number;
   maxHeaderCount: number;
   remoteAddress?: string | undefined;
+  /** The TLS handshake resumed an earlier session. */
+  resumed?: boolean | undefined;
 }
 
 /** Bodies up to this size go out in the same write as the head (one syscall, one packet). */
@@ -75,6 +77,7 @@ export class H1Connection implements Connection, ResponseSink {
   readonly shareable = false;
   readonly maxStreams = 1;
   readonly remoteAddress: string | undefined;
+  readonly resumed: boolean | undefined;
   state: ConnectionState = 'open';
   expiresAt: number | undefined;
   requestCount = 0;
@@ -99,6 +102,7 @@ export class H1Connection implements Connection, ResponseSink {
     this.socket = socket as Socket;
     this.options = options;
     this.remoteAddress = options.remoteAddress ?? this.socket.remoteAddress;
+    this.resumed = options.resumed;
     this.parser = new ResponseParser(this, {
       maxHeaderBytes: options.maxHeaderBytes,
       maxHeaderCount: options.maxHeaderCount,

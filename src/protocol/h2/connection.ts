@@ -46,6 +46,10 @@ export class H2Connection implements Connection {
     return this.session.id;
   }
 
+  get resumed(): boolean | undefined {
+    return this.session.resumed;
+  }
+
   get remoteAddress(): string | undefined {
     return this.session.remoteAddress;
   }

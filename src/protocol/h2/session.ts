@@ -48,6 +48,8 @@ export interface H2SessionOptions extends HeaderLimits {
   /** How long the peer has to send its SETTINGS after the handshake. */
   settingsTimeoutMs: number;
   remoteAddress: string | undefined;
+  /** The TLS handshake resumed an earlier session (undefined in cleartext). */
+  resumed?: boolean | undefined;
   /** Called once when the session is gone (the connector forgets it then). */
   onClose?: ((session: H2Session) => void) | undefined;
 }
@@ -86,6 +88,7 @@ class H2Stream implements RequestStream {
 export class H2Session {
   readonly id = nextConnectionId('h2');
   readonly remoteAddress: string | undefined;
+  readonly resumed: boolean | undefined;
   state: H2SessionState = 'connecting';
   /** Streams the peer allows at once (SETTINGS_MAX_CONCURRENT_STREAMS), capped by ours. */
   limit = 0;
@@ -117,6 +120,7 @@ export class H2Session {
     this.socket = socket;
     this.options = options;
     this.remoteAddress = options.remoteAddress;
+    this.resumed = options.resumed;
     this.lastActivity = options.clock.now();
     this.session = http2.connect(authority, {
       createConnection: () => socket,

@@ -147,14 +147,18 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   private observer: ConnectionObserver | undefined;
   private readonly streams = new Map<number, H3RequestStream>();
   /**
-   * Requests waiting for the handshake: in 0-RTT only replay-safe requests go out (RFC 9114
-   * §10.9, RFC 8470 §2.1); the others wait here until the connection is established.
+   * Requests not on the wire yet, in order: in 0-RTT only replay-safe requests go out (RFC 9114
+   * §10.9, RFC 8470 §2.1), the others wait for the handshake; and a request beyond the peer's
+   * current stream credit waits for its MAX_STREAMS (credit for finished streams comes back about
+   * a round trip after they end).
    */
   private held: Array<{ stream: H3RequestStream; head: RequestHead; body: RequestBody; headersFrame: Uint8Array }> = [];
   private readonly peerUni = new Map<number, PeerUniStream>();
   private peerControlSeen = false;
   private peerEncoderSeen = false;
   private peerDecoderSeen = false;
+  /** The most streams the peer has let us have open at once: its concurrency limit. */
+  private peakStreams = 0;
   /** The peer's SETTINGS, once its control stream delivered them. */
   peerSettings: ReadonlyMap<number, number> | undefined;
   /** The lowest stream id the peer's GOAWAY says it will not process. */
@@ -184,9 +188,13 @@ export class H3Connection implements Connection, QuicConnectionHandler {
 
   /** Streams open now plus the ones the peer still grants (MAX_STREAMS), capped by ours. */
   get maxStreams(): number {
-    const inUse = this.streams.size + this.held.length;
-    if (this.current !== 'open') return inUse;
-    return Math.min(this.options.maxStreams, inUse + Math.max(0, this.quic.peerStreamsLeftBidi - this.held.length));
+    if (this.current !== 'open') return this.streams.size + this.held.length;
+    // Open streams plus credit left is what the peer allows at once, but credit for streams that
+    // just ended lags a round trip: the high-water mark is the limit, and requests beyond the
+    // credit of the moment are held until MAX_STREAMS arrives (not sent to another connection).
+    const now = this.streams.size + this.quic.peerStreamsLeftBidi;
+    if (now > this.peakStreams) this.peakStreams = now;
+    return Math.min(this.options.maxStreams, this.peakStreams);
   }
 
   get expiresAt(): number | undefined {
@@ -243,12 +251,30 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       handler.onError(err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'encoding HTTP/3 headers failed', { cause: err }));
       return stream;
     }
-    if (this.quic.state === 'handshaking' && !isReplaySafe(head, body)) {
+    if (this.held.length > 0 || !this.canStart(head, body)) {
       this.held.push({ stream, head, body, headersFrame });
+      if (this.sweepTimer === undefined) this.armSweep(this.options.readTimeoutMs);
       return stream;
     }
     this.startStream(stream, head, body, headersFrame);
     return stream;
+  }
+
+  private canStart(head: RequestHead, body: RequestBody): boolean {
+    if (this.quic.state === 'handshaking' && !isReplaySafe(head, body)) return false;
+    return this.quic.peerStreamsLeftBidi > 0;
+  }
+
+  /** Starts held requests that may go now, keeping the order of the rest. */
+  private startHeld(): void {
+    if (this.held.length === 0 || this.current === 'closed') return;
+    const waiting = this.held;
+    this.held = [];
+    for (const entry of waiting) {
+      if (entry.stream.done) continue;
+      if (this.canStart(entry.head, entry.body)) this.startStream(entry.stream, entry.head, entry.body, entry.headersFrame);
+      else this.held.push(entry);
+    }
   }
 
   private startStream(stream: H3RequestStream, head: RequestHead, body: RequestBody, headersFrame: Uint8Array): void {
@@ -283,11 +309,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
 
   /** The handshake completed: requests held back from 0-RTT go out now. */
   onEstablished(): void {
-    const held = this.held;
-    this.held = [];
-    for (const { stream, head, body, headersFrame } of held) {
-      if (!stream.done) this.startStream(stream, head, body, headersFrame);
-    }
+    this.startHeld();
   }
 
   drain(): void {
@@ -424,10 +446,10 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     wake?.();
     this.streams.delete(stream.id);
     this.lastActivityAt = this.options.clock.now();
-    if (this.streams.size === 0) {
+    if (this.streams.size === 0 && this.held.length === 0) {
       this.sweepTimer?.cancel();
       this.sweepTimer = undefined;
-      if (this.current === 'draining' && this.held.length === 0) this.closeGracefully();
+      if (this.current === 'draining') this.closeGracefully();
     }
   }
 
@@ -531,19 +553,23 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     const now = this.options.clock.now();
     const limit = this.options.readTimeoutMs;
     let next = limit;
-    for (const stream of [...this.streams.values()]) {
+    for (const stream of [...this.streams.values(), ...this.held.map((entry) => entry.stream)]) {
       const idle = now - stream.lastActivityAt;
       if (idle >= limit) {
         this.cancelStream(
           stream,
-          new MuxpoolError('MUXPOOL_ERR_READ_TIMEOUT', `no data on HTTP/3 stream ${stream.id} for ${limit} ms`, { maybeProcessed: true }),
+          new MuxpoolError(
+            'MUXPOOL_ERR_READ_TIMEOUT',
+            stream.id < 0 ? `no stream credit from the peer for ${limit} ms` : `no data on HTTP/3 stream ${stream.id} for ${limit} ms`,
+            { maybeProcessed: stream.id >= 0 },
+          ),
           H3_REQUEST_CANCELLED,
         );
       } else {
         next = Math.min(next, limit - idle);
       }
     }
-    if (this.streams.size > 0) this.armSweep(next);
+    if (this.streams.size > 0 || this.held.length > 0) this.armSweep(next);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -686,6 +712,10 @@ export class H3Connection implements Connection, QuicConnectionHandler {
         );
       }
     }
+    // Requests still held back were never sent: they go to another connection.
+    for (const { stream } of [...this.held]) {
+      this.cancelStream(stream, this.notProcessed(`connection ${this.id} received GOAWAY before the request was sent`, 'MUXPOOL_ERR_GOAWAY'), H3_REQUEST_CANCELLED);
+    }
     this.observer?.onCapacityChange(this);
     if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
   }
@@ -748,6 +778,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   }
 
   onCreditChange(): void {
+    this.startHeld();
     if (this.current === 'open') this.observer?.onCapacityChange(this);
   }
 

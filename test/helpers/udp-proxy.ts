@@ -1,0 +1,246 @@
+/**
+ * An in-process UDP proxy for loopback tests: it sits between a client and a UDP server and
+ * loses, delays, reorders and duplicates datagrams in both directions, or black-holes the path.
+ *
+ * Every decision comes from a seeded PRNG (mulberry32), one stream per client and direction, so
+ * the same seed and the same packet sequence give the same losses on every run. Each client
+ * address gets an upstream socket of its own, connected to the target, so replies find their
+ * way back to the client that caused them.
+ */
+import dgram from 'node:dgram';
+import { isIP } from 'node:net';
+
+export interface UdpProxyOptions {
+  /** The server the proxy forwards to (an IP address and port). */
+  target: { host: string; port: number };
+  /** Address the proxy listens on. Default 127.0.0.1. */
+  host?: string;
+  /** Port the proxy listens on. Default 0: any free port. */
+  port?: number;
+  /** PRNG seed: the same seed gives the same sequence of decisions. Default 1. */
+  seed?: number;
+  /** Share of datagrams dropped, each direction, 0–1. Default 0. */
+  lossRate?: number;
+  /** Fixed delay added to every datagram. Default 0. */
+  delayMs?: number;
+  /** Extra random delay, uniform in [0, jitterMs). Default 0. */
+  jitterMs?: number;
+  /** Share of datagrams held back so that later ones overtake them, 0–1. Default 0. */
+  reorderRate?: number;
+  /** How long a reordered datagram is held back. Default max(5, 2 × (delayMs + jitterMs)). */
+  reorderHoldMs?: number;
+  /** Share of datagrams sent twice, 0–1. Default 0. */
+  duplicateRate?: number;
+  /** Drop everything, both ways. Default false. */
+  blackhole?: boolean;
+}
+
+export interface UdpProxyStats {
+  /** Datagrams that reached the proxy, from either side. */
+  received: number;
+  /** Of those, datagrams from clients (towards the target). */
+  receivedFromClients: number;
+  /** Datagrams sent on (duplicates included). */
+  forwarded: number;
+  /** Datagrams dropped, by loss or by the black hole. */
+  dropped: number;
+  duplicated: number;
+  reordered: number;
+}
+
+export interface UdpProxy {
+  readonly host: string;
+  readonly port: number;
+  /** Live counters (read them at any time). */
+  readonly stats: Readonly<UdpProxyStats>;
+  /** Client addresses seen so far (one upstream socket each). */
+  readonly clients: number;
+  setBlackhole(on: boolean): void;
+  /** Cancels every pending datagram and closes every socket. */
+  close(): Promise<void>;
+}
+
+/** mulberry32: a tiny 32-bit PRNG with a good enough spread for loss decisions. */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Mixes the seed with a client's index and a direction, so each stream of decisions differs. */
+function streamSeed(seed: number, clientIndex: number, direction: 0 | 1): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  h = Math.imul(h ^ (clientIndex + 1), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (direction + 0x27d4eb2f), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+function rate(name: string, value: number | undefined): number {
+  const r = value ?? 0;
+  if (!(r >= 0 && r <= 1)) throw new RangeError(`${name} must be between 0 and 1, got ${String(value)}`);
+  return r;
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!(v >= 0 && Number.isFinite(v))) throw new RangeError(`${name} must be a finite number ≥ 0, got ${String(value)}`);
+  return v;
+}
+
+/** One client of the proxy: its address, its upstream socket and its two PRNG streams. */
+interface Session {
+  readonly address: string;
+  readonly port: number;
+  readonly upstream: dgram.Socket;
+  readonly toTarget: () => number;
+  readonly toClient: () => number;
+}
+
+/** Starts the proxy; resolves once its listening socket is bound. */
+export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy> {
+  const host = options.host ?? '127.0.0.1';
+  const family = isIP(host);
+  if (family === 0) throw new TypeError(`host must be an IP address, got ${host}`);
+  const targetFamily = isIP(options.target.host);
+  if (targetFamily === 0) throw new TypeError(`target.host must be an IP address, got ${options.target.host}`);
+  const seed = options.seed ?? 1;
+  const lossRate = rate('lossRate', options.lossRate);
+  const reorderRate = rate('reorderRate', options.reorderRate);
+  const duplicateRate = rate('duplicateRate', options.duplicateRate);
+  const delayMs = nonNegative('delayMs', options.delayMs, 0);
+  const jitterMs = nonNegative('jitterMs', options.jitterMs, 0);
+  const reorderHoldMs = nonNegative('reorderHoldMs', options.reorderHoldMs, Math.max(5, 2 * (delayMs + jitterMs)));
+  let blackhole = options.blackhole === true;
+
+  const stats: UdpProxyStats = { received: 0, receivedFromClients: 0, forwarded: 0, dropped: 0, duplicated: 0, reordered: 0 };
+  const sessions = new Map<string, Session>();
+  const timers = new Set<NodeJS.Timeout>();
+  let closed = false;
+
+  const front = dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6' });
+  // ICMP errors (a client or the target went away) must not take the proxy down.
+  front.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    front.once('error', reject);
+    front.bind(options.port ?? 0, host, () => {
+      front.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = front.address();
+
+  /** Sends one datagram, now or after its delay. */
+  function emit(send: () => void, waitMs: number): void {
+    if (waitMs <= 0) {
+      stats.forwarded++;
+      send();
+      return;
+    }
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      if (closed) return;
+      stats.forwarded++;
+      send();
+    }, waitMs);
+    timers.add(timer);
+  }
+
+  /** Applies the path's faults to one datagram, using the PRNG stream of its direction. */
+  function relay(packet: Buffer, random: () => number, send: (packet: Buffer) => void): void {
+    stats.received++;
+    if (blackhole) {
+      stats.dropped++;
+      return;
+    }
+    // A fixed number of draws per datagram keeps each decision tied to the datagram's position
+    // in its stream, whatever the rates are.
+    const lossDraw = random();
+    const jitterDraw = random();
+    const reorderDraw = random();
+    const duplicateDraw = random();
+    const duplicateJitterDraw = random();
+    if (lossDraw < lossRate) {
+      stats.dropped++;
+      return;
+    }
+    let waitMs = delayMs + jitterDraw * jitterMs;
+    if (reorderDraw < reorderRate) {
+      stats.reordered++;
+      waitMs += reorderHoldMs;
+    }
+    emit(() => send(packet), waitMs);
+    if (duplicateDraw < duplicateRate) {
+      stats.duplicated++;
+      emit(() => send(packet), delayMs + duplicateJitterDraw * jitterMs);
+    }
+  }
+
+  function sessionFor(rinfo: dgram.RemoteInfo): Session {
+    const key = `${rinfo.address}|${rinfo.port}`;
+    const existing = sessions.get(key);
+    if (existing !== undefined) return existing;
+    const index = sessions.size;
+    const upstream = dgram.createSocket({ type: targetFamily === 4 ? 'udp4' : 'udp6' });
+    upstream.on('error', () => {});
+    const session: Session = {
+      address: rinfo.address,
+      port: rinfo.port,
+      upstream,
+      toTarget: mulberry32(streamSeed(seed, index, 0)),
+      toClient: mulberry32(streamSeed(seed, index, 1)),
+    };
+    sessions.set(key, session);
+    // Replies from the target go back to this client only.
+    upstream.on('message', (reply: Buffer, from: dgram.RemoteInfo) => {
+      if (closed || from.port !== options.target.port) return;
+      relay(reply, session.toClient, (p) => front.send(p, session.port, session.address));
+    });
+    // Unconnected: dgram binds it on the first send, so no datagram waits for a callback.
+    return session;
+  }
+
+  front.on('message', (packet: Buffer, rinfo: dgram.RemoteInfo) => {
+    if (closed) return;
+    stats.receivedFromClients++;
+    const session = sessionFor(rinfo);
+    relay(packet, session.toTarget, (p) => session.upstream.send(p, options.target.port, options.target.host));
+  });
+
+  return {
+    host: bound.address,
+    port: bound.port,
+    stats,
+    get clients() {
+      return sessions.size;
+    },
+    setBlackhole(on: boolean): void {
+      blackhole = on;
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      const sockets = [front, ...[...sessions.values()].map((s) => s.upstream)];
+      sessions.clear();
+      await Promise.all(
+        sockets.map(
+          (socket) =>
+            new Promise<void>((resolve) => {
+              try {
+                socket.close(() => resolve());
+              } catch {
+                // Never bound (an upstream socket that sent nothing): nothing to close.
+                resolve();
+              }
+            }),
+        ),
+      );
+    },
+  };
+}
