@@ -17,6 +17,10 @@ export interface Result {
   p50Ms: number | undefined;
   p99Ms: number | undefined;
   meanMs: number | undefined;
+  /** CPU time (user + system) of this process per request while measuring; undefined for h2load. */
+  cpuUsPerReq?: number | undefined;
+  /** req/s of every round when the benchmark ran several (`reqPerSec` is then their median). */
+  rounds?: number[] | undefined;
 }
 
 export const HAS_TASKSET = existsSync('/usr/bin/taskset');
@@ -42,6 +46,7 @@ export async function closedLoop(
   const warmEnd = performance.now() + warmupMs;
   const end = warmEnd + durationMs;
   let measuredStart = warmEnd;
+  let cpuStart = process.cpuUsage();
   const worker = async (): Promise<void> => {
     for (;;) {
       const t0 = performance.now();
@@ -52,6 +57,7 @@ export async function closedLoop(
           if (!measuring) {
             measuring = true;
             measuredStart = t0;
+            cpuStart = process.cpuUsage();
           }
           requests++;
           histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
@@ -64,6 +70,7 @@ export async function closedLoop(
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = (performance.now() - measuredStart) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
   const result: Result = {
     client,
     concurrency,
@@ -73,6 +80,7 @@ export async function closedLoop(
     p50Ms: histogram.getValueAtPercentile(50) / 1000,
     p99Ms: histogram.getValueAtPercentile(99) / 1000,
     meanMs: histogram.mean / 1000,
+    cpuUsPerReq: requests === 0 ? undefined : (cpu.user + cpu.system) / requests,
   };
   histogram.destroy();
   return result;
@@ -83,12 +91,15 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-/** Forks a server script (pinned to core 0 when taskset exists) and waits for its port. */
-export async function startServerProcess(script: string): Promise<ServerProcess> {
+/**
+ * Forks a server script with `args` (pinned to core 0 when taskset exists) and waits for its
+ * port.
+ */
+export async function startServerProcess(script: string, args: readonly string[] = []): Promise<ServerProcess> {
   const path = fileURLToPath(new URL(script, import.meta.url));
   const child: ChildProcess = HAS_TASKSET
-    ? fork(path, [], { execPath: '/usr/bin/taskset', execArgv: ['-c', '0', process.execPath] })
-    : fork(path);
+    ? fork(path, args, { execPath: '/usr/bin/taskset', execArgv: ['-c', '0', process.execPath] })
+    : fork(path, args);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('bench server did not start in 10 s')), 10_000);
     child.once('message', (msg: { port: number }) => {
@@ -118,15 +129,20 @@ function parseDurationMs(text: string): number | undefined {
   return m[2] === 'us' ? v / 1000 : m[2] === 'ms' ? v : v * 1000;
 }
 
-/** Runs h2load on core 1 (when taskset exists) and reads its throughput and mean latency. */
+/**
+ * Runs h2load on core 1 (when taskset exists) and reads its throughput and mean latency.
+ * `connections` defaults to `concurrency` (one request at a time per connection, as HTTP/1.1);
+ * for HTTP/2 pass 1 and put `-m C` in `args`.
+ */
 export async function runH2load(
   args: string[],
   client: string,
   concurrency: number,
   durationMs: number,
   warmupMs: number,
+  connections = concurrency,
 ): Promise<Result> {
-  const h2loadArgs = [...args, '-c', String(concurrency), '-t', '1', '-D', `${durationMs}ms`, `--warm-up-time=${warmupMs}ms`];
+  const h2loadArgs = [...args, '-c', String(connections), '-t', '1', '-D', `${durationMs}ms`, `--warm-up-time=${warmupMs}ms`];
   const [cmd, cmdArgs] = HAS_TASKSET ? ['/usr/bin/taskset', ['-c', '1', 'h2load', ...h2loadArgs]] : ['h2load', h2loadArgs];
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile(cmd, cmdArgs as string[], { timeout: durationMs + warmupMs + 30_000 }, (err, out) => (err ? reject(err) : resolve(out)));
@@ -156,28 +172,60 @@ export function table(results: Result[], references: string[]): string {
     const rows = results.filter((r) => r.concurrency === c);
     const refs = references.map((name) => rows.find((r) => r.client === name));
     out.push(`\n### concurrency ${c}\n`);
-    out.push(`| client | req/s | p50 ms | p99 ms | mean ms | errors | ${references.map((r) => `× ${r}`).join(' | ')} |`);
-    out.push(`|---|---|---|---|---|---|${references.map(() => '---').join('|')}|`);
+    out.push(`| client | req/s | p50 ms | p99 ms | mean ms | CPU µs/req | errors | ${references.map((r) => `× ${r}`).join(' | ')} |`);
+    out.push(`|---|---|---|---|---|---|---|${references.map(() => '---').join('|')}|`);
     for (const r of rows) {
       const ratios = refs.map((ref) => (ref === undefined || ref.reqPerSec === 0 ? '—' : `${(r.reqPerSec / ref.reqPerSec).toFixed(2)}×`));
+      const spread =
+        r.rounds !== undefined && r.rounds.length > 1 ? ` (${Math.min(...r.rounds).toFixed(0)}–${Math.max(...r.rounds).toFixed(0)})` : '';
       out.push(
-        `| ${r.client} | ${r.reqPerSec.toFixed(0)} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.meanMs, 3)} | ${r.errors} | ${ratios.join(' | ')} |`,
+        `| ${r.client} | ${r.reqPerSec.toFixed(0)}${spread} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${fmt(r.meanMs, 3)} | ${fmt(r.cpuUsPerReq, 0)} | ${r.errors} | ${ratios.join(' | ')} |`,
       );
     }
   }
   return out.join('\n');
 }
 
-export async function saveResults(name: string, results: Result[], markdown: string): Promise<string> {
+/**
+ * One result per client from several rounds: the round with the median req/s (the lower middle
+ * one for an even count), with every round's req/s and the errors of all rounds.
+ */
+export function medianResult(rounds: Result[]): Result {
+  const sorted = [...rounds].sort((a, b) => a.reqPerSec - b.reqPerSec);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (median === undefined) throw new Error('medianResult needs at least one round');
+  return {
+    ...median,
+    errors: rounds.reduce((sum, r) => sum + r.errors, 0),
+    rounds: rounds.map((r) => r.reqPerSec),
+  };
+}
+
+/** Writes the results and table, plus `extra` figures a benchmark measures besides req/s, as JSON. */
+export async function saveResults(
+  name: string,
+  results: Result[],
+  markdown: string,
+  extra: Record<string, unknown> = {},
+): Promise<string> {
   const dir = fileURLToPath(new URL('../../../bench/results/', import.meta.url));
   await mkdir(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const path = `${dir}${name}-${stamp}.json`;
-  await writeFile(path, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, results, markdown }, null, 2)}\n`);
+  await writeFile(path, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, results, markdown, ...extra }, null, 2)}\n`);
   return path;
 }
 
-export function parseArgs(argv: string[]): { durationMs: number; warmupMs: number; concurrency: number[]; clients: string[] | undefined } {
+export interface BenchArgs {
+  durationMs: number;
+  warmupMs: number;
+  concurrency: number[];
+  clients: string[] | undefined;
+  /** How many times every client runs at every concurrency, where a benchmark supports it (bench:h1 runs once). */
+  rounds: number;
+}
+
+export function parseArgs(argv: string[]): BenchArgs {
   const get = (flag: string): string | undefined => {
     const i = argv.indexOf(flag);
     return i >= 0 ? argv[i + 1] : undefined;
@@ -187,5 +235,6 @@ export function parseArgs(argv: string[]): { durationMs: number; warmupMs: numbe
     warmupMs: Number(get('--warmup') ?? 0.5) * 1000,
     concurrency: (get('--concurrency') ?? '1,16,128').split(',').map(Number),
     clients: get('--clients')?.split(','),
+    rounds: Math.max(1, Math.floor(Number(get('--rounds') ?? 1))),
   };
 }

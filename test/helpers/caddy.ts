@@ -9,10 +9,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const CADDY_BINARY = process.env['MUXPOOL_CADDY'] ?? '/usr/bin/caddy';
 const START_LIMIT_MS = 20_000;
@@ -29,9 +29,20 @@ export interface CaddyServer {
 }
 
 export interface CaddyOptions {
-  /** What `respond` answers (default `hello`). */
+  /** What `respond` answers (default `hello`); ignored when `directives` is given. */
   body?: string;
+  /** Files written under a document root in the instance's directory, by relative path. */
+  files?: Record<string, string | Uint8Array>;
+  /**
+   * The site block's directives, replacing the default `respond`; gets the absolute path of the
+   * document root holding `files` (for `root` and `file_server`).
+   */
+  directives?: (docroot: string) => string;
+  /** Pins Caddy to these CPUs with taskset (e.g. `'0'`), when taskset exists: for benchmarks. */
+  cpus?: string;
 }
+
+const TASKSET = '/usr/bin/taskset';
 
 /** A port free for both TCP and UDP on 127.0.0.1, found by binding both (bounded tries). */
 async function freePort(): Promise<number> {
@@ -54,7 +65,7 @@ async function freePort(): Promise<number> {
   throw new Error('no port free for both TCP and UDP');
 }
 
-function caddyfile(port: number, body: string): string {
+function caddyfile(port: number, directives: string): string {
   return `{
 \tadmin off
 \tskip_install_trust
@@ -67,7 +78,7 @@ function caddyfile(port: number, body: string): string {
 
 https://localhost:${port}, https://127.0.0.1:${port} {
 \ttls internal
-\trespond ${JSON.stringify(body)}
+${directives}
 }
 `;
 }
@@ -76,17 +87,29 @@ export async function startCaddy(options: CaddyOptions = {}): Promise<CaddyServe
   const dir = await mkdtemp(join(tmpdir(), 'muxpool-caddy-'));
   const port = await freePort();
   const configPath = join(dir, 'Caddyfile');
-  await writeFile(configPath, caddyfile(port, options.body ?? 'hello'));
+  const docroot = join(dir, 'htdocs');
+  await mkdir(docroot);
+  for (const [name, content] of Object.entries(options.files ?? {})) {
+    const path = join(docroot, name);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, content);
+  }
+  const directives = options.directives?.(docroot) ?? `\trespond ${JSON.stringify(options.body ?? 'hello')}`;
+  await writeFile(configPath, caddyfile(port, directives));
   const env = {
     ...process.env,
     HOME: dir,
     XDG_DATA_HOME: join(dir, 'data'),
     XDG_CONFIG_HOME: join(dir, 'config'),
   };
-  const child: ChildProcess = spawn(CADDY_BINARY, ['run', '--config', configPath, '--adapter', 'caddyfile'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const caddyArgs = ['run', '--config', configPath, '--adapter', 'caddyfile'];
+  // taskset execs Caddy in its own process, so the child is Caddy and SIGTERM reaches it.
+  const cpus = existsSync(TASKSET) ? options.cpus : undefined;
+  const child: ChildProcess = spawn(
+    cpus !== undefined ? TASKSET : CADDY_BINARY,
+    cpus !== undefined ? ['-c', cpus, CADDY_BINARY, ...caddyArgs] : caddyArgs,
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let log = '';
   const onOutput = (chunk: Buffer): void => {
     log += chunk.toString('utf8');

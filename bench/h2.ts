@@ -1,0 +1,144 @@
+/**
+ * bench:h2 — muxpool request() against a raw node:http2 session, undici Client and Agent with
+ * allowH2, and h2load, on one local node:http2 server over TLS, at several concurrencies, in one
+ * run. Every client multiplexes C streams on exactly one HTTP/2 session. Usage:
+ *   npm run bench:h2 -- [--duration S] [--warmup S] [--concurrency 1,16,128] [--rounds N]
+ *                       [--clients h2load,node,undici,undici-agent,muxpool]
+ * With several rounds the clients take turns (a different one first in each round) and the
+ * table shows each client's median round with the range of all rounds.
+ */
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, Client } from 'undici';
+import { ConnectionPool } from '../src/index.js';
+import { generateCertificates, writeCertificates } from '../src/server/certs.js';
+import {
+  HAS_TASKSET,
+  type Result,
+  closedLoop,
+  medianResult,
+  parseArgs,
+  runH2load,
+  saveResults,
+  startServerProcess,
+  table,
+} from './lib/run.js';
+
+const args = parseArgs(process.argv.slice(2));
+const clients = args.clients ?? ['h2load', 'node', 'undici', 'undici-agent', 'muxpool'];
+const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
+const certDir = await mkdtemp(join(tmpdir(), 'muxpool-bench-h2-'));
+const { keyPath, certPath } = await writeCertificates(certDir, certs);
+const server = await startServerProcess('./h2-server.js', [keyPath, certPath]).catch(async (err: unknown) => {
+  await rm(certDir, { recursive: true, force: true });
+  throw err;
+});
+const origin = `https://127.0.0.1:${server.port}`;
+const url = `${origin}/`;
+const results: Result[] = [];
+
+const REQUEST_HEADERS = { ':method': 'GET', ':path': '/' };
+const REQUEST_OPTIONS = { endStream: true };
+
+/** One GET on a raw session, resolved once the body was read to the end (as text, like the others). */
+function rawRequest(session: http2.ClientHttp2Session): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const stream = session.request(REQUEST_HEADERS, REQUEST_OPTIONS);
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.once('end', () => {
+      Buffer.concat(chunks).toString('utf8');
+      resolve();
+    });
+    stream.once('error', reject);
+  });
+}
+
+/** One client at concurrency `c`, on a session (or pool) of its own, closed afterwards. */
+async function runClient(client: string, c: number): Promise<Result> {
+  switch (client) {
+    case 'h2load':
+      return runH2load(['-m', String(c), url], 'h2load', c, args.durationMs, args.warmupMs, 1);
+    case 'node': {
+      const session = http2.connect(origin, { ca: certs.caCert });
+      session.on('error', () => {});
+      await once(session, 'connect');
+      const result = await closedLoop('node:http2', c, () => rawRequest(session), args.durationMs, args.warmupMs);
+      await new Promise<void>((resolve) => session.close(() => resolve()));
+      return result;
+    }
+    case 'undici': {
+      // undici runs one request at a time unless pipelining allows more, HTTP/2 included.
+      const undiciClient = new Client(origin, { allowH2: true, pipelining: c, connect: { ca: certs.caCert } });
+      const result = await closedLoop('undici Client', c, async () => {
+        const { body } = await undiciClient.request({ path: '/', method: 'GET' });
+        await body.text();
+      }, args.durationMs, args.warmupMs);
+      await undiciClient.close();
+      return result;
+    }
+    case 'undici-agent': {
+      // `connections: 1`: without it, a cold burst opens one session per request, as a Client
+      // counts as busy while it connects with requests queued.
+      const agent = new Agent({ allowH2: true, pipelining: c, connections: 1, connect: { ca: certs.caCert } });
+      const result = await closedLoop('undici Agent', c, async () => {
+        const { body } = await agent.request({ origin, path: '/', method: 'GET' });
+        await body.text();
+      }, args.durationMs, args.warmupMs);
+      // With one connection the Agent keeps a Client, whose stats say `connected: true`.
+      const stats = agent.stats[origin]?.connected;
+      const connected = typeof stats === 'boolean' ? Number(stats) : stats;
+      if (connected !== 1) process.stderr.write(`undici Agent held ${String(connected)} connections at c=${c}\n`);
+      await agent.close();
+      return result;
+    }
+    case 'muxpool': {
+      // One session carrying all C streams, like every other client here.
+      const pool = new ConnectionPool({ tls: { ca: certs.caCert }, maxStreams: Math.max(100, c) });
+      const result = await closedLoop('muxpool', c, async () => {
+        const res = await pool.request(url);
+        await res.text();
+      }, args.durationMs, args.warmupMs);
+      const stats = await pool.stats();
+      if (stats.dialed !== 1) process.stderr.write(`muxpool dialed ${stats.dialed} connections at c=${c}\n`);
+      await pool.close();
+      return result;
+    }
+    default:
+      throw new Error(`unknown client ${client}`);
+  }
+}
+
+try {
+  for (const c of args.concurrency) {
+    const rounds = new Map<string, Result[]>(clients.map((client) => [client, []]));
+    for (let round = 0; round < args.rounds; round++) {
+      // Each round starts with another client, so no client always runs first or last.
+      for (let i = 0; i < clients.length; i++) {
+        const client = clients[(i + round) % clients.length] as string;
+        const result = await runClient(client, c);
+        rounds.get(client)?.push(result);
+        process.stderr.write(`c=${c} round ${round + 1}/${args.rounds} ${result.client}: ${result.reqPerSec.toFixed(0)} req/s, ${(result.cpuUsPerReq ?? 0).toFixed(0)} µs CPU/req\n`);
+      }
+    }
+    for (const client of clients) results.push(medianResult(rounds.get(client) ?? []));
+  }
+} finally {
+  await server.stop();
+  await rm(certDir, { recursive: true, force: true });
+}
+
+const setup = [
+  process.version,
+  'TLS',
+  'one session per client',
+  `${args.durationMs / 1000} s per cell`,
+  `${args.rounds} round${args.rounds === 1 ? '' : 's'}${args.rounds > 1 ? ' (median, range)' : ''}`,
+  HAS_TASKSET ? 'server on core 0, clients on core 1' : 'no taskset',
+].join(', ');
+const markdown = `## bench:h2 (${setup})\n${table(results, ['node:http2', 'undici Client'])}`;
+console.log(markdown);
+console.log(`\nresults: ${await saveResults('h2', results, markdown)}`);

@@ -1,0 +1,146 @@
+/**
+ * nghttpd (`/usr/sbin/nghttpd`, Debian's nghttp2-server) as an independent HTTP/2 peer on loopback.
+ *
+ * Each instance gets a temporary directory holding its certificate (from
+ * `generateCertificates`, so tests trust it with `tls.ca`) and a document root with a few files,
+ * a free TCP port on 127.0.0.1, and is killed (SIGTERM, then SIGKILL) by `stop()`.
+ * `nghttpd --no-tls` serves cleartext HTTP/2 for prior knowledge.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { generateCertificates, writeCertificates } from '../../src/server/certs.js';
+
+export const NGHTTPD_BINARY = process.env['MUXPOOL_NGHTTPD'] ?? '/usr/sbin/nghttpd';
+const START_LIMIT_MS = 10_000;
+const STOP_LIMIT_MS = 3_000;
+
+/** The files every instance serves, by path. */
+export interface NghttpdFiles {
+  /** `/hello.txt`: a short text. */
+  hello: string;
+  /** `/big.bin`: 1 MiB of random bytes. */
+  big: Buffer;
+}
+
+export interface NghttpdServer {
+  port: number;
+  /** `https://127.0.0.1:PORT`, or `http://127.0.0.1:PORT` with `tls: false`. */
+  url: string;
+  /** PEM of the CA that signed the server certificate (undefined with `tls: false`). */
+  caCert: string | undefined;
+  files: NghttpdFiles;
+  /** Everything nghttpd printed so far. */
+  readonly log: string;
+  stop(): Promise<void>;
+}
+
+export interface NghttpdOptions {
+  /** Serve TLS with ALPN h2 (default) or cleartext HTTP/2 (`--no-tls`). */
+  tls?: boolean;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS (`-m`, nghttpd's default is 100). */
+  maxConcurrentStreams?: number;
+  /** Answer POST and PUT with the uploaded bytes (`--echo-upload`). */
+  echoUpload?: boolean;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+async function freeTcpPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setTimeout(500);
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
+}
+
+export async function startNghttpd(options: NghttpdOptions = {}): Promise<NghttpdServer> {
+  const useTls = options.tls !== false;
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-nghttpd-'));
+  const docroot = join(dir, 'htdocs');
+  await mkdir(docroot);
+  const files: NghttpdFiles = { hello: 'hello from nghttpd\n', big: randomBytes(1024 * 1024) };
+  await writeFile(join(docroot, 'hello.txt'), files.hello);
+  await writeFile(join(docroot, 'big.bin'), files.big);
+
+  let caCert: string | undefined;
+  const args = ['-a', '127.0.0.1', '-d', docroot];
+  if (options.maxConcurrentStreams !== undefined) args.push('-m', String(options.maxConcurrentStreams));
+  if (options.echoUpload === true) args.push('--echo-upload');
+  const port = await freeTcpPort();
+  if (useTls) {
+    const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
+    const paths = await writeCertificates(join(dir, 'tls'), certs);
+    caCert = certs.caCert;
+    args.push(String(port), paths.keyPath, paths.certPath);
+  } else {
+    args.push('--no-tls', String(port));
+  }
+
+  const child: ChildProcess = spawn(NGHTTPD_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const onOutput = (chunk: Buffer): void => {
+    log += chunk.toString('utf8');
+  };
+  child.stdout?.on('data', onOutput);
+  child.stderr?.on('data', onOutput);
+  let spawnError: Error | undefined;
+  child.once('error', (err) => {
+    spawnError = err;
+  });
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const running = (): boolean => child.exitCode === null && child.signalCode === null && spawnError === undefined;
+
+  const stop = async (): Promise<void> => {
+    if (running()) {
+      child.kill('SIGTERM');
+      const killTimer = setTimeout(() => child.kill('SIGKILL'), STOP_LIMIT_MS);
+      await exited;
+      clearTimeout(killTimer);
+    } else if (spawnError === undefined) {
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + START_LIMIT_MS;
+  for (;;) {
+    if (running() && (await accepts(port))) break;
+    if (!running() || Date.now() > deadline) {
+      await stop();
+      throw new Error(`nghttpd did not start (exit ${String(child.exitCode)}, ${String(spawnError ?? '')}):\n${log}`);
+    }
+    await sleep(25);
+  }
+  return {
+    port,
+    url: `${useTls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    caCert,
+    files,
+    get log() {
+      return log;
+    },
+    stop,
+  };
+}
