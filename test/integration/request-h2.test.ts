@@ -402,3 +402,49 @@ test('bodies: Readable upload of unknown length, empty POST, HEAD, 204; a body l
   await server.close();
   await leaks.check(pool);
 });
+
+test('read timeout: a stalled stream fails typed after readTimeoutMs; one that keeps sending does not; the session serves on', async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  const timers: NodeJS.Timeout[] = [];
+  const server = await startH2Server(
+    (stream, headers) => {
+      const path = String(headers[':path']);
+      if (path === '/stall') {
+        stream.respond({ ':status': 200 });
+        stream.write('first');
+        return; // and then nothing
+      }
+      if (path === '/trickle') {
+        stream.respond({ ':status': 200 });
+        let sent = 0;
+        const timer = setInterval(() => {
+          if (stream.destroyed) return clearInterval(timer);
+          stream.write('.');
+          if (++sent === 8) {
+            clearInterval(timer);
+            stream.end();
+          }
+        }, 50);
+        timers.push(timer);
+        return;
+      }
+      respondText(stream, 'ok');
+    },
+    { certs: c },
+  );
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, readTimeoutMs: 200 });
+  const stalled = await pool.request(`${server.url}/stall`);
+  const err = await rejectsWith(stalled.text(), 'MUXPOOL_ERR_READ_TIMEOUT');
+  assert.equal(err.maybeProcessed, true);
+  // 8 × 50 ms = 400 ms in all, longer than the limit, but never 200 ms without data.
+  const trickle = await pool.request(`${server.url}/trickle`);
+  assert.equal(await trickle.text(), '........');
+  const after = await pool.request(`${server.url}/after`);
+  assert.equal(await after.text(), 'ok');
+  assert.equal(after.connectionId, stalled.connectionId);
+  for (const timer of timers) clearInterval(timer);
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
+});

@@ -289,3 +289,25 @@ test('0-RTT is opt-in and carries only replay-safe requests; a POST on a 0-RTT c
   await server.close();
   await leaks.check();
 });
+
+test('read timeout over HTTP/3: a stalled stream fails typed after readTimeoutMs; the connection serves on', async () => {
+  const leaks = leakCheck();
+  const { server, url } = await startH3((req, res) => {
+    req.resume();
+    if (req.url === '/stall') {
+      res.write('first'); // and then nothing
+      return;
+    }
+    res.end('ok');
+  });
+  const pool = new ConnectionPool({ tls: { ca: (await certs()).caCert }, readTimeoutMs: 200 });
+  const stalled = await pool.request(`${url}/stall`, H3);
+  const err = await rejectsWith(stalled.text(), 'MUXPOOL_ERR_READ_TIMEOUT');
+  assert.equal(err.maybeProcessed, true);
+  const after = await pool.request(`${url}/after`, H3);
+  assert.equal(await after.text(), 'ok');
+  assert.equal(after.connectionId, stalled.connectionId);
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
+});

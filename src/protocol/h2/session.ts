@@ -54,6 +54,38 @@ export interface H2SessionOptions extends HeaderLimits {
   onClose?: ((session: H2Session) => void) | undefined;
 }
 
+/**
+ * Each `ClientHttp2Stream` carries its `H2Stream` under this symbol, so one set of module-level
+ * listeners serves every stream: no closures per request on the hot path.
+ */
+const OWNER = Symbol('muxpool.h2.stream');
+type TaggedRequest = http2.ClientHttp2Stream & { [OWNER]?: H2Stream };
+
+function onRequestResponse(this: TaggedRequest, raw: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader): void {
+  const stream = this[OWNER];
+  if (stream !== undefined) stream.session.handleResponse(stream, raw);
+}
+function onRequestData(this: TaggedRequest, chunk: Buffer): void {
+  const stream = this[OWNER];
+  if (stream !== undefined) stream.session.handleData(stream, chunk);
+}
+function onRequestTrailers(this: TaggedRequest, raw: http2.IncomingHttpHeaders): void {
+  const stream = this[OWNER];
+  if (stream !== undefined) stream.session.handleTrailers(stream, raw);
+}
+function onRequestEnd(this: TaggedRequest): void {
+  const stream = this[OWNER];
+  if (stream !== undefined) stream.session.handleEnd(stream);
+}
+function onRequestError(this: TaggedRequest, err: Error): void {
+  const stream = this[OWNER];
+  if (stream !== undefined) stream.error = err;
+}
+function onRequestClose(this: TaggedRequest): void {
+  const stream = this[OWNER];
+  if (stream !== undefined) stream.session.handleClose(stream);
+}
+
 /** One request on the session: the `RequestStream` its caller controls. */
 class H2Stream implements RequestStream {
   readonly view: H2Connection;
@@ -65,6 +97,8 @@ class H2Stream implements RequestStream {
   sendingBody = false;
   /** Why Node reported the stream failed ('error' comes before 'close'). */
   error: unknown;
+  /** When the peer last sent something on this stream (or it opened): the read timeout's base. */
+  lastDataAt = 0;
 
   constructor(session: H2Session, view: H2Connection, handler: StreamHandler) {
     this.session = session;
@@ -110,6 +144,7 @@ export class H2Session {
   private pingTimer: Timer | undefined;
   private pingInFlight = false;
   private healthTimer: Timer | undefined;
+  private readTimer: Timer | undefined;
   private readyResolve: ((view: H2Connection) => void) | undefined;
   private readyReject: ((err: MuxpoolError) => void) | undefined;
   private readyTimer: Timer | undefined;
@@ -259,17 +294,16 @@ export class H2Session {
     this.requestCount++;
     this.streams.add(stream);
     stream.req = req;
+    stream.lastDataAt = now;
     this.armHealthTimer();
-    req.setTimeout(this.options.readTimeoutMs);
-    req.on('response', (raw: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => this.onResponse(stream, raw));
-    req.on('data', (chunk: Buffer) => this.onData(stream, chunk));
-    req.on('trailers', (raw: http2.IncomingHttpHeaders) => this.onTrailers(stream, raw));
-    req.on('end', () => this.onEnd(stream));
-    req.on('error', (err: Error) => {
-      stream.error = err;
-    });
-    req.on('timeout', () => this.onStreamTimeout(stream));
-    req.on('close', () => this.onStreamClose(stream));
+    if (this.readTimer === undefined) this.armReadTimer(this.options.readTimeoutMs);
+    (req as TaggedRequest)[OWNER] = stream;
+    req.on('response', onRequestResponse);
+    req.on('data', onRequestData);
+    req.on('trailers', onRequestTrailers);
+    req.on('end', onRequestEnd);
+    req.on('error', onRequestError);
+    req.on('close', onRequestClose);
     if (!endStream) {
       if (body instanceof Uint8Array) req.end(body);
       else if (body !== null) {
@@ -287,19 +321,18 @@ export class H2Session {
     this.streams.delete(stream);
     this.active--;
     stream.view.active--;
-    if (this.active === 0) {
-      this.session.unref();
-      this.healthTimer?.cancel();
-      this.healthTimer = undefined;
-    }
+    // The health and read timers stay armed: they find nothing to do when no stream is open,
+    // which is cheaper than a timer made and cancelled per request.
+    if (this.active === 0) this.session.unref();
     // Coalesced views share the session's streams: a slot freed by one may serve another.
     if (this.views.size > 1) for (const view of this.views) if (view !== stream.view) view.notifyCapacity();
     if (this.state === 'draining' && this.active === 0) this.closeGracefully();
   }
 
-  private onResponse(stream: H2Stream, raw: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader): void {
+  /** @internal the stream listeners above call these. */
+  handleResponse(stream: H2Stream, raw: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader): void {
     if (stream.done) return;
-    this.lastActivity = this.options.clock.now();
+    this.lastActivity = stream.lastDataAt = this.options.clock.now();
     let headers;
     try {
       headers = fromH2ResponseHeaders(raw, this.options);
@@ -311,13 +344,13 @@ export class H2Session {
     stream.handler.onResponse(Number(raw[HTTP2_HEADER_STATUS]), headers, '');
   }
 
-  private onData(stream: H2Stream, chunk: Buffer): void {
+  handleData(stream: H2Stream, chunk: Buffer): void {
     if (stream.done) return;
-    this.lastActivity = this.options.clock.now();
+    this.lastActivity = stream.lastDataAt = this.options.clock.now();
     if (!stream.handler.onData(chunk)) stream.req?.pause();
   }
 
-  private onTrailers(stream: H2Stream, raw: http2.IncomingHttpHeaders): void {
+  handleTrailers(stream: H2Stream, raw: http2.IncomingHttpHeaders): void {
     if (stream.done) return;
     let trailers;
     try {
@@ -329,7 +362,7 @@ export class H2Session {
     stream.handler.onTrailers(trailers);
   }
 
-  private onEnd(stream: H2Stream): void {
+  handleEnd(stream: H2Stream): void {
     if (stream.done) return;
     this.lastActivity = this.options.clock.now();
     if (!stream.gotResponse) return; // 'close' reports what went wrong
@@ -340,16 +373,35 @@ export class H2Session {
     stream.handler.onComplete();
   }
 
-  private onStreamTimeout(stream: H2Stream): void {
-    if (stream.done || stream.sendingBody) return;
-    stream.cancel(
-      new MuxpoolError('MUXPOOL_ERR_READ_TIMEOUT', `no data on HTTP/2 stream for ${this.options.readTimeoutMs} ms`, {
-        maybeProcessed: true,
-      }),
-    );
+  /**
+   * Read timeouts: one timer per session, re-armed for the stream nearest its deadline. A stream
+   * still sending its body is not waiting for the server.
+   */
+  private armReadTimer(ms: number): void {
+    this.readTimer = this.options.clock.setTimer(() => this.onReadTimer(), Math.max(1, ms));
   }
 
-  private onStreamClose(stream: H2Stream): void {
+  private onReadTimer(): void {
+    this.readTimer = undefined;
+    if (this.active === 0 || this.state === 'closed') return;
+    const now = this.options.clock.now();
+    const limit = this.options.readTimeoutMs;
+    let next = limit;
+    for (const stream of [...this.streams]) {
+      const idle = now - stream.lastDataAt;
+      if (stream.sendingBody) continue;
+      if (idle >= limit) {
+        stream.cancel(
+          new MuxpoolError('MUXPOOL_ERR_READ_TIMEOUT', `no data on HTTP/2 stream for ${limit} ms`, { maybeProcessed: true }),
+        );
+      } else {
+        next = Math.min(next, limit - idle);
+      }
+    }
+    if (this.active > 0) this.armReadTimer(next);
+  }
+
+  handleClose(stream: H2Stream): void {
     if (stream.done) return;
     const req = stream.req;
     this.finish(stream);
@@ -481,7 +533,7 @@ export class H2Session {
     this.stopTimers();
     this.options.onClose?.(this);
     // Node closes every stream before the session; any left are failed here, once.
-    for (const stream of [...this.streams]) this.onStreamClose(stream);
+    for (const stream of [...this.streams]) this.handleClose(stream);
     const views = [...this.views];
     this.views.clear();
     for (const view of views) view.onSessionClosed(this.closeError);
@@ -586,6 +638,8 @@ export class H2Session {
   private stopTimers(): void {
     this.healthTimer?.cancel();
     this.healthTimer = undefined;
+    this.readTimer?.cancel();
+    this.readTimer = undefined;
     this.pingTimer?.cancel();
     this.pingTimer = undefined;
     this.readyTimer?.cancel();
