@@ -7,7 +7,7 @@
  *   muxpool bench URL       load generator (see bench.ts)
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConnectionPool } from '../client/pool.js';
@@ -291,12 +291,14 @@ async function runServe(argv: string[]): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'muxpool-'));
   const caPath = join(dir, 'ca.pem');
   writeFileSync(caPath, server.caCert);
-  console.log(`serving ${server.httpsUrl} and ${server.httpUrl}\nCA certificate: ${caPath}`);
+  const protocols = server.http3 ? 'HTTP/1.1, HTTP/2 over TCP and HTTP/3 over UDP' : `HTTP/1.1 and HTTP/2 (no HTTP/3: ${server.http3Error ?? 'unavailable'})`;
+  console.log(`serving ${server.httpsUrl} (${protocols}) and ${server.httpUrl}\nCA certificate: ${caPath}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
   await server.close();
+  rmSync(dir, { recursive: true, force: true });
   return 0;
 }
 

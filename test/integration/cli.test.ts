@@ -1,10 +1,12 @@
 /** The `muxpool` command, run as a child process against loopback servers. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
@@ -105,4 +107,45 @@ test('--http1.1, --http2, --http3, --http3-only pick the protocol; -v shows the 
   await tcpOnly.close();
   await server.close();
   await rm(dir, { recursive: true, force: true });
+});
+
+test('-d @file uploads a file, -o writes the body to a file, a bad URL exits 3, a missing value 2', async () => {
+  const server = await startHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => res.end(`got ${Buffer.concat(chunks).length} bytes: ${Buffer.concat(chunks).subarray(0, 5).toString('utf8')}`));
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-cli-'));
+  const input = join(dir, 'in.txt');
+  const output = join(dir, 'out.txt');
+  await writeFile(input, 'hello file body');
+  const out = await run(['-d', `@${input}`, '-o', output, `${server.url}/`]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.equal(out.stdout, '');
+  assert.equal(await readFile(output, 'utf8'), 'got 15 bytes: hello');
+  const missing = await run(['-d', `@${join(dir, 'nope.txt')}`, `${server.url}/`]);
+  assert.notEqual(missing.code, 0);
+  assert.equal((await run(['http://'])).code, 3);
+  assert.equal((await run(['ftp://example.test/'])).code, 3);
+  const noValue = await run([`${server.url}/`, '-o']);
+  assert.equal(noValue.code, 2);
+  assert.match(noValue.stderr, /-o needs a value/);
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('serve: prints its URL and CA path, answers over HTTP/3 with that CA, stops on SIGTERM', async () => {
+  const child = spawn(process.execPath, [MAIN, 'serve'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+  for (let i = 0; i < 200 && !/CA certificate: \S+/.test(stdout); i++) await sleep(25);
+  const url = /serving (https:\/\/\S+)/.exec(stdout)?.[1];
+  const caPath = /CA certificate: (\S+)/.exec(stdout)?.[1];
+  assert.ok(url !== undefined && caPath !== undefined, stdout);
+  const fetched = await run(['--cacert', caPath, '--http3-only', `${url}/`]);
+  assert.equal(fetched.code, 0, fetched.stderr);
+  assert.match(fetched.stdout, /over HTTP\/3/);
+  child.kill('SIGTERM');
+  const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+  assert.ok(code === 0 || signal === 'SIGTERM', `exit ${code} ${signal}`);
 });
