@@ -18,6 +18,7 @@ import { H1Connection, type H1ConnectionOptions } from '../protocol/h1/connectio
 import { H2Session } from '../protocol/h2/session.js';
 import { H3Connection } from '../protocol/h3/connection.js';
 import { QuicDialer } from '../connect/quic-dial.js';
+import { raceQuicAndTcp } from './race.js';
 
 export interface ConnectorOptions {
   clock: Clock;
@@ -46,7 +47,16 @@ export interface ConnectorOptions {
   h3BrokenBackoffMs: number;
   /** Opt-in 0-RTT for resumed HTTP/3 connections (replay-safe requests only). */
   earlyData: boolean;
+  /** Head start HTTP/3 gets over TCP when both may serve a request. */
+  h3RaceDelayMs: number;
 }
+
+/**
+ * The list `PoolCore.prepare` passes for a background HTTP/3 connection (after Alt-Svc): told
+ * apart from `Http3Only`'s by identity, since it gets the short QUIC deadline (nobody waits on
+ * it, and a path that does not answer soon should be marked broken soon).
+ */
+export const PREPARE_H3: readonly ConnectionProtocol[] = ['h3'];
 
 /** Protocols this build can speak over TCP, in ALPN preference order. */
 const TCP_PROTOCOLS: readonly ConnectionProtocol[] = ['h2', 'http/1.1'];
@@ -62,6 +72,10 @@ export class DefaultConnector implements Connector {
   /** How many of those exist per `port|TLS identity`: skips the lookup when none could match. */
   private readonly coalescableByPort = new Map<string, number>();
   private readonly quic: QuicDialer;
+  /** QUIC attempts that outlived a race TCP won: aborted when the pool closes. */
+  private readonly lingering = new Set<AbortController>();
+  /** Where a connection that lost a race but came up anyway goes (the pool, as a spare). */
+  onSpare: ((key: PoolKey, connection: Connection) => void) | undefined;
 
   constructor(options: ConnectorOptions) {
     this.options = options;
@@ -104,19 +118,34 @@ export class DefaultConnector implements Connector {
           { maybeProcessed: false },
         );
       }
-      return this.dialH3(key, identity, this.options.connectTimeoutMs, signal);
+      const deadline = protocols === PREPARE_H3 ? Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs) : this.options.connectTimeoutMs;
+      return this.dialH3(key, identity, deadline, signal);
     }
-    // Http3: QUIC first unless it failed here recently; any failure but an abort falls back to
-    // TCP (UDP blocked, nothing listening, handshake too slow) and is remembered with a backoff.
-    if (h3Possible && !this.quic.isBroken(key)) {
-      try {
-        return await this.dialH3(key, identity, Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs), signal);
-      } catch (err) {
-        if (signal.aborted) throw err;
-        this.quic.markBroken(key);
-      }
-    }
-    return this.dialTcp(key, tcp, signal);
+    // HTTP/3 preferred (Http3, or Auto after Alt-Svc): QUIC and TCP race, QUIC with a head
+    // start, unless QUIC failed here recently. A QUIC failure is remembered with a backoff.
+    if (!h3Possible || this.quic.isBroken(key)) return this.dialTcp(key, tcp, signal);
+    const quicTimeoutMs = Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs);
+    return raceQuicAndTcp({
+      clock: this.options.clock,
+      headStartMs: this.options.h3RaceDelayMs,
+      signal,
+      quic: (quicSignal) => this.dialH3(key, identity, quicTimeoutMs, quicSignal),
+      tcp: (tcpSignal) => this.dialTcp(key, tcp, tcpSignal),
+      onLateQuic: (connection) => {
+        if (this.onSpare !== undefined) this.onSpare(key, connection);
+        else connection.destroy();
+      },
+      onLinger: (controller, done) => {
+        this.lingering.add(controller);
+        void done.finally(() => this.lingering.delete(controller));
+      },
+    });
+  }
+
+  /** Aborts QUIC attempts still running after their race (the pool is closing). */
+  abortPending(): void {
+    for (const controller of this.lingering) controller.abort();
+    this.lingering.clear();
   }
 
   /** Origins whose HTTP/3 failed recently (`Http3` goes straight to TCP for them). */
@@ -125,7 +154,14 @@ export class DefaultConnector implements Connector {
   }
 
   private async dialH3(key: PoolKey, identity: TlsIdentity | undefined, handshakeTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
-    const quic = await this.quic.dial(key, identity, handshakeTimeoutMs, signal);
+    let quic;
+    try {
+      quic = await this.quic.dial(key, identity, handshakeTimeoutMs, signal);
+    } catch (err) {
+      // Remembered even for Http3Only (which ignores the mark): Auto and Http3 skip QUIC a while.
+      if (!signal.aborted) this.quic.markBroken(key);
+      throw err;
+    }
     this.quic.markWorking(key);
     return new H3Connection(quic, {
       clock: this.options.clock,

@@ -9,7 +9,8 @@ import { PoolKey, type TlsIdentity } from '../pool/key.js';
 import { PoolCore, type PoolCoreOptions } from '../pool/pool.js';
 import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../pool/version.js';
 import type { Resolver } from '../connect/resolve.js';
-import { DefaultConnector } from './connector.js';
+import { AltSvcCache } from './alt-svc-cache.js';
+import { DefaultConnector, PREPARE_H3 } from './connector.js';
 import { Exchange } from './exchange.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
 import { Response } from './response.js';
@@ -57,6 +58,12 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
    * early data can be replayed by an attacker (RFC 8470). Default false.
    */
   earlyData?: boolean;
+  /**
+   * When HTTP/3 is preferred (`Http3`, or `Auto` once the origin advertised h3 in Alt-Svc), QUIC
+   * gets this head start before TCP is tried in parallel; the first connection up serves.
+   * Default 300.
+   */
+  h3RaceDelayMs?: number;
 }
 
 export interface RequestOptions {
@@ -156,6 +163,8 @@ class RequestControl {
 
 export class ConnectionPool extends PoolCore {
   private readonly keys = new Map<string, PoolKey>();
+  private readonly transports: DefaultConnector;
+  private readonly altSvc: AltSvcCache;
   private readonly tls: TlsIdentity | undefined;
   private readonly tcpAuto: readonly ConnectionProtocol[];
   private readonly h3ThenTcp: readonly ConnectionProtocol[];
@@ -186,8 +195,13 @@ export class ConnectionPool extends PoolCore {
       quicHandshakeTimeoutMs: option('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, 1),
       h3BrokenBackoffMs: option('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, 0),
       earlyData: options.earlyData === true,
+      h3RaceDelayMs: option('h3RaceDelayMs', options.h3RaceDelayMs, 300, 0),
     });
     super(connector, { ...options, clock });
+    this.transports = connector;
+    this.altSvc = new AltSvcCache(clock);
+    // A QUIC connection that lost its race but came up anyway joins the pool as a spare.
+    connector.onSpare = (key, connection) => this.adoptConnection(key, connection);
     this.tls = options.tls;
     this.tcpAuto = connector.tcpProtocols();
     this.h3ThenTcp = ['h3', ...this.tcpAuto];
@@ -217,7 +231,7 @@ export class ConnectionPool extends PoolCore {
     const url = parseUrl(input);
     const prepared = prepareRequest(url, options.method, options.headers, options.body);
     const key = this.keyFor(url);
-    const protocols = this.protocolsFor(url, options.version);
+    const protocols = this.protocolsFor(url, key, options.version);
     const timeoutMs = options.timeoutMs === undefined ? undefined : option('timeoutMs', options.timeoutMs, 0, 1);
     const control =
       options.signal !== undefined || timeoutMs !== undefined ? new RequestControl(options.signal, timeoutMs) : undefined;
@@ -274,12 +288,34 @@ export class ConnectionPool extends PoolCore {
         control?.dispose();
         throw err;
       }
+      const head = exchange.head;
+      if (head !== undefined && key.isHttps && head.headers['alt-svc'] !== undefined) this.learnAltSvc(key, head.headers['alt-svc'], options.version);
       return new Response(exchange, url.href, attempt);
     }
     throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'request retry loop ended without a result');
   }
 
-  private protocolsFor(url: URL, version: HttpVersion | undefined): readonly ConnectionProtocol[] {
+  /**
+   * RFC 7838: an origin that advertises h3 gets an HTTP/3 connection prepared in the background
+   * (for `Auto` and `Http3`), so the requests after this one can use it.
+   */
+  private learnAltSvc(key: PoolKey, value: string | string[], version: HttpVersion | undefined): void {
+    if (!this.altSvc.learn(key, value)) return;
+    if (version !== undefined && version !== HttpVersion.Auto && version !== HttpVersion.Http3) return;
+    if (!this.transports.isH3Broken(key)) this.prepare(key, PREPARE_H3);
+  }
+
+  override async close(): Promise<void> {
+    this.transports.abortPending();
+    await super.close();
+  }
+
+  override async destroy(err?: Error): Promise<void> {
+    this.transports.abortPending();
+    await super.destroy(err);
+  }
+
+  private protocolsFor(url: URL, key: PoolKey, version: HttpVersion | undefined): readonly ConnectionProtocol[] {
     if (version !== undefined && !isHttpVersion(version)) {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `unknown HTTP version ${String(version)}`);
     }
@@ -287,7 +323,9 @@ export class ConnectionPool extends PoolCore {
     switch (version) {
       case undefined:
       case HttpVersion.Auto:
-        return https ? this.tcpAuto : H1;
+        if (!https) return H1;
+        // Once the origin advertised HTTP/3 (and it has not failed here lately), prefer it.
+        return this.altSvc.has(key) && !this.transports.isH3Broken(key) ? this.h3ThenTcp : this.tcpAuto;
       case HttpVersion.Http1_1:
         return H1;
       case HttpVersion.Http2:

@@ -321,6 +321,42 @@ export class PoolCore {
   // ---------------------------------------------------------------------------------------
   // Internal API for the client layer (synchronous fast path, no promise when a slot is free)
 
+  /**
+   * Opens a connection speaking `protocols[0]` for `key` with no caller waiting for it (an
+   * upgrade, e.g. to HTTP/3 after Alt-Svc), unless one is open, being dialed, or the key is at
+   * `maxPerHost`. The connection joins the pool idle; a failure only tells the connector.
+   */
+  prepare(key: PoolKey, protocols: readonly ConnectionProtocol[]): void {
+    const wanted = protocols[0];
+    if (this.closing || wanted === undefined) return;
+    const bucket = this.bucketFor(key);
+    if (bucket.entries.size + bucket.dials.size >= this.maxPerHost) return;
+    for (const entry of bucket.entries) if (entry.connection.protocol === wanted && entry.acceptsStreams) return;
+    for (const dial of bucket.dials) if (dial.protocols[0] === wanted) return;
+    this.startDial(bucket, protocols, 0);
+  }
+
+  /**
+   * Takes a connection the connector opened on its own (the loser of a protocol race that
+   * completed anyway) into the pool, idle; destroyed instead when the pool is closing or full.
+   */
+  adoptConnection(key: PoolKey, connection: Connection): void {
+    const bucket = this.closing ? undefined : this.bucketFor(key);
+    if (bucket === undefined || bucket.entries.size + bucket.dials.size >= this.maxPerHost) {
+      connection.destroy();
+      return;
+    }
+    this.dialedCount++;
+    const entry = this.addEntry(bucket, connection);
+    if (connection.shareable) {
+      bucket.streamLimit = entry.maxStreams;
+      this.armIdleTimer(entry);
+    } else {
+      this.pushIdle(bucket, entry);
+    }
+    this.dispatch(bucket);
+  }
+
   /** A slot right now, or undefined. Never dials, never waits. */
   tryAcquire(key: PoolKey, protocols: readonly ConnectionProtocol[]): PoolEntry | undefined {
     if (this.closing) return undefined;
@@ -481,15 +517,26 @@ export class PoolCore {
     return bucket;
   }
 
-  /** Takes a slot on a connection that speaks one of `protocols`, or returns undefined. */
+  /**
+   * Takes a slot on a connection that speaks one of `protocols`, or returns undefined. Shared
+   * connections speaking the first (best) protocol are preferred, then any that fits.
+   */
   private findAvailable(bucket: Bucket, protocols: readonly ConnectionProtocol[]): PoolEntry | undefined {
     if (bucket.shared.length > 0) {
+      let fallback: PoolEntry | undefined;
+      const best = protocols[0];
       for (const entry of bucket.shared) {
-        if (entry.canMultiplex() && protocols.includes(entry.connection.protocol)) {
-          entry.activeStreams++;
-          entry.lastUsed = this.clock.now();
-          return entry;
+        if (!entry.canMultiplex() || !protocols.includes(entry.connection.protocol)) continue;
+        if (entry.connection.protocol === best || protocols.length === 1) {
+          fallback = entry;
+          break;
         }
+        fallback ??= entry;
+      }
+      if (fallback !== undefined) {
+        fallback.activeStreams++;
+        fallback.lastUsed = this.clock.now();
+        return fallback;
       }
     }
     if (bucket.idle.length > 0 && protocols.includes('http/1.1')) {

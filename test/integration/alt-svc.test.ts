@@ -1,0 +1,146 @@
+/**
+ * Protocol selection by Alt-Svc (RFC 7838): `Auto` starts on TCP, learns `h3` from the response,
+ * prepares an HTTP/3 connection and moves to it; a black-holed UDP path is remembered as broken
+ * and retried after its backoff; `Http3` races QUIC against TCP with a head start.
+ */
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConnectionPool, HttpVersion } from '../../src/index.js';
+import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
+import { startEmbeddedServer } from '../../src/server/embedded.js';
+import { startCaddy } from '../helpers/caddy.js';
+import { respondText, startH2Server } from '../helpers/h2.js';
+import { leakCheck } from '../helpers/leaks.js';
+
+let certsPromise: Promise<GeneratedCertificates> | undefined;
+function certs(): Promise<GeneratedCertificates> {
+  certsPromise ??= generateCertificates();
+  return certsPromise;
+}
+
+/** Polls (bounded: 200 × 10 ms) until `done` holds. */
+async function until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await done()) return;
+    await sleep(10);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+async function protocolsOpen(pool: ConnectionPool): Promise<string[]> {
+  return (await pool.stats()).connections.map((c) => c.protocol).sort();
+}
+
+test('Auto: the first request goes over TCP, Alt-Svc h3 prepares HTTP/3, later requests use it (embedded server and Caddy)', async () => {
+  const embedded = await startEmbeddedServer({ certificates: await certs() });
+  const caddy = await startCaddy({ body: 'caddy' });
+  const leaks = leakCheck();
+  for (const [url, ca] of [
+    [embedded.httpsUrl, embedded.caCert],
+    [caddy.url, caddy.caCert],
+  ] as const) {
+    const pool = new ConnectionPool({ tls: { ca } });
+    const first = await pool.request(`${url}/`);
+    assert.equal(first.protocol, 'h2');
+    assert.match(String(first.headers['alt-svc']), /h3=":\d+"/);
+    await first.text();
+    await until(async () => (await protocolsOpen(pool)).includes('h3'), `an HTTP/3 connection to ${url}`);
+    const later = await Promise.all(Array.from({ length: 5 }, () => pool.request(`${url}/`).then(async (r) => (await r.text(), r))));
+    for (const res of later) assert.equal(res.protocol, 'h3', url);
+    assert.deepEqual(await protocolsOpen(pool), ['h2', 'h3']);
+    await pool.close();
+    await leaks.check(pool);
+  }
+  await caddy.stop();
+  await embedded.close();
+});
+
+test('Alt-Svc h3 with UDP black-holed: Auto stays on TCP, marks it broken, and tries HTTP/3 again after the backoff', async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  let port = 0;
+  const server = await startH2Server((stream) => {
+    stream.respond({ ':status': 200, 'alt-svc': `h3=":${port}"; ma=60` });
+    stream.end('tcp');
+  }, { certs: c });
+  port = server.port;
+  // A UDP socket on the same port that swallows every datagram: the path is black-holed.
+  const hole = dgram.createSocket('udp4');
+  let datagrams = 0;
+  hole.on('message', () => datagrams++);
+  hole.bind(port, '127.0.0.1');
+  await once(hole, 'listening');
+
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, quicHandshakeTimeoutMs: 200, h3BrokenBackoffMs: 600, h3RaceDelayMs: 50 });
+  const first = await pool.request(`${server.url}/`);
+  assert.equal(first.protocol, 'h2');
+  await first.text();
+  // The background HTTP/3 attempt sends its Initial into the hole and gives up at its deadline.
+  await until(() => datagrams > 0, 'the QUIC attempt');
+  await until(async () => (await pool.stats()).pendingDials === 0, 'the QUIC attempt to fail');
+  const seen = datagrams;
+  // Broken: new connections for this origin go straight to TCP, no QUIC packet is sent.
+  await pool.invalidate(pool.keyFor(server.url));
+  const second = await pool.request(`${server.url}/`);
+  assert.equal(second.protocol, 'h2');
+  await second.text();
+  assert.equal(datagrams, seen, 'no QUIC while the origin is marked broken');
+  // After the backoff, Auto races HTTP/3 again (TCP still wins here).
+  await sleep(700);
+  await pool.invalidate(pool.keyFor(server.url));
+  const third = await pool.request(`${server.url}/`);
+  assert.equal(third.protocol, 'h2');
+  await third.text();
+  await until(() => datagrams > seen, 'a new QUIC attempt after the backoff');
+  await pool.close();
+  hole.close();
+  await server.close();
+  await leaks.check(pool);
+});
+
+test('Http3 races: a black-holed QUIC loses to TCP after its head start; closing the pool aborts the lingering attempt', async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  const server = await startH2Server((stream) => respondText(stream, 'tcp'), { certs: c });
+  const hole = dgram.createSocket('udp4');
+  let datagrams = 0;
+  hole.on('message', () => datagrams++);
+  hole.bind(server.port, '127.0.0.1');
+  await once(hole, 'listening');
+  // The QUIC attempt would run 5 s; TCP starts after 50 ms and wins.
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, quicHandshakeTimeoutMs: 5_000, h3RaceDelayMs: 50 });
+  const res = await pool.request(`${server.url}/`, { version: HttpVersion.Http3 });
+  assert.equal(res.protocol, 'h2');
+  assert.equal(await res.text(), 'tcp');
+  assert.ok(datagrams > 0, 'QUIC was tried first');
+  // The QUIC attempt is still running in the background; close() must not leave it behind.
+  await pool.close();
+  hole.close();
+  await server.close();
+  await leaks.check(pool);
+});
+
+test('Alt-Svc: clear forgets HTTP/3; an alternative on another port or host is not used', async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  let header = 'clear';
+  const server = await startH2Server((stream) => {
+    stream.respond({ ':status': 200, 'alt-svc': header });
+    stream.end('tcp');
+  }, { certs: c });
+  const pool = new ConnectionPool({ tls: { ca: c.caCert } });
+  for (const value of ['clear', `h3=":${server.port + 1}"`, `h3="elsewhere.test:${server.port}"`, 'h3=garbage']) {
+    header = value;
+    const res = await pool.request(`${server.url}/`);
+    assert.equal(res.protocol, 'h2');
+    await res.text();
+    assert.equal((await pool.stats()).pendingDials, 0, `no HTTP/3 dial for ${value}`);
+  }
+  assert.deepEqual(await protocolsOpen(pool), ['h2']);
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
+});
