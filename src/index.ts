@@ -24,5 +24,7 @@ export type { AcquireOptions, CleanupTask, ConnectionSnapshot, Connector, PoolCo
 export { ConnectionPool, getDefaultPool, request } from './client/pool.js';
 export type { ConnectionPoolOptions, RequestOptions } from './client/pool.js';
 export type { ResolvedAddress, Resolver } from './connect/resolve.js';
+export { FileOriginStore, MemoryOriginStore } from './connect/origin-store.js';
+export type { OriginRecord, OriginStore } from './connect/origin-store.js';
 export { Response } from './client/response.js';
 export type { BodyInit, HeadersInit } from './client/prepare.js';

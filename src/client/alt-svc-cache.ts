@@ -3,6 +3,7 @@
  * origin's own host and port is kept: an alternative elsewhere needs the certificate checks of
  * RFC 7838 §2.1 against another address, which this client does not make yet, so it is ignored.
  */
+import type { OriginStore } from '../connect/origin-store.js';
 import type { Clock } from '../core/clock.js';
 import type { PoolKey } from '../pool/key.js';
 import { parseAltSvc } from '../protocol/alt-svc.js';
@@ -13,7 +14,11 @@ export class AltSvcCache {
   /** Key id → when the h3 advertisement expires (clock ms). */
   private readonly h3 = new Map<string, number>();
 
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly store: OriginStore,
+    private readonly recordFor: (keyId: string) => string,
+  ) {}
 
   /**
    * Takes a response's Alt-Svc field. Returns true when HTTP/3 became known for the key (it was
@@ -23,7 +28,7 @@ export class AltSvcCache {
     const field = parseAltSvc(value);
     if (field === undefined) return false;
     if (field.clear) {
-      this.h3.delete(key.id);
+      this.forget(key);
       return false;
     }
     const known = this.has(key);
@@ -35,7 +40,7 @@ export class AltSvcCache {
     }
     if (until === undefined) {
       // An advertisement without h3 here replaces the old one (§3: the newest field wins).
-      this.h3.delete(key.id);
+      this.forget(key);
       return false;
     }
     this.h3.delete(key.id);
@@ -44,15 +49,35 @@ export class AltSvcCache {
       if (oldest !== undefined) this.h3.delete(oldest);
     }
     this.h3.set(key.id, until);
+    // Written once per learning, not per response: the store sees it when it is new or renewed
+    // by more than a minute.
+    const record = this.store.get(this.recordFor(key.id));
+    const epochUntil = Date.now() + (until - this.clock.now());
+    if (record?.altSvcH3Until === undefined || epochUntil - record.altSvcH3Until > 60_000) {
+      this.store.update(this.recordFor(key.id), { altSvcH3Until: epochUntil });
+    }
     return !known;
+  }
+
+  private forget(key: PoolKey): void {
+    this.h3.delete(key.id);
+    if (this.store.get(this.recordFor(key.id))?.altSvcH3Until !== undefined) {
+      this.store.update(this.recordFor(key.id), { altSvcH3Until: undefined });
+    }
   }
 
   /** A fresh HTTP/3 advertisement exists for the key. */
   has(key: PoolKey): boolean {
-    const until = this.h3.get(key.id);
-    if (until === undefined) return false;
+    let until = this.h3.get(key.id);
+    if (until === undefined) {
+      // Learned by an earlier process sharing the store.
+      const stored = this.store.get(this.recordFor(key.id))?.altSvcH3Until;
+      if (stored === undefined || stored <= Date.now()) return false;
+      until = this.clock.now() + (stored - Date.now());
+      this.h3.set(key.id, until);
+    }
     if (this.clock.now() < until) return true;
-    this.h3.delete(key.id);
+    this.forget(key);
     return false;
   }
 }

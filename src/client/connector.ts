@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import type { Clock } from '../core/clock.js';
 import { dialTcp } from '../connect/dial.js';
 import { type ResolvedAddress, type Resolver, resolveHost, systemResolver, toNodeLookup } from '../connect/resolve.js';
+import type { OriginStore } from '../connect/origin-store.js';
 import { TlsSessionCache } from '../connect/session-cache.js';
 import { MuxpoolError } from '../errors.js';
 import type { Connection } from '../pool/connection.js';
@@ -49,6 +50,9 @@ export interface ConnectorOptions {
   earlyData: boolean;
   /** Head start HTTP/3 gets over TCP when both may serve a request. */
   h3RaceDelayMs: number;
+  /** Origin knowledge beyond the pool (tickets, broken marks), and the record of a key id. */
+  store: OriginStore;
+  recordFor(keyId: string): string;
 }
 
 /**
@@ -79,7 +83,7 @@ export class DefaultConnector implements Connector {
 
   constructor(options: ConnectorOptions) {
     this.options = options;
-    this.sessions = new TlsSessionCache(options.tlsSessionCacheSize);
+    this.sessions = new TlsSessionCache(options.tlsSessionCacheSize, { store: options.store, field: 'tlsSession', recordFor: options.recordFor });
     this.resolver = options.resolver ?? systemResolver;
     this.lookup = options.resolver !== undefined ? toNodeLookup(options.resolver) : undefined;
     this.quic = new QuicDialer({
@@ -90,6 +94,8 @@ export class DefaultConnector implements Connector {
       brokenBackoffMs: options.h3BrokenBackoffMs,
       maxBackoffMs: 30 * 60_000,
       earlyData: options.earlyData,
+      store: options.store,
+      recordFor: options.recordFor,
     });
     this.h1Options = {
       clock: options.clock,

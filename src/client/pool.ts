@@ -5,8 +5,10 @@
 import { systemClock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from '../pool/entry.js';
-import { PoolKey, type TlsIdentity } from '../pool/key.js';
+import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
+import { MemoryOriginStore, type OriginStore } from '../connect/origin-store.js';
 import { PoolCore, type PoolCoreOptions } from '../pool/pool.js';
+import { type RequestPriority, priorityError } from '../pool/waiter.js';
 import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../pool/version.js';
 import type { Resolver } from '../connect/resolve.js';
 import { AltSvcCache } from './alt-svc-cache.js';
@@ -64,6 +66,12 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
    * Default 300.
    */
   h3RaceDelayMs?: number;
+  /**
+   * Where the pool keeps what it learns about origins (Alt-Svc, HTTP/3 failures, TLS and QUIC
+   * session tickets). Default: in memory, for this pool. A `FileOriginStore` shared by processes
+   * lets a new one go straight to HTTP/3 and resume its sessions.
+   */
+  originStore?: OriginStore;
 }
 
 export interface RequestOptions {
@@ -77,6 +85,8 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** How long to wait for a connection slot when every cap is reached. */
   acquireTimeoutMs?: number;
+  /** When callers must wait for a slot, higher classes go first (FIFO within one, no starvation). Default `'normal'`. */
+  priority?: RequestPriority;
 }
 
 const H1: readonly ConnectionProtocol[] = ['http/1.1'];
@@ -165,6 +175,7 @@ export class ConnectionPool extends PoolCore {
   private readonly keys = new Map<string, PoolKey>();
   private readonly transports: DefaultConnector;
   private readonly altSvc: AltSvcCache;
+  private readonly store: OriginStore;
   private readonly tls: TlsIdentity | undefined;
   private readonly tcpAuto: readonly ConnectionProtocol[];
   private readonly h3ThenTcp: readonly ConnectionProtocol[];
@@ -177,6 +188,11 @@ export class ConnectionPool extends PoolCore {
 
   constructor(options: ConnectionPoolOptions = {}) {
     const clock = options.clock ?? systemClock;
+    const store = options.originStore ?? new MemoryOriginStore();
+    // Keys without TLS settings of their own use the pool's: their records carry its fingerprint,
+    // so nothing learned under one trust configuration serves another.
+    const poolTls = options.tls !== undefined ? tlsFingerprint(options.tls) : 'default';
+    const recordFor = (keyId: string): string => (keyId.includes('#') ? keyId : `${keyId}#${poolTls}`);
     const connector = new DefaultConnector({
       clock,
       connectTimeoutMs: option('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1),
@@ -196,10 +212,13 @@ export class ConnectionPool extends PoolCore {
       h3BrokenBackoffMs: option('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, 0),
       earlyData: options.earlyData === true,
       h3RaceDelayMs: option('h3RaceDelayMs', options.h3RaceDelayMs, 300, 0),
+      store,
+      recordFor,
     });
     super(connector, { ...options, clock });
     this.transports = connector;
-    this.altSvc = new AltSvcCache(clock);
+    this.altSvc = new AltSvcCache(clock, store, recordFor);
+    this.store = store;
     // A QUIC connection that lost its race but came up anyway joins the pool as a spare.
     connector.onSpare = (key, connection) => this.adoptConnection(key, connection);
     this.tls = options.tls;
@@ -233,13 +252,16 @@ export class ConnectionPool extends PoolCore {
     const key = this.keyFor(url);
     const protocols = this.protocolsFor(url, key, options.version);
     const timeoutMs = options.timeoutMs === undefined ? undefined : option('timeoutMs', options.timeoutMs, 0, 1);
+    // Checked here too: the fast path below never reaches the queue that would refuse it.
+    const badPriority = priorityError(options.priority);
+    if (badPriority !== undefined) throw badPriority;
     const control =
       options.signal !== undefined || timeoutMs !== undefined ? new RequestControl(options.signal, timeoutMs) : undefined;
     if (options.signal?.aborted === true) {
       control?.dispose();
       throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: options.signal.reason, maybeProcessed: false });
     }
-    const acquireOptions = { signal: control?.controller.signal, acquireTimeoutMs: options.acquireTimeoutMs };
+    const acquireOptions = { signal: control?.controller.signal, acquireTimeoutMs: options.acquireTimeoutMs, priority: options.priority };
     // A retry after a stale HTTP/1.1 socket needs a connection of its own (the next idle one may
     // be stale too); after GOAWAY or REFUSED_STREAM the failed connection is already out of
     // the running, so any open one will do.
@@ -308,11 +330,13 @@ export class ConnectionPool extends PoolCore {
   override async close(): Promise<void> {
     this.transports.abortPending();
     await super.close();
+    this.store.flush();
   }
 
   override async destroy(err?: Error): Promise<void> {
     this.transports.abortPending();
     await super.destroy(err);
+    this.store.flush();
   }
 
   private protocolsFor(url: URL, key: PoolKey, version: HttpVersion | undefined): readonly ConnectionProtocol[] {

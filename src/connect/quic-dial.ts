@@ -9,6 +9,7 @@ import { MuxpoolError } from '../errors.js';
 import { type PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { type QuicConfig, type QuicConnection, connectQuic, createQuicClientConfig } from '../quic/index.js';
 import { type Resolver, resolveHost } from './resolve.js';
+import type { OriginStore } from './origin-store.js';
 import { TlsSessionCache } from './session-cache.js';
 import { trustedCaList } from './trust.js';
 
@@ -27,6 +28,9 @@ export interface QuicDialerOptions {
    * completes, and only replay-safe requests (GET/HEAD without body) use the early data.
    */
   earlyData: boolean;
+  /** Where tickets and broken marks are kept beyond the process, and the record of a key id. */
+  store: OriginStore;
+  recordFor(keyId: string): string;
 }
 
 interface BrokenMark {
@@ -50,7 +54,7 @@ export class QuicDialer {
 
   constructor(options: QuicDialerOptions) {
     this.options = options;
-    this.tickets = new TlsSessionCache(options.sessionCacheSize);
+    this.tickets = new TlsSessionCache(options.sessionCacheSize, { store: options.store, field: 'quicSession', recordFor: options.recordFor });
   }
 
   /**
@@ -96,13 +100,24 @@ export class QuicDialer {
   }
 
   isBroken(key: PoolKey): boolean {
-    const mark = this.broken.get(key.id);
+    const mark = this.markOf(key);
     return mark !== undefined && this.options.clock.now() < mark.until;
+  }
+
+  /** The local mark, or one another process left in the store (turned into this clock's time). */
+  private markOf(key: PoolKey): BrokenMark | undefined {
+    const mark = this.broken.get(key.id);
+    if (mark !== undefined) return mark;
+    const record = this.options.store.get(this.options.recordFor(key.id));
+    if (record?.brokenUntil === undefined || record.brokenBackoffMs === undefined) return undefined;
+    const stored = { until: this.options.clock.now() + (record.brokenUntil - Date.now()), backoffMs: record.brokenBackoffMs };
+    this.broken.set(key.id, stored);
+    return stored;
   }
 
   /** HTTP/3 failed for this origin: skip it until the backoff expires (then try once more). */
   markBroken(key: PoolKey): void {
-    const previous = this.broken.get(key.id);
+    const previous = this.markOf(key);
     const backoffMs = previous === undefined ? this.options.brokenBackoffMs : Math.min(previous.backoffMs * 2, this.options.maxBackoffMs);
     this.broken.delete(key.id);
     if (this.broken.size >= MAX_BROKEN) {
@@ -110,10 +125,13 @@ export class QuicDialer {
       if (oldest !== undefined) this.broken.delete(oldest);
     }
     this.broken.set(key.id, { until: this.options.clock.now() + backoffMs, backoffMs });
+    this.options.store.update(this.options.recordFor(key.id), { brokenUntil: Date.now() + backoffMs, brokenBackoffMs: backoffMs });
   }
 
   markWorking(key: PoolKey): void {
+    if (this.markOf(key) === undefined) return;
     this.broken.delete(key.id);
+    this.options.store.update(this.options.recordFor(key.id), { brokenUntil: undefined, brokenBackoffMs: undefined });
   }
 
   private configFor(identity: TlsIdentity | undefined): QuicConfig {

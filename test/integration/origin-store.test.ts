@@ -1,0 +1,115 @@
+/**
+ * The origin-knowledge store: a second pool (standing in for a new process) sharing a file store
+ * skips discovery, resumes its session, respects broken marks, and never uses knowledge learned
+ * under other TLS settings.
+ */
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConnectionPool, FileOriginStore } from '../../src/index.js';
+import { generateCertificates } from '../../src/server/certs.js';
+import { startEmbeddedServer } from '../../src/server/embedded.js';
+import { startH2Server } from '../helpers/h2.js';
+import { leakCheck } from '../helpers/leaks.js';
+
+async function until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await done()) return;
+    await sleep(10);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+test('a new pool on the same file store starts on HTTP/3 and resumes; other TLS settings learn nothing from it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-store-'));
+  const path = join(dir, 'origins.json');
+  const server = await startEmbeddedServer();
+  const leaks = leakCheck();
+
+  const first = new ConnectionPool({ tls: { ca: server.caCert }, originStore: new FileOriginStore(path) });
+  const discovery = await first.request(`${server.httpsUrl}/`);
+  assert.equal(discovery.protocol, 'h2');
+  await discovery.text();
+  await until(async () => (await first.stats()).connections.some((c) => c.protocol === 'h3'), 'the prepared HTTP/3 connection');
+  // A few HTTP/3 round trips so the session ticket arrives.
+  for (let i = 0; i < 3; i++) {
+    await sleep(10);
+    const res = await first.request(`${server.httpsUrl}/`);
+    assert.equal(res.protocol, 'h3');
+    await res.text();
+  }
+  await first.close();
+  await leaks.check(first);
+  const saved = JSON.parse(await readFile(path, 'utf8')) as { origins: Record<string, Record<string, unknown>> };
+  const record = Object.values(saved.origins)[0];
+  assert.equal(typeof record?.['altSvcH3Until'], 'number');
+  assert.equal(typeof record?.['quicSession'], 'string');
+  assert.equal((await stat(path)).mode & 0o777, 0o600, 'tickets are secrets: the file is private');
+
+  const second = new ConnectionPool({ tls: { ca: server.caCert }, originStore: new FileOriginStore(path) });
+  const direct = await second.request(`${server.httpsUrl}/`);
+  assert.equal(direct.protocol, 'h3', 'no discovery round over TCP');
+  await direct.text();
+  const snapshot = (await second.stats()).connections.find((c) => c.id === direct.connectionId);
+  assert.equal(snapshot?.resumed, true);
+  await second.close();
+
+  // Other TLS settings (here: verification off) are another identity: nothing carries over.
+  const other = new ConnectionPool({ tls: { rejectUnauthorized: false }, originStore: new FileOriginStore(path) });
+  const fresh = await other.request(`${server.httpsUrl}/`);
+  assert.equal(fresh.protocol, 'h2');
+  await fresh.text();
+  await other.close();
+  await leaks.check(other);
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('a broken HTTP/3 mark carries over to the next pool; a damaged store file is ignored', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-store-'));
+  const path = join(dir, 'origins.json');
+  const certs = await generateCertificates();
+  let port = 0;
+  const server = await startH2Server((stream) => {
+    stream.respond({ ':status': 200, 'alt-svc': `h3=":${port}"` });
+    stream.end('tcp');
+  }, { certs });
+  port = server.port;
+  const hole = dgram.createSocket('udp4');
+  let datagrams = 0;
+  hole.on('message', () => datagrams++);
+  hole.bind(port, '127.0.0.1');
+  await once(hole, 'listening');
+  const leaks = leakCheck();
+
+  const first = new ConnectionPool({ tls: { ca: certs.caCert }, originStore: new FileOriginStore(path), quicHandshakeTimeoutMs: 150 });
+  await (await first.request(`${server.url}/`)).text();
+  await until(() => datagrams > 0, 'the QUIC attempt');
+  await until(async () => (await first.stats()).pendingDials === 0, 'the QUIC attempt to fail');
+  await first.close();
+  const seen = datagrams;
+
+  const second = new ConnectionPool({ tls: { ca: certs.caCert }, originStore: new FileOriginStore(path) });
+  const res = await second.request(`${server.url}/`);
+  assert.equal(res.protocol, 'h2');
+  await res.text();
+  await sleep(50);
+  assert.equal(datagrams, seen, 'the broken mark from the first pool keeps the second off UDP');
+  await second.close();
+  await leaks.check(second);
+
+  await writeFile(path, '{"version":1,"origins":');
+  const third = new ConnectionPool({ tls: { ca: certs.caCert }, originStore: new FileOriginStore(path) });
+  const after = await third.request(`${server.url}/`);
+  assert.equal(after.protocol, 'h2');
+  await after.text();
+  await third.close();
+  hole.close();
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
