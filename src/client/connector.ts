@@ -6,6 +6,7 @@ import type { LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Clock } from '../core/clock.js';
+import { channels } from '../core/diagnostics.js';
 import { dialTcp } from '../connect/dial.js';
 import { type ResolvedAddress, type Resolver, resolveHost, systemResolver, toNodeLookup } from '../connect/resolve.js';
 import type { OriginStore } from '../connect/origin-store.js';
@@ -112,6 +113,26 @@ export class DefaultConnector implements Connector {
   }
 
   async dial(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection> {
+    if (!channels.dialStart.hasSubscribers && !channels.dialEnd.hasSubscribers) return this.dialAny(key, protocols, signal);
+    const started = this.options.clock.now();
+    channels.dialStart.publish({ origin: key.origin, protocols });
+    try {
+      const connection = await this.dialAny(key, protocols, signal);
+      channels.dialEnd.publish({
+        origin: key.origin,
+        protocols,
+        durationMs: this.options.clock.now() - started,
+        connectionId: connection.id,
+        protocol: connection.protocol,
+      });
+      return connection;
+    } catch (error) {
+      channels.dialEnd.publish({ origin: key.origin, protocols, durationMs: this.options.clock.now() - started, error });
+      throw error;
+    }
+  }
+
+  private async dialAny(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection> {
     if (!protocols.includes('h3')) return this.dialTcp(key, protocols, signal);
     const tcp = protocols.filter((p) => p !== 'h3');
     const identity = key.tls ?? this.options.tls;
@@ -129,9 +150,14 @@ export class DefaultConnector implements Connector {
     }
     // HTTP/3 preferred (Http3, or Auto after Alt-Svc): QUIC and TCP race, QUIC with a head
     // start, unless QUIC failed here recently. A QUIC failure is remembered with a backoff.
-    if (!h3Possible || this.quic.isBroken(key)) return this.dialTcp(key, tcp, signal);
+    if (!h3Possible || this.quic.isBroken(key)) {
+      if (channels.fallback.hasSubscribers) {
+        channels.fallback.publish({ origin: key.origin, from: 'h3', to: tcp, reason: h3Possible ? 'broken' : 'unsupported' });
+      }
+      return this.dialTcp(key, tcp, signal);
+    }
     const quicTimeoutMs = Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs);
-    return raceQuicAndTcp({
+    const connection = await raceQuicAndTcp({
       clock: this.options.clock,
       headStartMs: this.options.h3RaceDelayMs,
       signal,
@@ -146,6 +172,10 @@ export class DefaultConnector implements Connector {
         void done.finally(() => this.lingering.delete(controller));
       },
     });
+    if (connection.protocol !== 'h3' && channels.fallback.hasSubscribers) {
+      channels.fallback.publish({ origin: key.origin, from: 'h3', to: connection.protocol, reason: 'race' });
+    }
+    return connection;
   }
 
   /** Aborts QUIC attempts still running after their race (the pool is closing). */

@@ -11,6 +11,7 @@ import { PoolCore, type PoolCoreOptions } from '../pool/pool.js';
 import { type RequestPriority, priorityError } from '../pool/waiter.js';
 import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../pool/version.js';
 import type { Resolver } from '../connect/resolve.js';
+import { channels } from '../core/diagnostics.js';
 import { AltSvcCache } from './alt-svc-cache.js';
 import { DefaultConnector, PREPARE_H3 } from './connector.js';
 import { Exchange } from './exchange.js';
@@ -72,6 +73,13 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
    * lets a new one go straight to HTTP/3 and resume its sessions.
    */
   originStore?: OriginStore;
+  /**
+   * How many times a failed request may be sent again, when that is safe: the server provably did
+   * not process it (GOAWAY above its last stream, REFUSED_STREAM, H3_REQUEST_REJECTED, a
+   * connection that never came up), or it is replayable and idempotent and failed on a reused
+   * connection before any response. Default 1; 0 turns retries off.
+   */
+  maxRetries?: number;
 }
 
 export interface RequestOptions {
@@ -176,6 +184,7 @@ export class ConnectionPool extends PoolCore {
   private readonly transports: DefaultConnector;
   private readonly altSvc: AltSvcCache;
   private readonly store: OriginStore;
+  private readonly maxRetries: number;
   private readonly tls: TlsIdentity | undefined;
   private readonly tcpAuto: readonly ConnectionProtocol[];
   private readonly h3ThenTcp: readonly ConnectionProtocol[];
@@ -222,6 +231,7 @@ export class ConnectionPool extends PoolCore {
     // A QUIC connection that lost its race but came up anyway joins the pool as a spare.
     connector.onSpare = (key, connection) => this.adoptConnection(key, connection);
     this.tls = options.tls;
+    this.maxRetries = option('maxRetries', options.maxRetries, 1, 0);
     this.tcpAuto = connector.tcpProtocols();
     this.h3ThenTcp = ['h3', ...this.tcpAuto];
   }
@@ -243,8 +253,8 @@ export class ConnectionPool extends PoolCore {
 
   /**
    * Sends a request and resolves at the response head. The body is read from the `Response`.
-   * A request that failed before its head is retried once, on a fresh connection, when that is
-   * safe; the error says whether the server may have processed it.
+   * A request that failed before its head is sent again (up to `maxRetries` times) when that is
+   * safe; the error says whether the server may have processed it and how many attempts it took.
    */
   async request(input: string | URL, options: RequestOptions = {}): Promise<Response> {
     const url = parseUrl(input);
@@ -266,16 +276,23 @@ export class ConnectionPool extends PoolCore {
     // be stale too); after GOAWAY or REFUSED_STREAM the failed connection is already out of
     // the running, so any open one will do.
     let freshConnection = false;
-    // Bounded: one retry at most.
-    for (let attempt = 1; attempt <= 2; attempt++) {
+    // Bounded: maxRetries + 1 attempts at most.
+    const lastAttempt = this.maxRetries + 1;
+    for (let attempt = 1; attempt <= lastAttempt; attempt++) {
       let entry: PoolEntry | undefined;
       try {
-        entry =
-          attempt === 1
-            ? (this.tryAcquire(key, protocols) ?? (await this.acquire(key, protocols, false, acquireOptions)))
-            : freshConnection
-              ? await this.acquireFresh(key, protocols, acquireOptions)
-              : await this.acquire(key, protocols, false, acquireOptions);
+        if (attempt === 1) {
+          entry = this.tryAcquire(key, protocols);
+          if (entry === undefined) {
+            const waitStart = channels.queueWait.hasSubscribers ? performance.now() : 0;
+            entry = await this.acquire(key, protocols, false, acquireOptions);
+            if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ origin: key.origin, waitedMs: performance.now() - waitStart });
+          }
+        } else {
+          entry = freshConnection
+            ? await this.acquireFresh(key, protocols, acquireOptions)
+            : await this.acquire(key, protocols, false, acquireOptions);
+        }
       } catch (err) {
         control?.dispose();
         if (err instanceof MuxpoolError) err.attempts = attempt;
@@ -286,6 +303,9 @@ export class ConnectionPool extends PoolCore {
         throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'acquire settled without a connection');
       }
       const exchange = new Exchange(entry, this.releaseBound);
+      if (exchange.reused && channels.reuse.hasSubscribers) {
+        channels.reuse.publish({ origin: key.origin, connectionId: entry.connection.id, protocol: entry.connection.protocol });
+      }
       if (control !== undefined) {
         control.exchange = exchange;
         exchange.onFinish = () => control.dispose();
@@ -301,8 +321,11 @@ export class ConnectionPool extends PoolCore {
         await exchange.waitForHead();
       } catch (err) {
         if (!(err instanceof MuxpoolError)) throw err;
-        if (attempt === 1 && isRetryable(err, exchange, prepared)) {
+        if (attempt < lastAttempt && isRetryable(err, exchange, prepared)) {
           if (control !== undefined) control.exchange = undefined;
+          if (channels.retry.hasSubscribers) {
+            channels.retry.publish({ origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
+          }
           freshConnection = !entry.connection.shareable;
           continue;
         }

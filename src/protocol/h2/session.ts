@@ -13,6 +13,7 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Clock, Timer } from '../../core/clock.js';
+import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
@@ -30,6 +31,8 @@ const {
 
 /** Per-stream receive window: large enough for ~1 MiB in flight without WINDOW_UPDATE stalls. */
 const STREAM_WINDOW_BYTES = 1024 * 1024;
+/** How long a gracefully closed session waits for the peer to close its side before destroying. */
+const CLOSE_LINGER_MS = 1_000;
 /** Connection receive window, shared by every stream of the session. */
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 
@@ -145,6 +148,7 @@ export class H2Session {
   private pingInFlight = false;
   private healthTimer: Timer | undefined;
   private readTimer: Timer | undefined;
+  private lingerTimer: Timer | undefined;
   private readyResolve: ((view: H2Connection) => void) | undefined;
   private readyReject: ((err: MuxpoolError) => void) | undefined;
   private readyTimer: Timer | undefined;
@@ -495,6 +499,7 @@ export class H2Session {
   }
 
   private onGoaway(code: number, lastStreamId: number): void {
+    if (channels.goaway.hasSubscribers) channels.goaway.publish({ connectionId: this.id, protocol: 'h2', lastStreamId, errorCode: code });
     this.goawayLastStreamId =
       this.goawayLastStreamId === undefined ? lastStreamId : Math.min(this.goawayLastStreamId, lastStreamId);
     if (code !== NGHTTP2_NO_ERROR && this.closeError === undefined) {
@@ -579,12 +584,23 @@ export class H2Session {
     this.state = 'closed';
     this.stopTimers();
     this.session.destroy();
+    // Node only ends the socket of a session it had already closed (on the peer's GOAWAY), and
+    // waits for the peer's side: destroyed means gone, so the socket goes with it.
+    if (!this.socket.destroyed) this.socket.destroy();
   }
 
   private closeGracefully(): void {
     this.stopTimers();
-    // Sends GOAWAY(NO_ERROR) and ends the socket; 'close' follows.
-    if (!this.session.closed && !this.session.destroyed) this.session.close();
+    if (this.session.destroyed) return;
+    // Sends GOAWAY(NO_ERROR) and ends our side of the socket; 'close' follows once the peer
+    // closes its side. Node closes a session itself on the peer's GOAWAY(NO_ERROR), and a peer
+    // that keeps its side open would then keep the socket alive: after a short linger it goes.
+    if (!this.session.closed) this.session.close();
+    this.lingerTimer = this.options.clock.setTimer(() => {
+      this.lingerTimer = undefined;
+      if (!this.session.destroyed) this.session.destroy();
+      if (!this.socket.destroyed) this.socket.destroy();
+    }, CLOSE_LINGER_MS);
   }
 
   private notProcessed(message: string, cause?: unknown): MuxpoolError {
@@ -640,6 +656,8 @@ export class H2Session {
     this.healthTimer = undefined;
     this.readTimer?.cancel();
     this.readTimer = undefined;
+    this.lingerTimer?.cancel();
+    this.lingerTimer = undefined;
     this.pingTimer?.cancel();
     this.pingTimer = undefined;
     this.readyTimer?.cancel();

@@ -11,6 +11,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { Clock, Timer } from '../../core/clock.js';
+import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { MuxpoolError } from '../../errors.js';
 import { bodyFailure, checkedBody } from '../body.js';
@@ -702,6 +703,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   private onGoaway(id: number): void {
     if (id % 4 !== 0) throw this.peerError(H3_ID_ERROR, `GOAWAY id ${id} is not a client-initiated bidirectional stream`);
     this.goawayId = this.goawayId === undefined ? id : Math.min(this.goawayId, id);
+    if (channels.goaway.hasSubscribers) channels.goaway.publish({ connectionId: this.id, protocol: 'h3', lastStreamId: id });
     if (this.current === 'open') this.current = 'draining';
     for (const stream of [...this.streams.values()]) {
       if (stream.id >= this.goawayId) {
