@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, type PoolEntry, type PoolKey } from '../src/index.js';
 import type { H3Connection } from '../src/protocol/h3/connection.js';
 import { startCaddy } from '../test/helpers/caddy.js';
-import { HAS_TASKSET, type Result, closedLoop, medianResult, parseArgs, saveResults, table } from './lib/run.js';
+import { type Comparison, HAS_TASKSET, type Result, closedLoop, medianResult, parseArgs, saveResults, table } from './lib/run.js';
 
 const argv = process.argv.slice(2);
 const args = parseArgs(argv);
@@ -285,4 +285,10 @@ const markdown = [
   ...notes.map((note) => `\n${note}`),
 ].join('\n');
 console.log(markdown);
-console.log(`\nresults: ${await saveResults('h3', results, markdown, { dials, memory })}`);
+// The suite's summary: HTTP/3 against HTTP/2 on the same pool matters most here.
+const comparisons: Comparison[] = [
+  { subject: 'muxpool h3', peer: 'muxpool h2' },
+  { subject: 'muxpool h3', peer: 'node:http2' },
+  { subject: 'muxpool h2', peer: 'node:http2' },
+];
+console.log(`\nresults: ${await saveResults('h3', results, markdown, { dials, memory, comparisons })}`);

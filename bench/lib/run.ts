@@ -5,6 +5,7 @@
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 
@@ -132,7 +133,7 @@ function parseDurationMs(text: string): number | undefined {
 /**
  * Runs h2load on core 1 (when taskset exists) and reads its throughput and mean latency.
  * `connections` defaults to `concurrency` (one request at a time per connection, as HTTP/1.1);
- * for HTTP/2 pass 1 and put `-m C` in `args`.
+ * for HTTP/2 pass 1 and put `-m C` in `args`. `threads` is h2load's `-t` (at most `connections`).
  */
 export async function runH2load(
   args: string[],
@@ -141,8 +142,9 @@ export async function runH2load(
   durationMs: number,
   warmupMs: number,
   connections = concurrency,
+  threads = 1,
 ): Promise<Result> {
-  const h2loadArgs = [...args, '-c', String(connections), '-t', '1', '-D', `${durationMs}ms`, `--warm-up-time=${warmupMs}ms`];
+  const h2loadArgs = [...args, '-c', String(connections), '-t', String(threads), '-D', `${durationMs}ms`, `--warm-up-time=${warmupMs}ms`];
   const [cmd, cmdArgs] = HAS_TASKSET ? ['/usr/bin/taskset', ['-c', '1', 'h2load', ...h2loadArgs]] : ['h2load', h2loadArgs];
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile(cmd, cmdArgs as string[], { timeout: durationMs + warmupMs + 30_000 }, (err, out) => (err ? reject(err) : resolve(out)));
@@ -201,18 +203,61 @@ export function medianResult(rounds: Result[]): Result {
   };
 }
 
-/** Writes the results and table, plus `extra` figures a benchmark measures besides req/s, as JSON. */
+/**
+ * One ratio the suite summary shows: `subject`'s req/s over `peer`'s at the same concurrency,
+ * with the ratio it should reach where a goal was set. A benchmark that saves none is summed up
+ * as every `muxpool…` row against every other row.
+ */
+export interface Comparison {
+  subject: string;
+  peer: string;
+  goal?: number | undefined;
+}
+
+/** What `saveResults` writes: one benchmark's run, as JSON (also the suite's parts). */
+export interface SavedResults {
+  name: string;
+  date: string;
+  node: string;
+  results: Result[];
+  markdown: string;
+  comparisons?: Comparison[] | undefined;
+  [extra: string]: unknown;
+}
+
+/**
+ * The environment variable `npm run bench` (bench/suite.ts) sets to a directory: each benchmark
+ * then also writes its results there as `<name>.json`, for the suite to merge.
+ */
+export const SUITE_DIR_ENV = 'MUXPOOL_BENCH_SUITE';
+
+/** Where results land: bench/results/ in the repository (the build runs from build/bench/lib/). */
+export const RESULTS_DIR = fileURLToPath(new URL('../../../bench/results/', import.meta.url));
+
+/** A timestamp usable in a file name: the ISO date with ':' and '.' as '-'. */
+export function fileStamp(date: Date): string {
+  return date.toISOString().replace(/[:.]/g, '-');
+}
+
+/**
+ * Writes the results and table, plus `extra` figures a benchmark measures besides req/s (and
+ * the `comparisons` its suite summary shows), as JSON to bench/results/<name>-<date>.json, and
+ * to the suite's directory when MUXPOOL_BENCH_SUITE names one. Returns the first path.
+ */
 export async function saveResults(
   name: string,
   results: Result[],
   markdown: string,
   extra: Record<string, unknown> = {},
 ): Promise<string> {
-  const dir = fileURLToPath(new URL('../../../bench/results/', import.meta.url));
-  await mkdir(dir, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const path = `${dir}${name}-${stamp}.json`;
-  await writeFile(path, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, results, markdown, ...extra }, null, 2)}\n`);
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const now = new Date();
+  const path = `${RESULTS_DIR}${name}-${fileStamp(now)}.json`;
+  const saved: SavedResults = { name, date: now.toISOString(), node: process.version, results, markdown, ...extra };
+  const text = `${JSON.stringify(saved, null, 2)}\n`;
+  await writeFile(path, text);
+  const suiteDir = process.env[SUITE_DIR_ENV];
+  if (suiteDir !== undefined && suiteDir !== '') await writeFile(join(suiteDir, `${name}.json`), text);
   return path;
 }
 
