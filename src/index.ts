@@ -23,6 +23,7 @@ export type {
 export type { AcquireOptions, CleanupTask, ConnectionSnapshot, Connector, PoolCoreOptions, PoolStats } from './pool/pool.js';
 export { ConnectionPool, getDefaultPool, request } from './client/pool.js';
 export type { ConnectionPoolOptions, RequestOptions } from './client/pool.js';
+export type { RequestPriority } from './pool/waiter.js';
 export type { ResolvedAddress, Resolver } from './connect/resolve.js';
 export { FileOriginStore, MemoryOriginStore } from './connect/origin-store.js';
 export type { OriginRecord, OriginStore } from './connect/origin-store.js';

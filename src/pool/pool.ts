@@ -1,8 +1,9 @@
 /**
  * The protocol-agnostic pool core: keyed sets of live connections, stream slots, limits, a
- * bounded FIFO of waiters, single-flight dials, expiry. It stores `Connection`s that are either
- * shareable (HTTP/2, HTTP/3) or unique (HTTP/1.1) and never looks inside them; dialing is a
- * `Connector` handed in by the layer above.
+ * bounded queue of waiters (priority classes, FIFO within each, no starvation), single-flight
+ * dials, a short wait before overflowing full shared connections, expiry. It stores
+ * `Connection`s that are either shareable (HTTP/2, HTTP/3) or unique (HTTP/1.1) and never looks
+ * inside them; dialing is a `Connector` handed in by the layer above.
  */
 import type { Duplex } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
@@ -11,7 +12,7 @@ import type { Connection, ConnectionObserver } from './connection.js';
 import { PoolEntry } from './entry.js';
 import type { PoolKey } from './key.js';
 import { type ConnectionProtocol, HttpVersion } from './version.js';
-import { Waiter, abortError } from './waiter.js';
+import { type RequestPriority, Waiter, WaiterQueue, abortError, priorityClass, priorityError } from './waiter.js';
 
 /** Dials connections for the pool. `protocols` lists what the caller accepts, best first. */
 export interface Connector {
@@ -33,6 +34,14 @@ export interface PoolCoreOptions {
   maxWaiters?: number;
   /** Close idle connections on a timer of their own (in addition to `cleanup()`). Default true. */
   autoCleanup?: boolean;
+  /**
+   * When every HTTP/2 or HTTP/3 connection of an origin is full, a caller waits this long for a
+   * stream to free before another connection is opened (within `maxPerHost`). 0 opens one at
+   * once. Default 50: streams usually free within a few ms, and a new connection costs a TCP and
+   * TLS (or QUIC) handshake, often more than 50 ms away, plus memory on both ends. HTTP/1.1 is
+   * not affected: its connections are never shared.
+   */
+  overflowWaitMs?: number;
   clock?: Clock;
 }
 
@@ -40,6 +49,8 @@ export interface AcquireOptions {
   signal?: AbortSignal | undefined;
   /** Overrides the pool's `acquireTimeoutMs` for this call. */
   acquireTimeoutMs?: number | undefined;
+  /** Which waiters get a slot first when callers must wait (see `WaiterQueue`). Default `'normal'`. */
+  priority?: RequestPriority | undefined;
 }
 
 /** A live connection as `stats()` reports it. */
@@ -95,8 +106,11 @@ class Bucket {
   readonly shared: PoolEntry[] = [];
   /** Idle HTTP/1.1 connections, most recently returned last. */
   readonly idle: PoolEntry[] = [];
-  readonly waiters: Waiter[] = [];
+  readonly waiters = new WaiterQueue();
   readonly dials = new Set<Dial>();
+  /** Due when the oldest waiter held back by `overflowWaitMs` may have a connection dialed. */
+  overflowTimer: Timer | undefined;
+  overflowDueAt = Infinity;
   /** What ALPN chose the last time this origin was dialed over TCP. */
   tcpProtocol: ConnectionProtocol | undefined;
   /** Streams the last multiplexed connection of this origin allowed: what a new one likely will. */
@@ -112,6 +126,7 @@ class Bucket {
 }
 
 const MAX_REMEMBERED_ORIGINS = 4096;
+const NONE_EXHAUSTED: ReadonlyArray<readonly ConnectionProtocol[]> = [];
 const H1_ONLY: readonly ConnectionProtocol[] = ['http/1.1'];
 const H2_ONLY: readonly ConnectionProtocol[] = ['h2'];
 const H3_THEN_TCP: readonly ConnectionProtocol[] = ['h3', 'h2'];
@@ -134,6 +149,7 @@ export class PoolCore {
   readonly maxStreams: number;
   readonly acquireTimeoutMs: number;
   readonly maxWaiters: number;
+  readonly overflowWaitMs: number;
   readonly clock: Clock;
   protected readonly connector: Connector;
   private readonly autoCleanup: boolean;
@@ -156,6 +172,7 @@ export class PoolCore {
     this.maxStreams = positiveIntegerOption('maxStreams', options.maxStreams, 100);
     this.acquireTimeoutMs = positiveIntegerOption('acquireTimeoutMs', options.acquireTimeoutMs, 30_000);
     this.maxWaiters = positiveIntegerOption('maxWaiters', options.maxWaiters, 10_000, true);
+    this.overflowWaitMs = positiveIntegerOption('overflowWaitMs', options.overflowWaitMs, 50, true);
     this.autoCleanup = options.autoCleanup !== false;
     this.clock = options.clock ?? systemClock;
   }
@@ -357,7 +374,10 @@ export class PoolCore {
     this.dispatch(bucket);
   }
 
-  /** A slot right now, or undefined. Never dials, never waits. */
+  /**
+   * A slot right now, or undefined. Never dials, never waits. Refuses while callers wait, so
+   * nobody gets ahead of the queue (and of its higher-priority waiters).
+   */
   tryAcquire(key: PoolKey, protocols: readonly ConnectionProtocol[]): PoolEntry | undefined {
     if (this.closing) return undefined;
     const bucket = this.buckets.get(key.id);
@@ -375,7 +395,7 @@ export class PoolCore {
     allowUnavailable: boolean,
     options: AcquireOptions = {},
   ): Promise<PoolEntry | undefined> {
-    const refused = this.refuseNewWork(options.signal);
+    const refused = this.refuseNewWork(options);
     if (refused !== undefined) return Promise.reject(refused);
     const signal = options.signal;
     const bucket = this.bucketFor(key);
@@ -392,7 +412,10 @@ export class PoolCore {
       );
     }
     const timeoutMs = options.acquireTimeoutMs ?? this.acquireTimeoutMs;
-    const waiter = new Waiter(protocols, allowUnavailable, this.clock, timeoutMs, signal, (w) => this.forgetWaiter(bucket, w));
+    const priority = priorityClass(options.priority);
+    const waiter = new Waiter(protocols, allowUnavailable, this.clock, timeoutMs, signal, priority, (w) =>
+      this.forgetWaiter(bucket, w),
+    );
     bucket.waiters.push(waiter);
     this.dispatch(bucket);
     return waiter.promise;
@@ -408,14 +431,16 @@ export class PoolCore {
     protocols: readonly ConnectionProtocol[],
     options: AcquireOptions = {},
   ): Promise<PoolEntry | undefined> {
-    const refused = this.refuseNewWork(options.signal);
+    const refused = this.refuseNewWork(options);
     if (refused !== undefined) return Promise.reject(refused);
     const signal = options.signal;
     const bucket = this.bucketFor(key);
     const atCap = this.maxPerHost !== 0 && bucket.entries.size + bucket.dials.size >= this.maxPerHost;
     if (atCap && !this.evictIdleFor(bucket, undefined)) return this.acquire(key, protocols, false, options);
     const dialRef: { dial?: Dial } = {};
-    const waiter = new Waiter(protocols, false, this.clock, options.acquireTimeoutMs ?? this.acquireTimeoutMs, signal, () =>
+    // Never queued: its dial is its own, so its priority does not matter.
+    const timeoutMs = options.acquireTimeoutMs ?? this.acquireTimeoutMs;
+    const waiter = new Waiter(protocols, false, this.clock, timeoutMs, signal, priorityClass(options.priority), () =>
       dialRef.dial?.controller.abort(),
     );
     dialRef.dial = this.startDial(bucket, protocols, 0, waiter);
@@ -439,7 +464,7 @@ export class PoolCore {
         this.pushIdle(bucket, entry);
       }
     } else if (entry.activeStreams === 0) {
-      if (this.closing || !entry.acceptsStreams) this.closeEntry(entry);
+      if (this.closing || !entry.acceptsStreams || this.isSurplus(bucket, entry)) this.closeEntry(entry);
       else this.armIdleTimer(entry);
     }
     if (bucket.waiters.length > 0) this.dispatch(bucket);
@@ -591,36 +616,41 @@ export class PoolCore {
   // ---------------------------------------------------------------------------------------
   // Waiters and dials
 
-  /** Serves waiters FIFO from free slots, settles the ones this origin cannot serve, dials for the rest. */
+  /**
+   * Serves waiters from free slots in the queue's order (priority classes, FIFO within each, no
+   * starvation), settles the ones this origin cannot serve, dials for the rest.
+   */
   private dispatch(bucket: Bucket): void {
     const waiters = bucket.waiters;
     // Waiters with the same protocol list as one that found nothing will find nothing either.
-    let exhausted: readonly ConnectionProtocol[] | undefined;
-    for (let i = 0; i < waiters.length; ) {
-      const waiter = waiters[i] as Waiter;
-      if (waiter.protocols !== exhausted) {
-        const entry = this.findAvailable(bucket, waiter.protocols);
-        if (entry !== undefined) {
-          waiters.splice(i, 1);
-          waiter.resolve(entry);
-          continue;
-        }
-        if (this.cannotSpeak(bucket, waiter.protocols)) {
-          waiters.splice(i, 1);
-          this.settleUnavailable(bucket, waiter);
-          continue;
-        }
-        exhausted = waiter.protocols;
+    let exhausted: Array<readonly ConnectionProtocol[]> | undefined;
+    // Bounded: each turn removes a waiter or adds a protocol list to `exhausted`, after which
+    // `next()` skips every waiter with that list.
+    for (let waiter = waiters.next(NONE_EXHAUSTED); waiter !== undefined; waiter = waiters.next(exhausted ?? NONE_EXHAUSTED)) {
+      const entry = this.findAvailable(bucket, waiter.protocols);
+      if (entry !== undefined) {
+        waiters.granted(waiter);
+        waiter.resolve(entry);
+      } else if (this.cannotSpeak(bucket, waiter.protocols)) {
+        waiters.remove(waiter);
+        this.settleUnavailable(bucket, waiter);
+      } else {
+        (exhausted ??= []).push(waiter.protocols);
       }
-      i++;
     }
     this.maybeDial(bucket);
+    if (waiters.length === 0) this.stopOverflowTimer(bucket);
     if (bucket.isEmpty) this.dropBucket(bucket);
   }
 
-  /** Starts dials for waiters that no pending dial will serve, within `maxPerHost`. */
+  /**
+   * Starts dials for waiters that no pending dial will serve, within `maxPerHost`. While a shared
+   * connection they could use is open (and full), only waiters queued `overflowWaitMs` ago count:
+   * a stream freeing in the meantime serves them with no new connection.
+   */
   private maybeDial(bucket: Bucket): void {
     if (this.closing) return;
+    const waiters = bucket.waiters;
     let covered = 0;
     for (const dial of bucket.dials) covered += dial.capacity;
     // A connection whose peer allows no stream right now (SETTINGS_MAX_CONCURRENT_STREAMS 0)
@@ -628,9 +658,18 @@ export class PoolCore {
     for (const entry of bucket.shared) {
       if (entry.acceptsStreams && entry.activeStreams === 0 && entry.connection.maxStreams === 0) covered += this.maxStreams;
     }
+    if (covered >= waiters.length) return;
+    let wanted = waiters.length;
+    if (this.overflowWaitMs > 0 && this.hasOpenShared(bucket, (waiters.at(covered) as Waiter).protocols)) {
+      const cutoff = this.clock.now() - this.overflowWaitMs;
+      wanted = waiters.countQueuedBy(cutoff);
+      const nextDueAt = waiters.firstQueuedAfter(cutoff) + this.overflowWaitMs;
+      // overflowWaitMs: Infinity never overflows: no timer then.
+      if (wanted < waiters.length && Number.isFinite(nextDueAt)) this.armOverflowTimer(bucket, nextDueAt);
+    }
     // Bounded: each turn starts a dial, and dials are capped by maxPerHost or by the waiters.
-    while (covered < bucket.waiters.length) {
-      const waiter = bucket.waiters[covered] as Waiter;
+    while (covered < wanted) {
+      const waiter = waiters.at(covered) as Waiter;
       if (this.maxPerHost !== 0 && bucket.entries.size + bucket.dials.size >= this.maxPerHost) {
         if (!this.evictIdleFor(bucket, waiter.protocols)) return;
       }
@@ -701,6 +740,10 @@ export class PoolCore {
       else this.armIdleTimer(entry);
     }
     this.dispatch(bucket);
+    // Dialed for a burst that freed streams elsewhere meanwhile: nobody needs it.
+    if (connection.shareable && entry.activeStreams === 0 && bucket.entries.has(entry) && this.isSurplus(bucket, entry)) {
+      this.closeEntry(entry);
+    }
   }
 
   private onDialFailed(bucket: Bucket, dial: Dial, cause: unknown): void {
@@ -712,7 +755,7 @@ export class PoolCore {
         : new MuxpoolError('MUXPOOL_ERR_CONNECT', `dial to ${bucket.key.origin} failed`, { cause, maybeProcessed: false });
     dial.reservedFor?.reject(err);
     // The callers this dial was for learn why; the others keep waiting for their own dials.
-    const failed = bucket.waiters.splice(0, Math.min(dial.capacity, bucket.waiters.length));
+    const failed = bucket.waiters.takeFirst(dial.capacity);
     for (const waiter of failed) waiter.reject(err);
     if (!this.closing) this.dispatch(bucket);
     else if (bucket.isEmpty) this.dropBucket(bucket);
@@ -749,8 +792,8 @@ export class PoolCore {
 
   /** Returns why the waiter found no slot, for its error message. */
   private forgetWaiter(bucket: Bucket, waiter: Waiter): string | undefined {
-    const index = bucket.waiters.indexOf(waiter);
-    if (index >= 0) bucket.waiters.splice(index, 1);
+    bucket.waiters.remove(waiter);
+    if (bucket.waiters.length === 0) this.stopOverflowTimer(bucket);
     const why = this.describeFull(bucket);
     if (bucket.isEmpty) this.dropBucket(bucket);
     return why;
@@ -766,8 +809,35 @@ export class PoolCore {
   }
 
   private failWaiters(bucket: Bucket, err: MuxpoolError): void {
-    const waiters = bucket.waiters.splice(0);
+    this.stopOverflowTimer(bucket);
+    const waiters = bucket.waiters.clear();
     for (const waiter of waiters) waiter.reject(err);
+  }
+
+  /** An open shared connection speaking one of `protocols`: what overflow waiters wait for. */
+  private hasOpenShared(bucket: Bucket, protocols: readonly ConnectionProtocol[]): boolean {
+    for (const entry of bucket.shared) {
+      if (entry.acceptsStreams && entry.connection.maxStreams > 0 && protocols.includes(entry.connection.protocol)) return true;
+    }
+    return false;
+  }
+
+  private armOverflowTimer(bucket: Bucket, dueAt: number): void {
+    if (bucket.overflowTimer !== undefined && bucket.overflowDueAt <= dueAt) return;
+    bucket.overflowTimer?.cancel();
+    bucket.overflowDueAt = dueAt;
+    // At least 1 ms: a timer that fires a hair early finds nobody due and is simply armed again.
+    bucket.overflowTimer = this.clock.setTimer(() => {
+      bucket.overflowTimer = undefined;
+      bucket.overflowDueAt = Infinity;
+      if (!this.closing && this.buckets.get(bucket.key.id) === bucket) this.dispatch(bucket);
+    }, Math.max(1, Math.ceil(dueAt - this.clock.now())));
+  }
+
+  private stopOverflowTimer(bucket: Bucket): void {
+    bucket.overflowTimer?.cancel();
+    bucket.overflowTimer = undefined;
+    bucket.overflowDueAt = Infinity;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -852,7 +922,22 @@ export class PoolCore {
   }
 
   private dropBucket(bucket: Bucket): void {
+    this.stopOverflowTimer(bucket);
     if (this.buckets.get(bucket.key.id) === bucket) this.buckets.delete(bucket.key.id);
+  }
+
+  /**
+   * Extra shared connections go first when load falls: one with no stream left is surplus while
+   * nobody waits and another open connection of the origin, same protocol, has a free slot (so
+   * at least one always stays). The rest close after `maxIdleMs` as usual.
+   */
+  private isSurplus(bucket: Bucket, entry: PoolEntry): boolean {
+    if (bucket.waiters.length > 0) return false;
+    const protocol = entry.connection.protocol;
+    for (const other of bucket.shared) {
+      if (other !== entry && other.connection.protocol === protocol && other.canMultiplex()) return true;
+    }
+    return false;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -905,11 +990,11 @@ export class PoolCore {
   // ---------------------------------------------------------------------------------------
   // Closing
 
-  /** Why a new acquire cannot start: the pool is closed, or the caller already gave up. */
-  private refuseNewWork(signal: AbortSignal | undefined): MuxpoolError | undefined {
+  /** Why a new acquire cannot start: the pool is closed, the caller already gave up, bad options. */
+  private refuseNewWork(options: AcquireOptions): MuxpoolError | undefined {
     if (this.closing) return new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closed', { maybeProcessed: false });
-    if (signal?.aborted === true) return abortError(signal);
-    return undefined;
+    if (options.signal?.aborted === true) return abortError(options.signal);
+    return priorityError(options.priority);
   }
 
   private assertOpen(): void {

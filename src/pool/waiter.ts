@@ -3,6 +3,34 @@ import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from './entry.js';
 import type { ConnectionProtocol } from './version.js';
 
+/** How urgently a caller wants a slot when it has to wait for one. Default `'normal'`. */
+export type RequestPriority = 'high' | 'normal' | 'low';
+
+/** The classes, highest first: a waiter's `priority` is an index into this list. */
+const PRIORITY_CLASSES: readonly RequestPriority[] = ['high', 'normal', 'low'];
+const NORMAL_CLASS = 1;
+
+/**
+ * A class that has waiters is passed over by grants to higher classes at most this many times in
+ * a row; the grant after that goes to its oldest waiter. Low enough that `'normal'` and `'low'`
+ * callers under a steady stream of `'high'` ones still get a slot after every 8 of those, high
+ * enough that priorities matter.
+ */
+export const MAX_PASSED_OVER = 8;
+
+/** The class index of a priority (0 is served first; `undefined` is `'normal'`); -1 if invalid. */
+export function priorityClass(priority: unknown): number {
+  if (priority === undefined) return NORMAL_CLASS;
+  return typeof priority === 'string' ? PRIORITY_CLASSES.indexOf(priority as RequestPriority) : -1;
+}
+
+/** Why `priority` is not one of the classes (callers may pass anything from plain JS); undefined if valid. */
+export function priorityError(priority: unknown): MuxpoolError | undefined {
+  if (priorityClass(priority) >= 0) return undefined;
+  const shown = typeof priority === 'string' ? JSON.stringify(priority) : typeof priority;
+  return new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `priority must be 'high', 'normal' or 'low', got ${shown}`);
+}
+
 /**
  * A caller waiting for a stream slot. Settled exactly once: with an entry, with `undefined`
  * (the origin cannot speak any protocol the caller accepts), or with an error.
@@ -11,6 +39,10 @@ export class Waiter {
   readonly protocols: readonly ConnectionProtocol[];
   /** getOrCreate semantics: resolve `undefined` when the origin cannot speak these protocols. */
   readonly allowUnavailable: boolean;
+  /** Index into the priority classes: 0 (`'high'`) is served first. */
+  readonly priority: number;
+  /** Clock time the caller started waiting. */
+  readonly enqueuedAt: number;
   readonly promise: Promise<PoolEntry | undefined>;
   settled = false;
   private resolveFn!: (entry: PoolEntry | undefined) => void;
@@ -25,6 +57,7 @@ export class Waiter {
     clock: Clock,
     timeoutMs: number,
     signal: AbortSignal | undefined,
+    priority: number,
     /**
      * Called when the waiter gives up by itself (deadline, abort), so the queue forgets it;
      * may return why no slot was found, for the deadline's error message.
@@ -33,6 +66,8 @@ export class Waiter {
   ) {
     this.protocols = protocols;
     this.allowUnavailable = allowUnavailable;
+    this.priority = priority;
+    this.enqueuedAt = clock.now();
     this.promise = new Promise<PoolEntry | undefined>((resolve, reject) => {
       this.resolveFn = resolve;
       this.rejectFn = reject;
@@ -78,6 +113,131 @@ export class Waiter {
     if (this.signal !== undefined && this.onAbort !== undefined) this.signal.removeEventListener('abort', this.onAbort);
     this.signal = undefined;
   }
+}
+
+/**
+ * The callers waiting for one key, in the order they are served:
+ *
+ * - the highest class first (`'high'`, then `'normal'`, then `'low'`), first come first served
+ *   within a class;
+ * - no starvation: each grant to a class counts as a pass-over for every lower class that has
+ *   waiters; a class passed over `MAX_PASSED_OVER` times since its own last grant (or since it
+ *   last had no waiters) is served next, before the higher classes (the highest such class
+ *   first). So a waiter of any class gets a slot within a bounded number of grants, however many
+ *   higher ones keep arriving.
+ *
+ * Waiters whose protocol list is `exhausted` (no slot for them right now) are skipped, so one
+ * that cannot be served does not hold up others that can.
+ */
+export class WaiterQueue {
+  /** One FIFO per class, highest class first. */
+  private readonly classes: Waiter[][] = PRIORITY_CLASSES.map(() => []);
+  /** Grants to higher classes since each class was last served or last empty. */
+  private readonly passedOver: number[] = PRIORITY_CLASSES.map(() => 0);
+  private count = 0;
+
+  get length(): number {
+    return this.count;
+  }
+
+  push(waiter: Waiter): void {
+    (this.classes[waiter.priority] as Waiter[]).push(waiter);
+    this.count++;
+  }
+
+  /** The waiter to serve next, skipping those whose protocol list is in `exhausted`. */
+  next(exhausted: ReadonlyArray<readonly ConnectionProtocol[]>): Waiter | undefined {
+    const classes = this.classes;
+    for (let c = 1; c < classes.length; c++) {
+      if ((this.passedOver[c] as number) < MAX_PASSED_OVER) continue;
+      const starved = firstServable(classes[c] as Waiter[], exhausted);
+      if (starved !== undefined) return starved;
+    }
+    for (const list of classes) {
+      const waiter = firstServable(list, exhausted);
+      if (waiter !== undefined) return waiter;
+    }
+    return undefined;
+  }
+
+  /** Removes a waiter that got a slot, and counts the grant against the classes below it. */
+  granted(waiter: Waiter): void {
+    if (!this.remove(waiter)) return;
+    const classes = this.classes;
+    this.passedOver[waiter.priority] = 0;
+    for (let c = waiter.priority + 1; c < classes.length; c++) {
+      if ((classes[c] as Waiter[]).length > 0) this.passedOver[c] = (this.passedOver[c] as number) + 1;
+    }
+  }
+
+  /** Removes a waiter that leaves without a slot (deadline, abort, unavailable); false if absent. */
+  remove(waiter: Waiter): boolean {
+    const list = this.classes[waiter.priority] as Waiter[];
+    const index = list.indexOf(waiter);
+    if (index < 0) return false;
+    list.splice(index, 1);
+    this.count--;
+    if (list.length === 0) this.passedOver[waiter.priority] = 0;
+    return true;
+  }
+
+  /** The waiter at `index` in class order (starvation aside); for choosing what to dial. */
+  at(index: number): Waiter | undefined {
+    let rest = index;
+    for (const list of this.classes) {
+      if (rest < list.length) return list[rest];
+      rest -= list.length;
+    }
+    return undefined;
+  }
+
+  /** Removes and returns the first `n` waiters in class order. */
+  takeFirst(n: number): Waiter[] {
+    const taken: Waiter[] = [];
+    for (let c = 0; c < this.classes.length && taken.length < n; c++) {
+      const list = this.classes[c] as Waiter[];
+      const removed = list.splice(0, n - taken.length);
+      for (const waiter of removed) taken.push(waiter);
+      if (list.length === 0) this.passedOver[c] = 0;
+    }
+    this.count -= taken.length;
+    return taken;
+  }
+
+  /** Removes and returns every waiter. */
+  clear(): Waiter[] {
+    return this.takeFirst(this.count);
+  }
+
+  /** How many waiters were queued at or before clock time `time`. */
+  countQueuedBy(time: number): number {
+    let n = 0;
+    // Each class is in arrival order, so its early part is the one queued by `time`.
+    for (const list of this.classes) {
+      for (let i = 0; i < list.length && (list[i] as Waiter).enqueuedAt <= time; i++) n++;
+    }
+    return n;
+  }
+
+  /** The earliest queue time after `time` (Infinity when none). */
+  firstQueuedAfter(time: number): number {
+    let first = Infinity;
+    for (const list of this.classes) {
+      for (const waiter of list) {
+        if (waiter.enqueuedAt > time) {
+          if (waiter.enqueuedAt < first) first = waiter.enqueuedAt;
+          break;
+        }
+      }
+    }
+    return first;
+  }
+}
+
+function firstServable(list: readonly Waiter[], exhausted: ReadonlyArray<readonly ConnectionProtocol[]>): Waiter | undefined {
+  if (exhausted.length === 0) return list[0];
+  for (const waiter of list) if (!exhausted.includes(waiter.protocols)) return waiter;
+  return undefined;
 }
 
 /** The error for an aborted signal; keeps the signal's reason as the cause. */

@@ -157,6 +157,9 @@ test('a black-holed UDP path: Http3Only fails at its deadline, Http3 falls back 
     resolver: loopback,
     connectTimeoutMs,
     quicHandshakeTimeoutMs: 500,
+    // A head start longer than the QUIC deadline: TCP starts only once QUIC failed, so the
+    // broken mark is set before the fallback answers (the race itself is tested in alt-svc).
+    h3RaceDelayMs: 2_000,
     h3BrokenBackoffMs,
   });
   closeAfter(t, () => pool.destroy(), () => embedded.close(), () => proxy.close());
