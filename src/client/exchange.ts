@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { MuxpoolError } from '../errors.js';
 import type { IncomingHeaders, RequestStream, StreamHandler } from '../pool/connection.js';
 import type { PoolEntry } from '../pool/entry.js';
+import { forgetResponse } from './response.js';
 
 /** Body bytes buffered for a response nobody reads yet, before the transport is paused. */
 const UNREAD_HIGH_WATER_BYTES = 64 * 1024;
@@ -234,6 +235,7 @@ export class Exchange implements StreamHandler {
 
   private giveBack(): void {
     if (this.released) return;
+    forgetResponse(this);
     this.released = true;
     this.release(this.entry);
     const onFinish = this.onFinish;

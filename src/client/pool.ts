@@ -101,6 +101,7 @@ const H1: readonly ConnectionProtocol[] = ['http/1.1'];
 const H2: readonly ConnectionProtocol[] = ['h2'];
 const H3: readonly ConnectionProtocol[] = ['h3'];
 const MAX_CACHED_KEYS = 1024;
+const MAX_CACHED_URLS = 256;
 
 function option(name: string, value: number | undefined, fallback: number, min: number): number {
   if (value === undefined) return fallback;
@@ -181,6 +182,7 @@ class RequestControl {
 
 export class ConnectionPool extends PoolCore {
   private readonly keys = new Map<string, PoolKey>();
+  private readonly urls = new Map<string, URL>();
   private readonly transports: DefaultConnector;
   private readonly altSvc: AltSvcCache;
   private readonly store: OriginStore;
@@ -236,6 +238,21 @@ export class ConnectionPool extends PoolCore {
     this.h3ThenTcp = ['h3', ...this.tcpAuto];
   }
 
+  /**
+   * String URLs parsed once: most programs call a handful of URLs over and over, and `new URL`
+   * is a visible share of a small request's cost. The URL objects never leave the pool (callers
+   * get strings), so sharing them is safe. Bounded; cleared when full.
+   */
+  private parsedUrl(input: string): URL {
+    let url = this.urls.get(input);
+    if (url === undefined) {
+      url = parseUrl(input);
+      if (this.urls.size >= MAX_CACHED_URLS) this.urls.clear();
+      this.urls.set(input, url);
+    }
+    return url;
+  }
+
   /** The key `request()` uses for a URL: its origin plus the pool's TLS settings. */
   keyFor(input: string | URL): PoolKey {
     const url = typeof input === 'string' ? parseUrl(input) : input;
@@ -257,7 +274,7 @@ export class ConnectionPool extends PoolCore {
    * safe; the error says whether the server may have processed it and how many attempts it took.
    */
   async request(input: string | URL, options: RequestOptions = {}): Promise<Response> {
-    const url = parseUrl(input);
+    const url = typeof input === 'string' ? this.parsedUrl(input) : parseUrl(input);
     const prepared = prepareRequest(url, options.method, options.headers, options.body);
     const key = this.keyFor(url);
     const protocols = this.protocolsFor(url, key, options.version);

@@ -20,6 +20,12 @@ const bodyRegistry = new FinalizationRegistry<Exchange>((exchange) => {
   if (!exchange.finished) exchange.abandon();
 });
 
+/** The exchange ended: nothing is left to cancel when its response or body is collected. */
+export function forgetResponse(exchange: Exchange): void {
+  responseRegistry.unregister(exchange);
+  bodyRegistry.unregister(exchange);
+}
+
 function concat(chunks: Uint8Array[]): Buffer {
   if (chunks.length === 1) {
     const only = chunks[0] as Uint8Array;
@@ -56,7 +62,9 @@ export class Response {
     this.connectionId = exchange.entry.connection.id;
     this.url = url;
     this.attempts = attempts;
-    if (!exchange.finished) responseRegistry.register(this, exchange);
+    // The exchange is its own unregister token: once it ends, the registry entry is dropped, so
+    // the collector has no finalizer to run for the many responses read to the end.
+    if (!exchange.finished) responseRegistry.register(this, exchange, exchange);
   }
 
   get ok(): boolean {
@@ -72,7 +80,7 @@ export class Response {
   get body(): Readable {
     if (this.bodyStream === undefined) {
       this.bodyStream = this.exchange.toReadable();
-      if (!this.exchange.finished) bodyRegistry.register(this.bodyStream, this.exchange);
+      if (!this.exchange.finished) bodyRegistry.register(this.bodyStream, this.exchange, this.exchange);
     }
     return this.bodyStream;
   }
