@@ -7,7 +7,7 @@ import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from '../pool/entry.js';
 import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { MemoryOriginStore, type OriginStore } from '../connect/origin-store.js';
-import { PoolCore, type PoolCoreOptions } from '../pool/pool.js';
+import { type OriginKnowledge, PoolCore, type PoolCoreOptions } from '../pool/pool.js';
 import { type RequestPriority, priorityError } from '../pool/waiter.js';
 import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../pool/version.js';
 import type { Resolver } from '../connect/resolve.js';
@@ -226,7 +226,21 @@ export class ConnectionPool extends PoolCore {
       store,
       recordFor,
     });
-    super(connector, { ...options, clock });
+    const knowledge: OriginKnowledge = {
+      tcpProtocol: (keyId) => {
+        const learned = store.get(recordFor(keyId))?.tcpProtocol;
+        return learned === 'h2' || learned === 'http/1.1' ? learned : undefined;
+      },
+      rememberTcpProtocol: (keyId, protocol) => {
+        if (protocol === 'h2' || protocol === 'http/1.1') store.update(recordFor(keyId), { tcpProtocol: protocol });
+      },
+      streamLimit: (keyId) => {
+        const limit = store.get(recordFor(keyId))?.streamLimit;
+        return typeof limit === 'number' && Number.isInteger(limit) && limit >= 0 ? limit : undefined;
+      },
+      rememberStreamLimit: (keyId, limit) => store.update(recordFor(keyId), { streamLimit: limit }),
+    };
+    super(connector, { ...options, clock, knowledge: options.knowledge ?? knowledge });
     this.transports = connector;
     this.altSvc = new AltSvcCache(clock, store, recordFor);
     this.store = store;

@@ -43,6 +43,20 @@ export interface PoolCoreOptions {
    */
   overflowWaitMs?: number;
   clock?: Clock;
+  /**
+   * Where facts about an origin outlive its connections (and, with a persistent store, the
+   * process): what ALPN chose, and the peer's stream limit. The pool stays protocol-agnostic:
+   * it only stores and reads back what it learned.
+   */
+  knowledge?: OriginKnowledge;
+}
+
+/** What the pool remembers about an origin beyond its connections. */
+export interface OriginKnowledge {
+  tcpProtocol(keyId: string): ConnectionProtocol | undefined;
+  rememberTcpProtocol(keyId: string, protocol: ConnectionProtocol): void;
+  streamLimit(keyId: string): number | undefined;
+  rememberStreamLimit(keyId: string, limit: number): void;
 }
 
 export interface AcquireOptions {
@@ -156,6 +170,7 @@ export class PoolCore {
   private readonly buckets = new Map<string, Bucket>();
   /** Origins' learned ALPN outlives their buckets (a key whose connections all closed). */
   private readonly learnedTcpProtocol = new Map<string, ConnectionProtocol>();
+  private readonly knowledge: OriginKnowledge | undefined;
   /** Sockets out with getH1() callers, to recognise them in putH1(). */
   private readonly detachedSockets = new WeakMap<Duplex, PoolEntry>();
   private idleTimer: Timer | undefined;
@@ -175,6 +190,7 @@ export class PoolCore {
     this.overflowWaitMs = positiveIntegerOption('overflowWaitMs', options.overflowWaitMs, 50, true);
     this.autoCleanup = options.autoCleanup !== false;
     this.clock = options.clock ?? systemClock;
+    this.knowledge = options.knowledge;
   }
 
   get closed(): boolean {
@@ -536,7 +552,10 @@ export class PoolCore {
     let bucket = this.buckets.get(key.id);
     if (bucket === undefined) {
       bucket = new Bucket(key);
-      bucket.tcpProtocol = this.learnedTcpProtocol.get(key.id);
+      bucket.tcpProtocol = this.learnedTcpProtocol.get(key.id) ?? this.knowledge?.tcpProtocol(key.id);
+      // A limit learned earlier sizes the first dial's capacity (no dial storm towards a peer
+      // that allows few streams); the connection's own SETTINGS replace it once it is up.
+      bucket.streamLimit = this.knowledge?.streamLimit(key.id);
       this.buckets.set(key.id, bucket);
     }
     return bucket;
@@ -728,7 +747,10 @@ export class PoolCore {
       this.rememberTcpProtocol(bucket.key.id, connection.protocol);
     }
     const entry = this.addEntry(bucket, connection);
-    if (connection.shareable) bucket.streamLimit = entry.maxStreams;
+    if (connection.shareable) {
+      if (bucket.streamLimit !== entry.maxStreams) this.knowledge?.rememberStreamLimit(bucket.key.id, entry.maxStreams);
+      bucket.streamLimit = entry.maxStreams;
+    }
     const reserved = dial.reservedFor;
     if (reserved !== undefined && !reserved.settled && entry.acceptsStreams && reserved.protocols.includes(connection.protocol)) {
       entry.activeStreams++;
@@ -913,6 +935,7 @@ export class PoolCore {
 
   /** Bounded: a process that talks to many origins must not grow this map forever. */
   private rememberTcpProtocol(keyId: string, protocol: ConnectionProtocol): void {
+    if (this.learnedTcpProtocol.get(keyId) !== protocol) this.knowledge?.rememberTcpProtocol(keyId, protocol);
     this.learnedTcpProtocol.delete(keyId);
     this.learnedTcpProtocol.set(keyId, protocol);
     if (this.learnedTcpProtocol.size > MAX_REMEMBERED_ORIGINS) {

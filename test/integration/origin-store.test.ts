@@ -11,10 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectionPool, FileOriginStore } from '../../src/index.js';
+import { ConnectionPool, FileOriginStore, HttpVersion, MuxpoolError } from '../../src/index.js';
 import { generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { startH2Server } from '../helpers/h2.js';
+import { startHttpsServer } from '../helpers/servers.js';
 import { leakCheck } from '../helpers/leaks.js';
 
 async function until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
@@ -111,5 +112,41 @@ test('a broken HTTP/3 mark carries over to the next pool; a damaged store file i
   await third.close();
   hole.close();
   await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('learned ALPN and stream limits are kept: a new pool knows an origin has no HTTP/2 and how many streams another allows', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-store-'));
+  const path = join(dir, 'origins.json');
+  const certs = await generateCertificates();
+  const h1Only = await startHttpsServer((_req, res) => res.end('h1'), { key: certs.leafKey, cert: certs.leafCert });
+  const narrow = await startH2Server((stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('h2');
+  }, { certs, settings: { maxConcurrentStreams: 4 } });
+  const leaks = leakCheck();
+
+  const first = new ConnectionPool({ tls: { ca: certs.caCert }, originStore: new FileOriginStore(path) });
+  assert.equal((await first.request(`${h1Only.url}/`)).protocol, 'http/1.1');
+  const res = await first.request(`${narrow.url}/`);
+  assert.equal(res.protocol, 'h2');
+  await res.text();
+  await first.close();
+  const saved = JSON.parse(await readFile(path, 'utf8')) as { origins: Record<string, { tcpProtocol?: string; streamLimit?: number }> };
+  const records = Object.entries(saved.origins);
+  assert.equal(records.find(([origin]) => origin.includes(`:${h1Only.port}`))?.[1].tcpProtocol, 'http/1.1');
+  const narrowRecord = records.find(([origin]) => origin.includes(`:${narrow.port}`))?.[1];
+  assert.equal(narrowRecord?.tcpProtocol, 'h2');
+  assert.equal(narrowRecord?.streamLimit, 4);
+
+  // The next pool knows at once that HTTP/2 is not spoken there: no connection is made to find out.
+  const connectionsBefore = h1Only.connections;
+  const second = new ConnectionPool({ tls: { ca: certs.caCert }, originStore: new FileOriginStore(path) });
+  await assert.rejects(second.request(`${h1Only.url}/`, { version: HttpVersion.Http2 }), (err: unknown) => err instanceof MuxpoolError && err.code === 'MUXPOOL_ERR_PROTOCOL_UNAVAILABLE');
+  assert.equal(h1Only.connections, connectionsBefore);
+  await second.close();
+  await leaks.check(second);
+  await h1Only.close();
+  await narrow.close();
   await rm(dir, { recursive: true, force: true });
 });
