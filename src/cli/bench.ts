@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { MuxpoolError } from '../errors.js';
+import { splitHeaderArg } from './args.js';
 import { HttpVersion } from '../pool/version.js';
 import { type LoadPlan, type LoadResult, LoadEngine, deserializeResult, mergeResults } from './bench-load.js';
 import { type ProtocolName, buildReport, formatSummary } from './bench-report.js';
@@ -140,9 +141,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
       case '-H':
       case '--header': {
         const header = value(i++, arg);
-        const colon = header.indexOf(':');
-        if (colon <= 0) throw new BenchUsageError(`-H expects 'name: value', got ${JSON.stringify(header)}`);
-        args.headers.push([header.slice(0, colon).trim(), header.slice(colon + 1).trim()]);
+        const pair = splitHeaderArg(header);
+        if (pair === undefined) throw new BenchUsageError(`-H expects 'name: value', got ${JSON.stringify(header)}`);
+        args.headers.push(pair);
         break;
       }
       case '--cacert':

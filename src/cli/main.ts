@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConnectionPool } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
+import { splitHeaderArg } from './args.js';
 import { HttpVersion } from '../pool/version.js';
 import type { PoolStats } from '../pool/pool.js';
 import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
@@ -110,9 +111,9 @@ function parseFetchArgs(argv: string[]): FetchArgs {
       case '-H':
       case '--header': {
         const header = value(i++, arg);
-        const colon = header.indexOf(':');
-        if (colon <= 0) throw new UsageError(`-H expects 'name: value', got ${JSON.stringify(header)}`);
-        args.headers.push([header.slice(0, colon).trim(), header.slice(colon + 1).trim()]);
+        const pair = splitHeaderArg(header);
+        if (pair === undefined) throw new UsageError(`-H expects 'name: value', got ${JSON.stringify(header)}`);
+        args.headers.push(pair);
         break;
       }
       case '-d':

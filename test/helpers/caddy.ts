@@ -147,3 +147,27 @@ export async function startCaddy(options: CaddyOptions = {}): Promise<CaddyServe
     stop,
   };
 }
+
+/**
+ * The Caddy the interop tests share: `/hello.txt` and `/big.bin` (`big`) from a file server,
+ * `/echo` answering the request body (Caddy 2.6's placeholder: a lost or reordered body byte
+ * fails the comparison) and `/proto` answering the protocol Caddy saw.
+ */
+export function startCaddyFixture(big: Uint8Array): Promise<CaddyServer> {
+  return startCaddy({
+    files: { 'hello.txt': 'hello from caddy\n', 'big.bin': big },
+    directives: (docroot) =>
+      [
+        '\thandle /echo {',
+        '\t\trespond "{http.request.body}"',
+        '\t}',
+        '\thandle /proto {',
+        '\t\trespond "{http.request.proto}"',
+        '\t}',
+        '\thandle {',
+        `\t\troot * ${JSON.stringify(docroot)}`,
+        '\t\tfile_server',
+        '\t}',
+      ].join('\n'),
+  });
+}

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { ConnectionPool, HttpVersion, type Response } from '../../src/index.js';
-import { type CaddyServer, startCaddy } from '../helpers/caddy.js';
+import { type CaddyServer, startCaddyFixture } from '../helpers/caddy.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { type NghttpdServer, startNghttpd } from '../helpers/nghttpd.js';
 
@@ -217,22 +217,7 @@ describe('Caddy (tls internal)', () => {
   let caddy: CaddyServer;
   const big = randomBytes(MiB);
   before(async () => {
-    caddy = await startCaddy({
-      files: { 'hello.txt': 'hello from caddy\n', 'big.bin': big },
-      directives: (docroot) =>
-        [
-          '\thandle /echo {',
-          '\t\trespond "{http.request.body}"',
-          '\t}',
-          '\thandle /proto {',
-          '\t\trespond "{http.request.proto}"',
-          '\t}',
-          '\thandle {',
-          `\t\troot * ${JSON.stringify(docroot)}`,
-          '\t\tfile_server',
-          '\t}',
-        ].join('\n'),
-    });
+    caddy = await startCaddyFixture(big);
   });
   after(async () => {
     await caddy.stop();

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { ConnectionPool, HttpVersion, type Response } from '../../src/index.js';
 import type { H3Connection } from '../../src/protocol/h3/connection.js';
-import { type CaddyServer, startCaddy } from '../helpers/caddy.js';
+import { type CaddyServer, startCaddyFixture } from '../helpers/caddy.js';
 import { leakCheck } from '../helpers/leaks.js';
 
 const MiB = 1024 * 1024;
@@ -35,23 +35,7 @@ describe('Caddy over HTTP/3 (tls internal)', () => {
   const bigHash = sha256(big);
 
   before(async () => {
-    caddy = await startCaddy({
-      files: { 'hello.txt': 'hello from caddy\n', 'big.bin': big },
-      directives: (docroot) =>
-        [
-          // Caddy 2.6 has the placeholder: the echo fails when a body byte is lost or reordered.
-          '\thandle /echo {',
-          '\t\trespond "{http.request.body}"',
-          '\t}',
-          '\thandle /proto {',
-          '\t\trespond "{http.request.proto}"',
-          '\t}',
-          '\thandle {',
-          `\t\troot * ${JSON.stringify(docroot)}`,
-          '\t\tfile_server',
-          '\t}',
-        ].join('\n'),
-    });
+    caddy = await startCaddyFixture(big);
   });
   after(async () => {
     await caddy.stop();
