@@ -49,11 +49,11 @@ export class AltSvcCache {
       if (oldest !== undefined) this.h3.delete(oldest);
     }
     this.h3.set(key.id, until);
-    // Written once per learning, not per response: the store sees it when it is new or renewed
-    // by more than a minute.
+    // Written once per learning, not per response: the store sees it when it is new or its
+    // expiry moved by more than a minute (renewed, or shortened by a smaller `ma`).
     const record = this.store.get(this.recordFor(key.id));
     const epochUntil = Date.now() + (until - this.clock.now());
-    if (record?.altSvcH3Until === undefined || epochUntil - record.altSvcH3Until > 60_000) {
+    if (record?.altSvcH3Until === undefined || Math.abs(epochUntil - record.altSvcH3Until) > 60_000) {
       this.store.update(this.recordFor(key.id), { altSvcH3Until: epochUntil });
     }
     return !known;

@@ -337,10 +337,9 @@ export class ConnectionPool extends PoolCore {
       if (exchange.reused && channels.reuse.hasSubscribers) {
         channels.reuse.publish({ origin: key.origin, connectionId: entry.connection.id, protocol: entry.connection.protocol });
       }
-      if (control !== undefined) {
-        control.exchange = exchange;
-        exchange.onFinish = () => control.dispose();
-      }
+      // The timeout and signal cover every attempt: they are disposed when the request ends
+      // (below), not when one attempt fails.
+      if (control !== undefined) control.exchange = exchange;
       try {
         exchange.stream = entry.connection.openStream(prepared.head, prepared.body, exchange);
       } catch (err) {
@@ -366,6 +365,10 @@ export class ConnectionPool extends PoolCore {
       }
       const head = exchange.head;
       if (head !== undefined && key.isHttps && head.headers['alt-svc'] !== undefined) this.learnAltSvc(key, head.headers['alt-svc'], options.version);
+      if (control !== undefined) {
+        if (exchange.finished) control.dispose();
+        else exchange.onFinish = () => control.dispose();
+      }
       return new Response(exchange, url.href, attempt);
     }
     throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'request retry loop ended without a result');

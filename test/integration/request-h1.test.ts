@@ -532,3 +532,26 @@ test('the process-wide request() works and keys compare by value', async () => {
   const { getDefaultPool } = await import('../../src/index.js');
   await getDefaultPool().close();
 });
+
+// Regression: the first attempt's end disposed the request's timer and signal listener, so a
+// retry ran without timeoutMs and could hang until readTimeoutMs.
+test('timeoutMs still covers a retried request (the first attempt no longer disposes it)', async () => {
+  const leaks = leakCheck();
+  let requests = 0;
+  const server = await startRawServer((socket) => {
+    socket.on('data', () => {
+      requests++;
+      if (requests === 1) socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      else if (requests === 2) socket.destroy(); // a stale keep-alive socket: retried
+      // the retry gets no answer at all
+    });
+  });
+  const pool = new ConnectionPool({ readTimeoutMs: 60_000 });
+  await (await pool.request(`${server.url}/`)).text();
+  const err = await rejectsWith(pool.request(`${server.url}/`, { timeoutMs: 300 }), 'MUXPOOL_ERR_REQUEST_TIMEOUT');
+  assert.equal(err.attempts, 2);
+  assert.equal(requests, 3);
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
+});

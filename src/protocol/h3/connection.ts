@@ -269,12 +269,19 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   /** Starts held requests that may go now, keeping the order of the rest. */
   private startHeld(): void {
     if (this.held.length === 0 || this.current === 'closed') return;
-    const waiting = this.held;
-    this.held = [];
-    for (const entry of waiting) {
-      if (entry.stream.done) continue;
-      if (this.canStart(entry.head, entry.body)) this.startStream(entry.stream, entry.head, entry.body, entry.headersFrame);
-      else this.held.push(entry);
+    // In place, in order: starting one may call back into the pool (a failure releases its
+    // slot), which may open or cancel streams or close the connection meanwhile.
+    let i = 0;
+    while (i < this.held.length && this.state !== 'closed') {
+      const entry = this.held[i] as (typeof this.held)[number];
+      if (entry.stream.done) {
+        this.held.splice(i, 1);
+      } else if (this.canStart(entry.head, entry.body)) {
+        this.held.splice(i, 1);
+        this.startStream(entry.stream, entry.head, entry.body, entry.headersFrame);
+      } else {
+        i++;
+      }
     }
   }
 
@@ -422,9 +429,14 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   cancelStream(stream: H3RequestStream, reason: MuxpoolError, wireCode: number): void {
     if (stream.done) return;
     if (stream.id < 0) {
-      // Held for the handshake: nothing was sent.
+      // Held for the handshake or for credit: nothing was sent.
       stream.done = true;
       this.held = this.held.filter((entry) => entry.stream !== stream);
+      if (this.streams.size === 0 && this.held.length === 0) {
+        this.sweepTimer?.cancel();
+        this.sweepTimer = undefined;
+        if (this.current === 'draining') this.closeGracefully();
+      }
       reason.maybeProcessed = false;
       stream.handler.onError(reason);
       return;
@@ -555,6 +567,11 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     const limit = this.options.readTimeoutMs;
     let next = limit;
     for (const stream of [...this.streams.values(), ...this.held.map((entry) => entry.stream)]) {
+      // A stream still sending its body is not waiting for the server (as over HTTP/2).
+      if (stream.id >= 0 && !stream.writeClosed) {
+        stream.lastActivityAt = now;
+        continue;
+      }
       const idle = now - stream.lastActivityAt;
       if (idle >= limit) {
         this.cancelStream(
@@ -638,6 +655,8 @@ export class H3Connection implements Connection, QuicConnectionHandler {
           return;
         case 'ignored':
         case 'pending':
+          // Nothing is kept for streams we do not read: forgotten at their end.
+          if (fin) this.peerUni.delete(id);
           return;
       }
     } catch (err) {
@@ -751,6 +770,8 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       const uni = this.peerUni.get(streamId);
       if (uni !== undefined && uni.kind !== 'ignored' && uni.kind !== 'pending') {
         this.connectionError(this.peerError(H3_CLOSED_CRITICAL_STREAM, `the peer reset its ${uni.kind} stream`));
+      } else {
+        this.peerUni.delete(streamId);
       }
       return;
     }
