@@ -350,7 +350,10 @@ export class ConnectionPool extends PoolCore {
       try {
         await exchange.waitForHead();
       } catch (err) {
-        if (!(err instanceof MuxpoolError)) throw err;
+        if (!(err instanceof MuxpoolError)) {
+          control?.dispose();
+          throw err;
+        }
         if (attempt < lastAttempt && isRetryable(err, exchange, prepared)) {
           if (control !== undefined) control.exchange = undefined;
           if (channels.retry.hasSubscribers) {
