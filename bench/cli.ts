@@ -19,13 +19,10 @@
  * shows each one's median round with the range of all rounds.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchReport } from '../src/cli/bench-report.js';
-import { generateCertificates, writeCertificates } from '../src/server/certs.js';
+import { benchCertificates } from './lib/h2-bench.js';
 import {
   type Comparison,
   HAS_TASKSET,
@@ -139,9 +136,8 @@ async function runMuxpoolBench(label: string, url: string, protocol: Protocol, c
   };
 }
 
-const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
-const certDir = await mkdtemp(join(tmpdir(), 'muxpool-bench-cli-'));
-const { keyPath, certPath, caPath } = await writeCertificates(certDir, certs);
+const files = await benchCertificates('cli');
+const { keyPath, certPath, caPath } = files;
 const servers: Array<{ stop(): Promise<void> }> = [];
 const results: Result[] = [];
 const skipped: string[] = [];
@@ -253,7 +249,7 @@ try {
   }
 } finally {
   for (const server of servers) await server.stop();
-  await rm(certDir, { recursive: true, force: true });
+  await files.remove();
 }
 
 const reqPerSec = (client: string, c: number): number | undefined => results.find((r) => r.client === client && r.concurrency === c)?.reqPerSec;

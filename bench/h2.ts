@@ -8,13 +8,10 @@
  * table shows each client's median round with the range of all rounds.
  */
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http2 from 'node:http2';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Agent, Client } from 'undici';
 import { ConnectionPool } from '../src/index.js';
-import { generateCertificates, writeCertificates } from '../src/server/certs.js';
+import { benchCertificates, rawH2Get } from './lib/h2-bench.js';
 import {
   HAS_TASKSET,
   type Result,
@@ -29,33 +26,15 @@ import {
 
 const args = parseArgs(process.argv.slice(2));
 const clients = args.clients ?? ['h2load', 'node', 'undici', 'undici-agent', 'muxpool'];
-const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
-const certDir = await mkdtemp(join(tmpdir(), 'muxpool-bench-h2-'));
-const { keyPath, certPath } = await writeCertificates(certDir, certs);
-const server = await startServerProcess('./h2-server.js', [keyPath, certPath]).catch(async (err: unknown) => {
-  await rm(certDir, { recursive: true, force: true });
+const files = await benchCertificates('h2');
+const { certs } = files;
+const server = await startServerProcess('./h2-server.js', [files.keyPath, files.certPath]).catch(async (err: unknown) => {
+  await files.remove();
   throw err;
 });
 const origin = `https://127.0.0.1:${server.port}`;
 const url = `${origin}/`;
 const results: Result[] = [];
-
-const REQUEST_HEADERS = { ':method': 'GET', ':path': '/' };
-const REQUEST_OPTIONS = { endStream: true };
-
-/** One GET on a raw session, resolved once the body was read to the end (as text, like the others). */
-function rawRequest(session: http2.ClientHttp2Session): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const stream = session.request(REQUEST_HEADERS, REQUEST_OPTIONS);
-    const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.once('end', () => {
-      Buffer.concat(chunks).toString('utf8');
-      resolve();
-    });
-    stream.once('error', reject);
-  });
-}
 
 /** One client at concurrency `c`, on a session (or pool) of its own, closed afterwards. */
 async function runClient(client: string, c: number): Promise<Result> {
@@ -66,7 +45,7 @@ async function runClient(client: string, c: number): Promise<Result> {
       const session = http2.connect(origin, { ca: certs.caCert });
       session.on('error', () => {});
       await once(session, 'connect');
-      const result = await closedLoop('node:http2', c, () => rawRequest(session), args.durationMs, args.warmupMs);
+      const result = await closedLoop('node:http2', c, () => rawH2Get(session), args.durationMs, args.warmupMs);
       await new Promise<void>((resolve) => session.close(() => resolve()));
       return result;
     }
@@ -128,7 +107,7 @@ try {
   }
 } finally {
   await server.stop();
-  await rm(certDir, { recursive: true, force: true });
+  await files.remove();
 }
 
 const setup = [

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, type PoolEntry, type PoolKey } from '../src/index.js';
 import type { H3Connection } from '../src/protocol/h3/connection.js';
 import { startCaddy } from '../test/helpers/caddy.js';
+import { rawH2Get } from './lib/h2-bench.js';
 import { type Comparison, HAS_TASKSET, type Result, closedLoop, medianResult, parseArgs, saveResults, table } from './lib/run.js';
 
 const argv = process.argv.slice(2);
@@ -33,23 +34,6 @@ const caddy = await startCaddy({ body: 'hello world\n', ...(HAS_TASKSET ? { cpus
 const url = `${caddy.url}/`;
 const results: Result[] = [];
 const notes: string[] = [];
-
-const REQUEST_HEADERS = { ':method': 'GET', ':path': '/' };
-const REQUEST_OPTIONS = { endStream: true };
-
-/** One GET on a raw session, resolved once the body was read to the end (as text, like the others). */
-function rawRequest(session: http2.ClientHttp2Session): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const stream = session.request(REQUEST_HEADERS, REQUEST_OPTIONS);
-    const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.once('end', () => {
-      Buffer.concat(chunks).toString('utf8');
-      resolve();
-    });
-    stream.once('error', reject);
-  });
-}
 
 /** One client at concurrency `c`, on a connection (or pool) of its own, closed afterwards. */
 async function runClient(client: string, c: number): Promise<Result> {
@@ -73,7 +57,7 @@ async function runClient(client: string, c: number): Promise<Result> {
       const session = http2.connect(caddy.url, { ca: caddy.caCert });
       session.on('error', () => {});
       await once(session, 'connect');
-      const result = await closedLoop('node:http2', c, () => rawRequest(session), args.durationMs, args.warmupMs);
+      const result = await closedLoop('node:http2', c, () => rawH2Get(session), args.durationMs, args.warmupMs);
       await new Promise<void>((resolve) => session.close(() => resolve()));
       return result;
     }

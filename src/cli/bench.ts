@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { MuxpoolError } from '../errors.js';
-import { splitHeaderArg } from './args.js';
+import { takeRequestOption } from './args.js';
 import { HttpVersion } from '../pool/version.js';
 import { type LoadPlan, type LoadResult, LoadEngine, deserializeResult, mergeResults } from './bench-load.js';
 import { type ProtocolName, buildReport, formatSummary } from './bench-report.js';
@@ -107,6 +107,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
+    if (takeRequestOption(arg, () => value(i++, arg), args, (message) => new BenchUsageError(message))) continue;
     switch (arg) {
       case '-c':
       case '--connections':
@@ -133,25 +134,6 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
         break;
       case '--workers':
         args.workers = integer(arg, value(i++, arg), 1, MAX_WORKERS);
-        break;
-      case '-X':
-      case '--request':
-        args.method = value(i++, arg);
-        break;
-      case '-H':
-      case '--header': {
-        const header = value(i++, arg);
-        const pair = splitHeaderArg(header);
-        if (pair === undefined) throw new BenchUsageError(`-H expects 'name: value', got ${JSON.stringify(header)}`);
-        args.headers.push(pair);
-        break;
-      }
-      case '--cacert':
-        args.cacert = value(i++, arg);
-        break;
-      case '-k':
-      case '--insecure':
-        args.insecure = true;
         break;
       case '--json':
         args.json = true;

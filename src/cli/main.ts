@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConnectionPool } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
-import { splitHeaderArg } from './args.js';
+import { takeRequestOption } from './args.js';
 import { HttpVersion } from '../pool/version.js';
 import type { PoolStats } from '../pool/pool.js';
 import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
@@ -103,19 +103,8 @@ function parseFetchArgs(argv: string[]): FetchArgs {
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
+    if (takeRequestOption(arg, () => value(i++, arg), args, (message) => new UsageError(message))) continue;
     switch (arg) {
-      case '-X':
-      case '--request':
-        args.method = value(i++, arg);
-        break;
-      case '-H':
-      case '--header': {
-        const header = value(i++, arg);
-        const pair = splitHeaderArg(header);
-        if (pair === undefined) throw new UsageError(`-H expects 'name: value', got ${JSON.stringify(header)}`);
-        args.headers.push(pair);
-        break;
-      }
       case '-d':
       case '--data':
         args.data = value(i++, arg);
@@ -131,13 +120,6 @@ function parseFetchArgs(argv: string[]): FetchArgs {
       case '-v':
       case '--verbose':
         args.verbose = true;
-        break;
-      case '-k':
-      case '--insecure':
-        args.insecure = true;
-        break;
-      case '--cacert':
-        args.cacert = value(i++, arg);
         break;
       case '--http1.1':
         args.version = HttpVersion.Http1_1;

@@ -35,6 +35,8 @@ export class Exchange implements StreamHandler {
   finished = false;
   error: MuxpoolError | undefined;
   bodyTaken = false;
+  /** A finalization registry watches this exchange's Response or body (response.ts). */
+  inRegistry = false;
 
   private mode: BodyMode = 'buffer';
   private chunks: Uint8Array[] = [];

@@ -22,6 +22,8 @@ const bodyRegistry = new FinalizationRegistry<Exchange>((exchange) => {
 
 /** The exchange ended: nothing is left to cancel when its response or body is collected. */
 export function forgetResponse(exchange: Exchange): void {
+  if (!exchange.inRegistry) return;
+  exchange.inRegistry = false;
   responseRegistry.unregister(exchange);
   bodyRegistry.unregister(exchange);
 }
@@ -64,7 +66,10 @@ export class Response {
     this.attempts = attempts;
     // The exchange is its own unregister token: once it ends, the registry entry is dropped, so
     // the collector has no finalizer to run for the many responses read to the end.
-    if (!exchange.finished) responseRegistry.register(this, exchange, exchange);
+    if (!exchange.finished) {
+      responseRegistry.register(this, exchange, exchange);
+      exchange.inRegistry = true;
+    }
   }
 
   get ok(): boolean {
@@ -80,7 +85,10 @@ export class Response {
   get body(): Readable {
     if (this.bodyStream === undefined) {
       this.bodyStream = this.exchange.toReadable();
-      if (!this.exchange.finished) bodyRegistry.register(this.bodyStream, this.exchange, this.exchange);
+      if (!this.exchange.finished) {
+        bodyRegistry.register(this.bodyStream, this.exchange, this.exchange);
+        this.exchange.inRegistry = true;
+      }
     }
     return this.bodyStream;
   }

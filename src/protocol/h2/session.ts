@@ -31,8 +31,6 @@ const {
 
 /** Per-stream receive window: large enough for ~1 MiB in flight without WINDOW_UPDATE stalls. */
 const STREAM_WINDOW_BYTES = 1024 * 1024;
-/** How long a gracefully closed session waits for the peer to close its side before destroying. */
-const CLOSE_LINGER_MS = 1_000;
 /** Connection receive window, shared by every stream of the session. */
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
 
@@ -148,7 +146,6 @@ export class H2Session {
   private pingInFlight = false;
   private healthTimer: Timer | undefined;
   private readTimer: Timer | undefined;
-  private lingerTimer: Timer | undefined;
   private readyResolve: ((view: H2Connection) => void) | undefined;
   private readyReject: ((err: MuxpoolError) => void) | undefined;
   private readyTimer: Timer | undefined;
@@ -584,23 +581,16 @@ export class H2Session {
     this.state = 'closed';
     this.stopTimers();
     this.session.destroy();
-    // Node only ends the socket of a session it had already closed (on the peer's GOAWAY), and
-    // waits for the peer's side: destroyed means gone, so the socket goes with it.
+    // A session Node had already closed (the peer's GOAWAY) only ends its socket and waits for
+    // the peer's side, which may never come: destroyed means gone, so the socket goes too.
     if (!this.socket.destroyed) this.socket.destroy();
   }
 
   private closeGracefully(): void {
     this.stopTimers();
-    if (this.session.destroyed) return;
-    // Sends GOAWAY(NO_ERROR) and ends our side of the socket; 'close' follows once the peer
-    // closes its side. Node closes a session itself on the peer's GOAWAY(NO_ERROR), and a peer
-    // that keeps its side open would then keep the socket alive: after a short linger it goes.
-    if (!this.session.closed) this.session.close();
-    this.lingerTimer = this.options.clock.setTimer(() => {
-      this.lingerTimer = undefined;
-      if (!this.session.destroyed) this.session.destroy();
-      if (!this.socket.destroyed) this.socket.destroy();
-    }, CLOSE_LINGER_MS);
+    // Sends GOAWAY(NO_ERROR) and ends the socket once no stream is open; 'close' follows. (Node
+    // has already closed a session whose peer sent GOAWAY(NO_ERROR).)
+    if (!this.session.closed && !this.session.destroyed) this.session.close();
   }
 
   private notProcessed(message: string, cause?: unknown): MuxpoolError {
@@ -656,8 +646,6 @@ export class H2Session {
     this.healthTimer = undefined;
     this.readTimer?.cancel();
     this.readTimer = undefined;
-    this.lingerTimer?.cancel();
-    this.lingerTimer = undefined;
     this.pingTimer?.cancel();
     this.pingTimer = undefined;
     this.readyTimer?.cancel();

@@ -176,6 +176,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     this.options = options;
     this.remoteAddress = quic.remoteAddress.host;
     this.lastActivityAt = options.clock.now();
+    this.peakStreams = quic.peerStreamsLeftBidi;
     quic.setHandler(this);
     this.openControlStream();
   }
@@ -190,11 +191,6 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   /** Streams open now plus the ones the peer still grants (MAX_STREAMS), capped by ours. */
   get maxStreams(): number {
     if (this.current !== 'open') return this.streams.size + this.held.length;
-    // Open streams plus credit left is what the peer allows at once, but credit for streams that
-    // just ended lags a round trip: the high-water mark is the limit, and requests beyond the
-    // credit of the moment are held until MAX_STREAMS arrives (not sent to another connection).
-    const now = this.streams.size + this.quic.peerStreamsLeftBidi;
-    if (now > this.peakStreams) this.peakStreams = now;
     return Math.min(this.options.maxStreams, this.peakStreams);
   }
 
@@ -800,8 +796,17 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     this.options.onSessionTicket?.(ticket);
   }
 
-  onCreditChange(): void {
+  /**
+   * Open streams plus credit left is what the peer allows at once; credit for streams that just
+   * ended lags a round trip, so the high-water mark is the limit (requests beyond the credit of
+   * the moment are held until MAX_STREAMS arrives, not sent to another connection). Opening a
+   * stream changes the credit but not the sum: the pool hears only of a limit that rose.
+   */
+  onCreditChange(peerStreamsLeftBidi: number): void {
     this.startHeld();
+    const now = this.streams.size + peerStreamsLeftBidi;
+    if (now <= this.peakStreams) return;
+    this.peakStreams = now;
     if (this.current === 'open') this.observer?.onCapacityChange(this);
   }
 
