@@ -16,9 +16,9 @@ import {
   HAS_TASKSET,
   type Result,
   closedLoop,
-  medianResult,
   parseArgs,
   runH2load,
+  runRounds,
   saveResults,
   startServerProcess,
   table,
@@ -92,19 +92,7 @@ async function runClient(client: string, c: number): Promise<Result> {
 }
 
 try {
-  for (const c of args.concurrency) {
-    const rounds = new Map<string, Result[]>(clients.map((client) => [client, []]));
-    for (let round = 0; round < args.rounds; round++) {
-      // Each round starts with another client, so no client always runs first or last.
-      for (let i = 0; i < clients.length; i++) {
-        const client = clients[(i + round) % clients.length] as string;
-        const result = await runClient(client, c);
-        rounds.get(client)?.push(result);
-        process.stderr.write(`c=${c} round ${round + 1}/${args.rounds} ${result.client}: ${result.reqPerSec.toFixed(0)} req/s, ${(result.cpuUsPerReq ?? 0).toFixed(0)} µs CPU/req\n`);
-      }
-    }
-    for (const client of clients) results.push(medianResult(rounds.get(client) ?? []));
-  }
+  results.push(...(await runRounds(clients, args.concurrency, args.rounds, runClient)));
 } finally {
   await server.stop();
   await files.remove();

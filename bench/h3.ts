@@ -16,7 +16,7 @@ import { ConnectionPool, HttpVersion, type PoolEntry, type PoolKey } from '../sr
 import type { H3Connection } from '../src/protocol/h3/connection.js';
 import { startCaddy } from '../test/helpers/caddy.js';
 import { rawH2Get } from './lib/h2-bench.js';
-import { type Comparison, HAS_TASKSET, type Result, closedLoop, medianResult, parseArgs, saveResults, table } from './lib/run.js';
+import { type Comparison, HAS_TASKSET, type Result, closedLoop, parseArgs, runRounds, saveResults, table } from './lib/run.js';
 
 const argv = process.argv.slice(2);
 const args = parseArgs(argv);
@@ -231,21 +231,7 @@ try {
     }
   }
 
-  for (const c of args.concurrency) {
-    const rounds = new Map<string, Result[]>(clients.map((client) => [client, []]));
-    for (let round = 0; round < args.rounds; round++) {
-      // Each round starts with another client, so no client always runs first or last.
-      for (let i = 0; i < clients.length; i++) {
-        const client = clients[(i + round) % clients.length] as string;
-        const result = await runClient(client, c);
-        rounds.get(client)?.push(result);
-        process.stderr.write(
-          `c=${c} round ${round + 1}/${args.rounds} ${result.client}: ${result.reqPerSec.toFixed(0)} req/s, ${(result.cpuUsPerReq ?? 0).toFixed(0)} µs CPU/req\n`,
-        );
-      }
-    }
-    for (const client of clients) results.push(medianResult(rounds.get(client) ?? []));
-  }
+  results.push(...(await runRounds(clients, args.concurrency, args.rounds, runClient)));
   if (args.concurrency.some((c) => c > 100)) notes.push('Caddy grants 100 streams per QUIC connection: above that, HTTP/3 requests queue in the pool.');
 } finally {
   await caddy.stop();

@@ -283,3 +283,31 @@ export function parseArgs(argv: string[]): BenchArgs {
     rounds: Math.max(1, Math.floor(Number(get('--rounds') ?? 1))),
   };
 }
+
+/**
+ * Every client at every concurrency, `rounds` times: each round starts with another client, so
+ * none always runs first or last. Returns each client's median round, per concurrency.
+ */
+export async function runRounds(
+  clients: readonly string[],
+  concurrency: readonly number[],
+  rounds: number,
+  runClient: (client: string, c: number) => Promise<Result>,
+): Promise<Result[]> {
+  const results: Result[] = [];
+  for (const c of concurrency) {
+    const byClient = new Map<string, Result[]>(clients.map((client) => [client, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < clients.length; i++) {
+        const client = clients[(i + round) % clients.length] as string;
+        const result = await runClient(client, c);
+        byClient.get(client)?.push(result);
+        process.stderr.write(
+          `c=${c} round ${round + 1}/${rounds} ${result.client}: ${result.reqPerSec.toFixed(0)} req/s, ${(result.cpuUsPerReq ?? 0).toFixed(0)} µs CPU/req\n`,
+        );
+      }
+    }
+    for (const client of clients) results.push(medianResult(byClient.get(client) ?? []));
+  }
+  return results;
+}
