@@ -1,28 +1,53 @@
 /**
- * What origins advertised in Alt-Svc (RFC 7838), per pool key, with expiry. Only HTTP/3 on the
- * origin's own host and port is kept: an alternative elsewhere needs the certificate checks of
- * RFC 7838 §2.1 against another address, which this client does not make yet, so it is ignored.
+ * What origins advertised in Alt-Svc (RFC 7838), per pool key, with expiry: the HTTP/3
+ * alternative to use, if any. Only `h3` matters to this client.
+ *
+ * An alternative on the origin's own host and port is always usable. One on another host or
+ * port is honoured only under RFC 7838 §2.1's rule, "clients MUST NOT use an alternative
+ * service with a host that is different than the origin's without strong server
+ * authentication": the connection to it checks the certificate against the origin's host name
+ * (SNI is the origin's, as §2.1 says), so it is kept only when the key verifies certificates.
+ * With verification off nothing would tie that address to the origin, and a single injected
+ * header could move every later request of the origin elsewhere (§9.2), so it is ignored.
  */
 import type { OriginStore } from '../connect/origin-store.js';
 import type { Clock } from '../core/clock.js';
 import type { PoolKey } from '../pool/key.js';
-import { parseAltSvc } from '../protocol/alt-svc.js';
+import { type AltService, parseAltSvc } from '../protocol/alt-svc.js';
 
 const MAX_ORIGINS = 1024;
 
-export class AltSvcCache {
-  /** Key id → when the h3 advertisement expires (clock ms). */
-  private readonly h3 = new Map<string, number>();
+/** Where HTTP/3 for an origin is served. */
+export interface H3Alternative {
+  host: string;
+  port: number;
+  /** Not the origin's own host and port: requests carry `Alt-Used` (§5) and keep their own tickets. */
+  elsewhere: boolean;
+}
 
+interface Entry {
+  /** Clock ms. */
+  until: number;
+  alternative: H3Alternative;
+}
+
+export class AltSvcCache {
+  private readonly h3 = new Map<string, Entry>();
+
+  /**
+   * @param verifies whether connections for the key check the server's certificate: the
+   *   condition for honouring an alternative on another host or port.
+   */
   constructor(
     private readonly clock: Clock,
     private readonly store: OriginStore,
     private readonly recordFor: (keyId: string) => string,
+    private readonly verifies: (key: PoolKey) => boolean,
   ) {}
 
   /**
-   * Takes a response's Alt-Svc field. Returns true when HTTP/3 became known for the key (it was
-   * not before), so the caller can prepare a connection.
+   * Takes a response's Alt-Svc field. Returns true when a new HTTP/3 alternative became known
+   * for the key (none, or another one, was known before), so the caller can prepare a connection.
    */
   learn(key: PoolKey, value: string | string[] | undefined): boolean {
     const field = parseAltSvc(value);
@@ -31,53 +56,94 @@ export class AltSvcCache {
       this.forget(key);
       return false;
     }
-    const known = this.has(key);
-    let until: number | undefined;
+    // §3: alternatives come in the server's order of preference; the first usable h3 one wins.
+    let chosen: AltService | undefined;
     for (const alt of field.alternatives) {
-      if (alt.protocol !== 'h3' || alt.port !== key.port || (alt.host !== '' && alt.host !== key.host)) continue;
-      const expires = this.clock.now() + alt.maxAgeSeconds * 1000;
-      until = Math.max(until ?? 0, expires);
+      if (alt.protocol === 'h3' && this.usable(key, alt.host, alt.port)) {
+        chosen = alt;
+        break;
+      }
     }
-    if (until === undefined) {
-      // An advertisement without h3 here replaces the old one (§3: the newest field wins).
+    if (chosen === undefined) {
+      // An advertisement without a usable h3 replaces the old one (§3: the newest field wins).
       this.forget(key);
       return false;
     }
+    const alternative = this.alternative(key, chosen.host, chosen.port);
+    const before = this.h3.get(key.id);
+    const fresh = before === undefined || !sameAlternative(before.alternative, alternative);
+    const until = this.clock.now() + chosen.maxAgeSeconds * 1000;
     this.h3.delete(key.id);
     if (this.h3.size >= MAX_ORIGINS) {
       const oldest = this.h3.keys().next().value;
       if (oldest !== undefined) this.h3.delete(oldest);
     }
-    this.h3.set(key.id, until);
-    // Written once per learning, not per response: the store sees it when it is new or its
-    // expiry moved by more than a minute (renewed, or shortened by a smaller `ma`).
+    this.h3.set(key.id, { until, alternative });
+    // Written once per learning, not per response: the store sees it when it is new, moved, or
+    // its expiry moved by more than a minute (renewed, or shortened by a smaller `ma`).
     const record = this.store.get(this.recordFor(key.id));
     const epochUntil = Date.now() + (until - this.clock.now());
-    if (record?.altSvcH3Until === undefined || Math.abs(epochUntil - record.altSvcH3Until) > 60_000) {
-      this.store.update(this.recordFor(key.id), { altSvcH3Until: epochUntil });
+    const host = alternative.elsewhere ? alternative.host : undefined;
+    const port = alternative.elsewhere ? alternative.port : undefined;
+    if (
+      record?.altSvcH3Until === undefined ||
+      Math.abs(epochUntil - record.altSvcH3Until) > 60_000 ||
+      record.altSvcH3Host !== host ||
+      record.altSvcH3Port !== port
+    ) {
+      this.store.update(this.recordFor(key.id), { altSvcH3Until: epochUntil, altSvcH3Host: host, altSvcH3Port: port });
     }
-    return !known;
+    return fresh;
+  }
+
+  /** The fresh HTTP/3 alternative of the key, if one was advertised. */
+  get(key: PoolKey): H3Alternative | undefined {
+    let entry = this.h3.get(key.id);
+    if (entry === undefined) {
+      entry = this.fromStore(key);
+      if (entry === undefined) return undefined;
+      this.h3.set(key.id, entry);
+    }
+    if (this.clock.now() < entry.until) return entry.alternative;
+    this.forget(key);
+    return undefined;
+  }
+
+  /** A fresh HTTP/3 advertisement exists for the key. */
+  has(key: PoolKey): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  /** Learned by an earlier process sharing the store; checked again, as a header would be. */
+  private fromStore(key: PoolKey): Entry | undefined {
+    const record = this.store.get(this.recordFor(key.id));
+    const stored = record?.altSvcH3Until;
+    if (typeof stored !== 'number' || stored <= Date.now()) return undefined;
+    const host = record?.altSvcH3Host ?? '';
+    const port = record?.altSvcH3Port ?? key.port;
+    if (typeof host !== 'string' || !Number.isInteger(port) || port < 1 || port > 65_535) return undefined;
+    if (!this.usable(key, host, port)) return undefined;
+    return { until: this.clock.now() + (stored - Date.now()), alternative: this.alternative(key, host, port) };
+  }
+
+  private usable(key: PoolKey, host: string, port: number): boolean {
+    const sameHost = host === '' || host === key.host;
+    return (sameHost && port === key.port) || this.verifies(key);
+  }
+
+  private alternative(key: PoolKey, host: string, port: number): H3Alternative {
+    const target = host === '' ? key.host : host;
+    return { host: target, port, elsewhere: target !== key.host || port !== key.port };
   }
 
   private forget(key: PoolKey): void {
     this.h3.delete(key.id);
     if (this.store.get(this.recordFor(key.id))?.altSvcH3Until !== undefined) {
-      this.store.update(this.recordFor(key.id), { altSvcH3Until: undefined });
+      this.store.update(this.recordFor(key.id), { altSvcH3Until: undefined, altSvcH3Host: undefined, altSvcH3Port: undefined });
     }
   }
+}
 
-  /** A fresh HTTP/3 advertisement exists for the key. */
-  has(key: PoolKey): boolean {
-    let until = this.h3.get(key.id);
-    if (until === undefined) {
-      // Learned by an earlier process sharing the store.
-      const stored = this.store.get(this.recordFor(key.id))?.altSvcH3Until;
-      if (stored === undefined || stored <= Date.now()) return false;
-      until = this.clock.now() + (stored - Date.now());
-      this.h3.set(key.id, until);
-    }
-    if (this.clock.now() < until) return true;
-    this.forget(key);
-    return false;
-  }
+function sameAlternative(a: H3Alternative, b: H3Alternative): boolean {
+  return a.host === b.host && a.port === b.port;
 }

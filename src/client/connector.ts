@@ -19,7 +19,8 @@ import type { ConnectionProtocol } from '../pool/version.js';
 import { H1Connection, type H1ConnectionOptions } from '../protocol/h1/connection.js';
 import { H2Session } from '../protocol/h2/session.js';
 import { H3Connection } from '../protocol/h3/connection.js';
-import { QuicDialer } from '../connect/quic-dial.js';
+import { QuicDialer, type QuicRoute, quicRoute } from '../connect/quic-dial.js';
+import type { H3Alternative } from './alt-svc-cache.js';
 import { raceQuicAndTcp } from './race.js';
 
 export interface ConnectorOptions {
@@ -81,6 +82,8 @@ export class DefaultConnector implements Connector {
   private readonly lingering = new Set<AbortController>();
   /** Where a connection that lost a race but came up anyway goes (the pool, as a spare). */
   onSpare: ((key: PoolKey, connection: Connection) => void) | undefined;
+  /** The origin's advertised HTTP/3 alternative (Alt-Svc), if any: where QUIC dials go. */
+  alternativeFor: ((key: PoolKey) => H3Alternative | undefined) | undefined;
 
   constructor(options: ConnectorOptions) {
     this.options = options;
@@ -137,6 +140,7 @@ export class DefaultConnector implements Connector {
     const tcp = protocols.filter((p) => p !== 'h3');
     const identity = key.tls ?? this.options.tls;
     const h3Possible = key.isHttps && this.quic.supports(identity);
+    const route = this.routeFor(key);
     if (tcp.length === 0) {
       if (!h3Possible) {
         throw new MuxpoolError(
@@ -146,11 +150,11 @@ export class DefaultConnector implements Connector {
         );
       }
       const deadline = protocols === PREPARE_H3 ? Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs) : this.options.connectTimeoutMs;
-      return this.dialH3(key, identity, deadline, signal);
+      return this.dialH3(key, route, identity, deadline, signal);
     }
     // HTTP/3 preferred (Http3, or Auto after Alt-Svc): QUIC and TCP race, QUIC with a head
     // start, unless QUIC failed here recently. A QUIC failure is remembered with a backoff.
-    if (!h3Possible || this.quic.isBroken(key)) {
+    if (!h3Possible || this.quic.isBroken(route)) {
       if (channels.fallback.hasSubscribers) {
         channels.fallback.publish({ origin: key.origin, from: 'h3', to: tcp, reason: h3Possible ? 'broken' : 'unsupported' });
       }
@@ -161,7 +165,7 @@ export class DefaultConnector implements Connector {
       clock: this.options.clock,
       headStartMs: this.options.h3RaceDelayMs,
       signal,
-      quic: (quicSignal) => this.dialH3(key, identity, quicTimeoutMs, quicSignal),
+      quic: (quicSignal) => this.dialH3(key, route, identity, quicTimeoutMs, quicSignal),
       tcp: (tcpSignal) => this.dialTcp(key, tcp, tcpSignal),
       onLateQuic: (connection) => {
         if (this.onSpare !== undefined) this.onSpare(key, connection);
@@ -186,19 +190,30 @@ export class DefaultConnector implements Connector {
 
   /** Origins whose HTTP/3 failed recently (`Http3` goes straight to TCP for them). */
   isH3Broken(key: PoolKey): boolean {
-    return this.quic.isBroken(key);
+    return this.quic.isBroken(this.routeFor(key));
   }
 
-  private async dialH3(key: PoolKey, identity: TlsIdentity | undefined, handshakeTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
+  /** Where HTTP/3 for the key is dialed: its advertised alternative, else the origin itself. */
+  private routeFor(key: PoolKey): QuicRoute {
+    return quicRoute(key, this.alternativeFor?.(key));
+  }
+
+  private async dialH3(
+    key: PoolKey,
+    route: QuicRoute,
+    identity: TlsIdentity | undefined,
+    handshakeTimeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<Connection> {
     let quic;
     try {
-      quic = await this.quic.dial(key, identity, handshakeTimeoutMs, signal);
+      quic = await this.quic.dial(key, route, identity, handshakeTimeoutMs, signal);
     } catch (err) {
       // Remembered even for Http3Only (which ignores the mark): Auto and Http3 skip QUIC a while.
-      if (!signal.aborted) this.quic.markBroken(key);
+      if (!signal.aborted) this.quic.markBroken(route);
       throw err;
     }
-    this.quic.markWorking(key);
+    this.quic.markWorking(route);
     return new H3Connection(quic, {
       clock: this.options.clock,
       maxStreams: this.options.maxStreams,
@@ -207,7 +222,8 @@ export class DefaultConnector implements Connector {
       maxHeaderCount: this.options.maxHeaderCount,
       idleTimeoutMs: this.options.quicIdleTimeoutMs,
       keepAliveMarginMs: this.options.keepAliveMarginMs,
-      onSessionTicket: (ticket) => this.quic.rememberTicket(key, ticket),
+      onSessionTicket: (ticket) => this.quic.rememberTicket(route, ticket),
+      altUsed: route.alternative,
     });
   }
 

@@ -75,9 +75,10 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   originStore?: OriginStore;
   /**
    * How many times a failed request may be sent again, when that is safe: the server provably did
-   * not process it (GOAWAY above its last stream, REFUSED_STREAM, H3_REQUEST_REJECTED, a
-   * connection that never came up), or it is replayable and idempotent and failed on a reused
-   * connection before any response. Default 1; 0 turns retries off.
+   * not process it (a refused connection, GOAWAY above its last stream, REFUSED_STREAM,
+   * H3_REQUEST_REJECTED, a reused connection found dead before anything was written), or it is
+   * replayable and idempotent and failed on a reused connection before any response. Default 1;
+   * 0 turns retries off.
    */
   maxRetries?: number;
 }
@@ -131,6 +132,16 @@ function isRetryable(err: MuxpoolError, exchange: Exchange, prepared: PreparedRe
   if (exchange.head !== undefined || NEVER_RETRIED.has(err.code) || !prepared.replayable) return false;
   if (err.maybeProcessed === false) return true;
   return exchange.reused && prepared.idempotent;
+}
+
+/**
+ * A dial the peer refused: nothing was sent, so any request may try again, at once (a server
+ * restarting, or a listener whose backlog overflowed, answers the next SYN). Not a dial that
+ * timed out (the retry would spend the caller's time twice) nor one that failed TLS or DNS
+ * (the same answer would come back).
+ */
+function isRetryableDialFailure(err: MuxpoolError): boolean {
+  return err.code === 'MUXPOOL_ERR_CONNECT_REFUSED' && err.maybeProcessed === false;
 }
 
 /** Timeout and abort for one request: cancels whatever phase the request is in. */
@@ -242,7 +253,11 @@ export class ConnectionPool extends PoolCore {
     };
     super(connector, { ...options, clock, knowledge: options.knowledge ?? knowledge });
     this.transports = connector;
-    this.altSvc = new AltSvcCache(clock, store, recordFor);
+    const poolVerifies = options.tls?.rejectUnauthorized !== false;
+    this.altSvc = new AltSvcCache(clock, store, recordFor, (key) =>
+      key.tls !== undefined ? key.tls.rejectUnauthorized !== false : poolVerifies,
+    );
+    connector.alternativeFor = (key) => this.altSvc.get(key);
     this.store = store;
     // A QUIC connection that lost its race but came up anyway joins the pool as a spare.
     connector.onSpare = (key, connection) => this.adoptConnection(key, connection);
@@ -325,6 +340,12 @@ export class ConnectionPool extends PoolCore {
             : await this.acquire(key, protocols, false, acquireOptions);
         }
       } catch (err) {
+        if (err instanceof MuxpoolError && attempt < lastAttempt && isRetryableDialFailure(err)) {
+          if (channels.retry.hasSubscribers) {
+            channels.retry.publish({ origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
+          }
+          continue;
+        }
         control?.dispose();
         if (err instanceof MuxpoolError) err.attempts = attempt;
         throw err;

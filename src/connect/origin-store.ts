@@ -14,8 +14,10 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { MuxpoolError } from '../errors.js';
 
 export interface OriginRecord {
-  /** Alt-Svc advertised h3 on the origin's own host and port until this time. */
+  /** Alt-Svc advertised h3 until this time: on the origin's own host and port, or on these. */
   altSvcH3Until?: number;
+  altSvcH3Host?: string;
+  altSvcH3Port?: number;
   /** HTTP/3 failed here: skip it until this time; the next failure doubles `brokenBackoffMs`. */
   brokenUntil?: number;
   brokenBackoffMs?: number;
@@ -107,7 +109,11 @@ export class FileOriginStore extends MemoryOriginStore {
         if (typeof record !== 'object' || record === null) continue;
         // Expired advertisements and marks are dropped on load; tickets are the TLS stack's to judge.
         const clean: Record<string, unknown> = { ...record };
-        if (typeof clean['altSvcH3Until'] !== 'number' || (clean['altSvcH3Until'] as number) <= now) delete clean['altSvcH3Until'];
+        if (typeof clean['altSvcH3Until'] !== 'number' || (clean['altSvcH3Until'] as number) <= now) {
+          delete clean['altSvcH3Until'];
+          delete clean['altSvcH3Host'];
+          delete clean['altSvcH3Port'];
+        }
         if (typeof clean['brokenUntil'] !== 'number' || (clean['brokenUntil'] as number) <= now) delete clean['brokenUntil'];
         if (Object.keys(clean).length > 0) this.records.set(origin, clean as OriginRecord);
       }

@@ -33,6 +33,25 @@ export interface QuicDialerOptions {
   recordFor(keyId: string): string;
 }
 
+/**
+ * Where a QUIC connection for a key goes: the origin's own host and port (id: the key's id), or
+ * an Alt-Svc alternative elsewhere, which has tickets and broken marks of its own (a failure or
+ * ticket of one address says nothing about another).
+ */
+export interface QuicRoute {
+  id: string;
+  host: string;
+  port: number;
+  /** For an alternative elsewhere: its authority, as `Alt-Used` names it (RFC 7838 §5). */
+  alternative?: string;
+}
+
+export function quicRoute(key: PoolKey, alternative?: { host: string; port: number; elsewhere: boolean }): QuicRoute {
+  if (alternative === undefined || !alternative.elsewhere) return { id: key.id, host: key.host, port: key.port };
+  const authority = `${alternative.host.includes(':') ? `[${alternative.host}]` : alternative.host}:${alternative.port}`;
+  return { id: `${key.id}>${authority}`, host: alternative.host, port: alternative.port, alternative: authority };
+}
+
 interface BrokenMark {
   until: number;
   backoffMs: number;
@@ -65,26 +84,36 @@ export class QuicDialer {
     return identity?.cert === undefined && identity?.key === undefined;
   }
 
-  /** Resolves, connects and completes the handshake (resuming when a ticket is cached). */
-  async dial(key: PoolKey, identity: TlsIdentity | undefined, handshakeTimeoutMs: number, signal: AbortSignal): Promise<QuicConnection> {
+  /**
+   * Resolves, connects and completes the handshake (resuming when a ticket is cached). The
+   * route may lead elsewhere than the origin (an Alt-Svc alternative): the server name sent and
+   * checked is still the origin's, which is what makes that address authoritative for it.
+   */
+  async dial(
+    key: PoolKey,
+    route: QuicRoute,
+    identity: TlsIdentity | undefined,
+    handshakeTimeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<QuicConnection> {
     let addresses;
     try {
-      addresses = await resolveHost(this.options.resolver, key.host);
+      addresses = await resolveHost(this.options.resolver, route.host);
     } catch (cause) {
-      throw new MuxpoolError('MUXPOOL_ERR_DNS', `cannot resolve ${key.host}: ${(cause as Error).message}`, { cause, maybeProcessed: false });
+      throw new MuxpoolError('MUXPOOL_ERR_DNS', `cannot resolve ${route.host}: ${(cause as Error).message}`, { cause, maybeProcessed: false });
     }
     const address = addresses[0];
-    if (address === undefined) throw new MuxpoolError('MUXPOOL_ERR_DNS', `no address for ${key.host}`, { maybeProcessed: false });
-    const session = this.tickets.get(key.id);
+    if (address === undefined) throw new MuxpoolError('MUXPOOL_ERR_DNS', `no address for ${route.host}`, { maybeProcessed: false });
+    const session = this.tickets.get(route.id);
     try {
       return await connectQuic({
-      host: address.address,
-      port: key.port,
-      servername: identity?.servername ?? key.host,
-      config: this.configFor(identity),
-      handshakeTimeoutMs,
-      signal,
-      clock: this.options.clock,
+        host: address.address,
+        port: route.port,
+        servername: identity?.servername ?? key.host,
+        config: this.configFor(identity),
+        handshakeTimeoutMs,
+        signal,
+        clock: this.options.clock,
         ...(session !== undefined ? { session, earlyData: this.options.earlyData } : {}),
       });
     } catch (err) {
@@ -94,44 +123,44 @@ export class QuicDialer {
     }
   }
 
-  /** Keeps the latest session ticket of a connection made for `key`. */
-  rememberTicket(key: PoolKey, ticket: Uint8Array): void {
-    this.tickets.set(key.id, Buffer.from(ticket));
+  /** Keeps the latest session ticket of a connection made over `route`. */
+  rememberTicket(route: QuicRoute, ticket: Uint8Array): void {
+    this.tickets.set(route.id, Buffer.from(ticket));
   }
 
-  isBroken(key: PoolKey): boolean {
-    const mark = this.markOf(key);
+  isBroken(route: QuicRoute): boolean {
+    const mark = this.markOf(route);
     return mark !== undefined && this.options.clock.now() < mark.until;
   }
 
   /** The local mark, or one another process left in the store (turned into this clock's time). */
-  private markOf(key: PoolKey): BrokenMark | undefined {
-    const mark = this.broken.get(key.id);
+  private markOf(route: QuicRoute): BrokenMark | undefined {
+    const mark = this.broken.get(route.id);
     if (mark !== undefined) return mark;
-    const record = this.options.store.get(this.options.recordFor(key.id));
+    const record = this.options.store.get(this.options.recordFor(route.id));
     if (record?.brokenUntil === undefined || record.brokenBackoffMs === undefined) return undefined;
     const stored = { until: this.options.clock.now() + (record.brokenUntil - Date.now()), backoffMs: record.brokenBackoffMs };
-    this.broken.set(key.id, stored);
+    this.broken.set(route.id, stored);
     return stored;
   }
 
-  /** HTTP/3 failed for this origin: skip it until the backoff expires (then try once more). */
-  markBroken(key: PoolKey): void {
-    const previous = this.markOf(key);
+  /** HTTP/3 failed over this route: skip it until the backoff expires (then try once more). */
+  markBroken(route: QuicRoute): void {
+    const previous = this.markOf(route);
     const backoffMs = previous === undefined ? this.options.brokenBackoffMs : Math.min(previous.backoffMs * 2, this.options.maxBackoffMs);
-    this.broken.delete(key.id);
+    this.broken.delete(route.id);
     if (this.broken.size >= MAX_BROKEN) {
       const oldest = this.broken.keys().next().value;
       if (oldest !== undefined) this.broken.delete(oldest);
     }
-    this.broken.set(key.id, { until: this.options.clock.now() + backoffMs, backoffMs });
-    this.options.store.update(this.options.recordFor(key.id), { brokenUntil: Date.now() + backoffMs, brokenBackoffMs: backoffMs });
+    this.broken.set(route.id, { until: this.options.clock.now() + backoffMs, backoffMs });
+    this.options.store.update(this.options.recordFor(route.id), { brokenUntil: Date.now() + backoffMs, brokenBackoffMs: backoffMs });
   }
 
-  markWorking(key: PoolKey): void {
-    if (this.markOf(key) === undefined) return;
-    this.broken.delete(key.id);
-    this.options.store.update(this.options.recordFor(key.id), { brokenUntil: undefined, brokenBackoffMs: undefined });
+  markWorking(route: QuicRoute): void {
+    if (this.markOf(route) === undefined) return;
+    this.broken.delete(route.id);
+    this.options.store.update(this.options.recordFor(route.id), { brokenUntil: undefined, brokenBackoffMs: undefined });
   }
 
   private configFor(identity: TlsIdentity | undefined): QuicConfig {

@@ -21,6 +21,7 @@ import {
   H3_CLOSED_CRITICAL_STREAM,
   H3_NO_ERROR,
   H3_REQUEST_CANCELLED,
+  H3_REQUEST_REJECTED,
   H3_STREAM_CREATION_ERROR,
   H3_FRAME_UNEXPECTED,
   SETTINGS_MAX_FIELD_SECTION_SIZE,
@@ -124,6 +125,17 @@ export class H3ServerResponse extends Writable {
     if (this.headersSent) return;
     this.headersSent = true;
     this.stream.sendHead(this.statusCode, Object.fromEntries(this.fields));
+  }
+
+  /**
+   * Refuses the request unprocessed (H3_REQUEST_REJECTED, RFC 9114 §4.1.1): the client knows it
+   * may send it again, on this connection or another. Only before the response started.
+   */
+  reject(): void {
+    if (this.headersSent) throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'reject() after the response started');
+    this.headersSent = true;
+    this.stream.abort(H3_REQUEST_REJECTED);
+    this.destroy();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {

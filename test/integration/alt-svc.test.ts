@@ -4,13 +4,15 @@
  * and retried after its backoff; `Http3` races QUIC against TCP with a head start.
  */
 import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectionPool, HttpVersion } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, MemoryOriginStore } from '../../src/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
+import { H3Server } from '../../src/server/h3.js';
 import { startCaddy } from '../helpers/caddy.js';
 import { respondText, startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
@@ -123,7 +125,7 @@ test('Http3 races: a black-holed QUIC loses to TCP after its head start; closing
   await leaks.check(pool);
 });
 
-test('Alt-Svc: clear forgets HTTP/3; an alternative on another port or host is not used', async () => {
+test('Alt-Svc: clear, garbage and (with certificate checks off) an alternative elsewhere start no HTTP/3 dial', async () => {
   const leaks = leakCheck();
   const c = await certs();
   let header = 'clear';
@@ -131,16 +133,122 @@ test('Alt-Svc: clear forgets HTTP/3; an alternative on another port or host is n
     stream.respond({ ':status': 200, 'alt-svc': header });
     stream.end('tcp');
   }, { certs: c });
+  const dials: unknown[] = [];
+  const onDial = (message: unknown): void => {
+    dials.push(message);
+  };
+  diagnostics.subscribe('muxpool:dial:start', onDial);
+  // Verified: clear and garbage say nothing usable.
   const pool = new ConnectionPool({ tls: { ca: c.caCert } });
-  for (const value of ['clear', `h3=":${server.port + 1}"`, `h3="elsewhere.test:${server.port}"`, 'h3=garbage']) {
+  for (const value of ['clear', 'h3=garbage', 'h3=":0"', 'h2=":1234"']) {
     header = value;
     const res = await pool.request(`${server.url}/`);
     assert.equal(res.protocol, 'h2');
     await res.text();
     assert.equal((await pool.stats()).pendingDials, 0, `no HTTP/3 dial for ${value}`);
   }
+  // Unverified: nothing proves an address elsewhere speaks for the origin (RFC 7838 §2.1).
+  const unverified = new ConnectionPool({ tls: { rejectUnauthorized: false } });
+  for (const value of [`h3=":${server.port + 1}"`, `h3="127.0.0.2:${server.port}"`, `h3="elsewhere.test:${server.port}"`]) {
+    header = value;
+    const res = await unverified.request(`${server.url}/`);
+    assert.equal(res.protocol, 'h2');
+    await res.text();
+    assert.equal((await unverified.stats()).pendingDials, 0, `no HTTP/3 dial for ${value} without certificate checks`);
+  }
+  diagnostics.unsubscribe('muxpool:dial:start', onDial);
+  assert.equal(dials.length, 2, 'one TCP dial per pool, nothing else');
   assert.deepEqual(await protocolsOpen(pool), ['h2']);
+  assert.deepEqual(await protocolsOpen(unverified), ['h2']);
   await pool.close();
+  await unverified.close();
   await server.close();
+  await leaks.check(pool);
+});
+
+test('Alt-Svc elsewhere (RFC 7838 §2.1): honoured when that server proves it is the origin, with Alt-Used; not when its certificate names another host', async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  // Same CA, a leaf for another name only: trusted, but not for "localhost".
+  const other = await generateCertificates({ names: ['other.test'], ips: [] });
+  const seen: { authority: string | undefined; altUsed: unknown }[] = [];
+  const alternative = await H3Server.listen({
+    host: '127.0.0.2',
+    cert: c.leafCert,
+    key: c.leafKey,
+    handler: (req, res) => {
+      seen.push({ authority: req.authority, altUsed: req.headers['alt-used'] });
+      res.end('alternative');
+    },
+  });
+  const impostor = await H3Server.listen({
+    host: '127.0.0.3',
+    cert: other.leafCert,
+    key: other.leafKey,
+    handler: (_req, res) => res.end('impostor'),
+  });
+  let header = `h3="127.0.0.2:${alternative.port}"; ma=60`;
+  const origin = await startH2Server((stream) => {
+    stream.respond({ ':status': 200, 'alt-svc': header });
+    stream.end('origin');
+  }, { certs: c });
+  const store = new MemoryOriginStore();
+  const pool = new ConnectionPool({ tls: { ca: [c.caCert, other.caCert] }, originStore: store });
+  const first = await pool.request(`${origin.url}/`);
+  assert.equal(first.protocol, 'h2');
+  assert.equal(await first.text(), 'origin');
+  await until(async () => (await protocolsOpen(pool)).includes('h3'), 'an HTTP/3 connection to the alternative');
+  const later = await pool.request(`${origin.url}/x`);
+  assert.equal(later.protocol, 'h3');
+  assert.equal(await later.text(), 'alternative');
+  // The request still names the origin; Alt-Used names the alternative (§5).
+  assert.deepEqual(seen.at(-1), { authority: `localhost:${origin.port}`, altUsed: `127.0.0.2:${alternative.port}` });
+  const h3 = (await pool.stats()).connections.find((conn) => conn.protocol === 'h3');
+  assert.equal(h3?.remoteAddress, '127.0.0.2');
+
+  // A second pool sharing the store goes to the alternative at once.
+  const second = new ConnectionPool({ tls: { ca: [c.caCert, other.caCert] }, originStore: store });
+  const direct = await second.request(`${origin.url}/`);
+  assert.equal(direct.protocol, 'h3');
+  assert.equal(await direct.text(), 'alternative');
+  await second.close();
+
+  // The origin now points at a server whose certificate is not valid for it: the handshake is
+  // refused, requests stay on TCP without an error, and that alternative is marked broken.
+  header = `h3="127.0.0.3:${impostor.port}"; ma=60`;
+  const third = new ConnectionPool({ tls: { ca: [c.caCert, other.caCert] }, quicHandshakeTimeoutMs: 1_000 });
+  const dials: Record<string, unknown>[] = [];
+  const onDial = (message: unknown): void => {
+    dials.push(message as Record<string, unknown>);
+  };
+  diagnostics.subscribe('muxpool:dial:end', onDial);
+  const res = await third.request(`${origin.url}/`);
+  assert.equal(await res.text(), 'origin');
+  await until(() => dials.some((d) => d['error'] !== undefined), 'the HTTP/3 dial to the impostor to fail');
+  diagnostics.unsubscribe('muxpool:dial:end', onDial);
+  const failed = dials.find((d) => d['error'] !== undefined);
+  assert.equal((failed?.['error'] as { code?: string } | undefined)?.code, 'MUXPOOL_ERR_TLS_HOSTNAME');
+  await until(async () => (await third.stats()).pendingDials === 0, 'the failed dial to settle');
+  // Broken: a new connection for the origin goes straight to TCP, no QUIC attempt.
+  await third.invalidate(third.keyFor(origin.url));
+  const starts: Record<string, unknown>[] = [];
+  const onStart = (message: unknown): void => {
+    starts.push(message as Record<string, unknown>);
+  };
+  diagnostics.subscribe('muxpool:dial:start', onStart);
+  for (let i = 0; i < 3; i++) {
+    const again = await third.request(`${origin.url}/`);
+    assert.equal(again.protocol, 'h2');
+    assert.equal(await again.text(), 'origin');
+  }
+  diagnostics.unsubscribe('muxpool:dial:start', onStart);
+  assert.equal(starts.length, 1);
+  assert.ok(!(starts[0]?.['protocols'] as string[]).includes('h3'), `dialed ${String(starts[0]?.['protocols'])}`);
+  assert.deepEqual(await protocolsOpen(third), ['h2']);
+  await third.close();
+  await pool.close();
+  await origin.close();
+  await alternative.close();
+  await impostor.close();
   await leaks.check(pool);
 });

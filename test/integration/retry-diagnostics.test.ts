@@ -4,10 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
+import { once } from 'node:events';
+import http from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { test } from 'node:test';
-import { ConnectionPool, MuxpoolError } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, MuxpoolError } from '../../src/index.js';
 import { generateCertificates } from '../../src/server/certs.js';
+import { H3Server } from '../../src/server/h3.js';
 import { respondText, startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
 
@@ -63,6 +67,113 @@ test('the retry matrix: not-processed failures are retried for every method up t
     await leaks.check(pool);
   }
   await server.close();
+});
+
+test('the retry matrix, continued: a refused connection and H3_REQUEST_REJECTED are retried for every method; a reused HTTP/1.1 socket closed after the request was written only for idempotent ones', async () => {
+  const leaks = leakCheck();
+  const methods = ['GET', 'HEAD', 'PUT', 'DELETE', 'POST', 'PATCH'];
+  const bodyFor = (method: string): string | undefined => (method === 'GET' || method === 'HEAD' || method === 'DELETE' ? undefined : 'payload');
+
+  // A refused connection: nothing listens on the port, so nothing can have been processed.
+  const closed = net.createServer();
+  closed.listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const refusedPort = (closed.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  let dials = 0;
+  const onDial = (): void => {
+    dials++;
+  };
+  diagnostics.subscribe('muxpool:dial:start', onDial);
+  for (const maxRetries of [0, 2]) {
+    const pool = new ConnectionPool({ maxRetries });
+    for (const method of methods) {
+      dials = 0;
+      const err = await failure(pool.request(`http://127.0.0.1:${refusedPort}/`, { method, body: bodyFor(method) }));
+      assert.equal(err.code, 'MUXPOOL_ERR_CONNECT_REFUSED');
+      assert.equal(err.maybeProcessed, false);
+      assert.equal(err.attempts, maxRetries + 1, `${method} to a refusing port with maxRetries ${maxRetries}`);
+      assert.equal(dials, maxRetries + 1);
+    }
+    await pool.close();
+    await leaks.check(pool);
+  }
+  diagnostics.unsubscribe('muxpool:dial:start', onDial);
+
+  // HTTP/1.1: the second request on a connection is read, then the socket is closed without a
+  // byte of response. The server may have acted on it: only idempotent methods are replayed.
+  const seen = new Map<string, number>();
+  const perSocket = new WeakMap<net.Socket, number>();
+  const h1 = http.createServer((req, res) => {
+    const n = (perSocket.get(req.socket) ?? 0) + 1;
+    perSocket.set(req.socket, n);
+    const tag = `${req.method ?? ''} ${req.url ?? ''}`;
+    seen.set(tag, (seen.get(tag) ?? 0) + 1);
+    if (n >= 2) {
+      req.socket.destroy();
+      return;
+    }
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  h1.listen(0, '127.0.0.1');
+  await once(h1, 'listening');
+  const h1Url = `http://127.0.0.1:${(h1.address() as net.AddressInfo).port}`;
+  for (const maxRetries of [0, 1]) {
+    seen.clear();
+    for (const method of methods) {
+      const pool = new ConnectionPool({ maxRetries, maxPerHost: 1 });
+      await (await pool.request(`${h1Url}/warm`)).text();
+      const idempotent = method !== 'POST' && method !== 'PATCH';
+      const expected = idempotent ? maxRetries + 1 : 1;
+      const request = pool.request(`${h1Url}/stale`, { method, body: bodyFor(method) });
+      if (expected > 1) {
+        // Replayed on a connection of its own, where it is the first request and succeeds.
+        const res = await request;
+        assert.equal(res.attempts, 2, `${method} /stale with maxRetries ${maxRetries}`);
+        await res.text();
+      } else {
+        const err = await failure(request);
+        assert.equal(err.maybeProcessed, true, `${method}: ${err.code}`);
+        assert.equal(err.attempts, 1, `${method} /stale with maxRetries ${maxRetries}`);
+      }
+      assert.equal(seen.get(`${method} /stale`), expected, `${method} /stale reached the server`);
+      await pool.close();
+      await leaks.check(pool);
+    }
+  }
+  h1.closeAllConnections();
+  await new Promise<void>((resolve) => h1.close(() => resolve()));
+
+  // HTTP/3: H3_REQUEST_REJECTED says the request was not processed (RFC 9114 §4.1.1).
+  const certs = await generateCertificates();
+  seen.clear();
+  const h3 = await H3Server.listen({
+    cert: certs.leafCert,
+    key: certs.leafKey,
+    handler: (req, res) => {
+      const tag = `${req.method} ${req.url}`;
+      seen.set(tag, (seen.get(tag) ?? 0) + 1);
+      req.resume();
+      res.reject();
+    },
+  });
+  const h3Leaks = leakCheck(); // taken with the server's socket open
+  for (const maxRetries of [0, 2]) {
+    seen.clear();
+    const pool = new ConnectionPool({ tls: { ca: certs.caCert }, maxRetries });
+    for (const method of methods) {
+      const err = await failure(pool.request(`https://localhost:${h3.port}/rejected`, { method, body: bodyFor(method), version: HttpVersion.Http3Only }));
+      assert.equal(err.code, 'MUXPOOL_ERR_STREAM_REFUSED');
+      assert.equal(err.maybeProcessed, false);
+      assert.equal(err.attempts, maxRetries + 1, `${method} rejected with maxRetries ${maxRetries}`);
+      assert.equal(seen.get(`${method} /rejected`), maxRetries + 1);
+    }
+    await pool.close();
+    await h3Leaks.check(pool);
+  }
+  await h3.close();
+  await leaks.check();
 });
 
 test('diagnostics channels: dial start and end, reuse, retry, queue wait, GOAWAY', async () => {

@@ -73,6 +73,11 @@ export interface H3ConnectionOptions {
   keepAliveMarginMs: number;
   /** Receives the session ticket for resumption when the server sends one. */
   onSessionTicket?: ((ticket: Uint8Array) => void) | undefined;
+  /**
+   * Set when the connection goes to an Alt-Svc alternative elsewhere than the origin: sent as
+   * `Alt-Used` on each request (RFC 7838 §5), so the server can tell how it was reached.
+   */
+  altUsed?: string | undefined;
 }
 
 /** Bodies up to this size go out with their HEADERS in one write. */
@@ -233,6 +238,8 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     let headersFrame: Uint8Array;
     try {
       const fields = toH3RequestFields(head);
+      const altUsed = this.options.altUsed;
+      if (altUsed !== undefined && !fields.some(([name]) => name === 'alt-used')) fields.push(['alt-used', altUsed]);
       // RFC 9114 §4.2.2: a request over the peer's advertised limit would only be refused.
       const peerLimit = this.peerSettings?.get(SETTINGS_MAX_FIELD_SECTION_SIZE);
       if (peerLimit !== undefined && fieldSectionSize(fields) > peerLimit) {
