@@ -61,7 +61,9 @@ function exitCodeFor(err: unknown): number {
 
 function hint(err: MuxpoolError): string {
   if (err.code === 'MUXPOOL_ERR_TLS_CERT') return ' (pass the server CA with --cacert FILE, or -k to skip verification)';
-  if (err.code === 'MUXPOOL_ERR_CONNECT_REFUSED') return ' (is the server running on that port?)';
+  if (err.code === 'MUXPOOL_ERR_CONNECT_REFUSED') {
+    return err.message.startsWith('QUIC:') ? ' (no HTTP/3 listener: try --http3 to fall back to TCP)' : ' (is the server running on that port?)';
+  }
   if (err.code === 'MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT') return ' (no HTTP/3 answer over UDP: try --http3 to fall back to TCP)';
   return '';
 }

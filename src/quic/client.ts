@@ -55,15 +55,42 @@ export interface QuicConnectOptions {
 
 class ClientSocket implements DatagramTransport {
   private connection: QuicConnection | undefined;
+  private heardFromPeer = false;
 
   constructor(private readonly socket: dgram.Socket) {
-    socket.on('message', (packet: Buffer) => this.connection?.onDatagram(packet));
+    socket.on('message', (packet: Buffer) => {
+      this.heardFromPeer = true;
+      this.connection?.onDatagram(packet);
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      // ICMP port unreachable on a connected socket: transient and spoofable, so the
-      // handshake deadline or idle timeout decides instead.
-      if (err.code === 'ECONNREFUSED') return;
+      if (err.code === 'ECONNREFUSED') {
+        // ICMP port unreachable on the connected socket. Before the peer ever answered it most
+        // likely means nothing listens there (an origin without HTTP/3, or a stale Alt-Svc):
+        // failing now lets `Http3` fall back and mark the route at once instead of at the
+        // handshake deadline. A spoofed one can only send us to TCP, which is still TLS. Once
+        // the peer has answered, ICMP is ignored (spoofable, and transient on a live path): the
+        // idle timeout decides.
+        if (!this.heardFromPeer && this.connection?.state === 'handshaking') {
+          this.connection.onTransportError(
+            new MuxpoolError('MUXPOOL_ERR_CONNECT_REFUSED', `QUIC: ${this.peer()} is unreachable (nothing listens on UDP there)`, {
+              cause: err,
+              maybeProcessed: false,
+            }),
+          );
+        }
+        return;
+      }
       this.connection?.onTransportError(new MuxpoolError('MUXPOOL_ERR_CONNECT', `QUIC socket error: ${err.message}`, { cause: err }));
     });
+  }
+
+  private peer(): string {
+    try {
+      const { address, port } = this.socket.remoteAddress();
+      return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+    } catch {
+      return 'the peer';
+    }
   }
 
   attach(connection: QuicConnection): void {

@@ -125,6 +125,42 @@ test('Http3 races: a black-holed QUIC loses to TCP after its head start; closing
   await leaks.check(pool);
 });
 
+test('no UDP listener: the port-unreachable answer ends the QUIC attempt at once, Http3 goes to TCP and the origin is marked broken', async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  const server = await startH2Server((stream) => respondText(stream, 'tcp'), { certs: c });
+  // A handshake deadline far beyond the test's patience: only the ICMP answer can end it early.
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, quicHandshakeTimeoutMs: 30_000, h3RaceDelayMs: 5_000 });
+  const ends: Record<string, unknown>[] = [];
+  const onEnd = (message: unknown): void => {
+    ends.push(message as Record<string, unknown>);
+  };
+  diagnostics.subscribe('muxpool:dial:end', onEnd);
+  const res = await pool.request(`${server.url}/`, { version: HttpVersion.Http3 });
+  assert.equal(res.protocol, 'h2');
+  assert.equal(await res.text(), 'tcp');
+  // QUIC failed first (the TCP head start is 5 s, the handshake deadline 30 s), then TCP ran.
+  assert.equal((await pool.stats()).pendingDials, 0);
+  await pool.invalidate(pool.keyFor(server.url));
+  const fallbacks: Record<string, unknown>[] = [];
+  const onFallback = (message: unknown): void => {
+    fallbacks.push(message as Record<string, unknown>);
+  };
+  diagnostics.subscribe('muxpool:fallback', onFallback);
+  const again = await pool.request(`${server.url}/`, { version: HttpVersion.Http3 });
+  assert.equal(again.protocol, 'h2');
+  await again.text();
+  diagnostics.unsubscribe('muxpool:fallback', onFallback);
+  diagnostics.unsubscribe('muxpool:dial:end', onEnd);
+  assert.equal(ends[0]?.['protocol'], 'h2');
+  assert.deepEqual(fallbacks.map((f) => f['reason']), ['broken'], 'broken: straight to TCP, no QUIC attempt');
+  // Http3Only says why, with the code of a refused TCP connection.
+  await assert.rejects(pool.request(`${server.url}/`, { version: HttpVersion.Http3Only }), { code: 'MUXPOOL_ERR_CONNECT_REFUSED' });
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
+});
+
 test('Alt-Svc: clear, garbage and (with certificate checks off) an alternative elsewhere start no HTTP/3 dial', async () => {
   const leaks = leakCheck();
   const c = await certs();

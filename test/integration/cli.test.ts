@@ -1,6 +1,7 @@
 /** The `muxpool` command, run as a child process against loopback servers. */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -99,11 +100,20 @@ test('--http1.1, --http2, --http3, --http3-only pick the protocol; -v shows the 
     assert.match(out.stdout, body, flag);
     assert.match(out.stderr, verbose, flag);
   }
-  // No HTTP/3 where nothing listens on UDP: --http3-only runs into its deadline (curl's 28).
+  // No HTTP/3 where nothing listens on UDP: --http3-only is refused (curl's 7) and says what to try.
   const other = await generateCertificates();
   const tcpOnly = await startHttpsServer((_req, res) => res.end('tcp'), { key: other.leafKey, cert: other.leafCert });
+  const refused = await run(['-k', '--http3-only', '--max-time', '5', `${tcpOnly.url}/`]);
+  assert.equal(refused.code, 7, refused.stderr);
+  assert.match(refused.stderr, /try --http3/);
+  // Where UDP is silently dropped it runs into its deadline (curl's 28).
+  const hole = dgram.createSocket('udp4');
+  hole.on('message', () => {});
+  hole.bind(tcpOnly.port, '127.0.0.1');
+  await once(hole, 'listening');
   const strict = await run(['-k', '--http3-only', '--max-time', '1', `${tcpOnly.url}/`]);
   assert.equal(strict.code, 28, strict.stderr);
+  hole.close();
   await tcpOnly.close();
   await server.close();
   await rm(dir, { recursive: true, force: true });

@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { test } from 'node:test';
 import { MuxpoolError } from '../../src/errors.js';
 import { generateCertificates } from '../../src/server/certs.js';
@@ -240,29 +242,48 @@ test('invalid PEM in ca is INVALID_CA before any packet; a host name is INVALID_
   await rejectsWith(connect(443, { host: 'localhost' }), 'MUXPOOL_ERR_INVALID_ARGUMENT');
 });
 
-test('no listener: the handshake fails with QUIC_HANDSHAKE_TIMEOUT at its deadline', async () => {
+test('no listener: the port-unreachable answer fails the handshake at once with CONNECT_REFUSED', async () => {
   const leaks = leakCheck();
   // A port that was just free: bind a server, note its port, close it.
   const gone = await startQuicServer();
   const port = gone.port;
   await gone.close();
-  const started = performance.now();
-  const err = await rejectsWith(connect(port, { handshakeTimeoutMs: 400 }), 'MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT');
-  assert.ok(performance.now() - started >= 390, 'not before the deadline');
+  // The deadline is far away: only the ICMP answer can end the handshake before it.
+  const err = await rejectsWith(connect(port, { handshakeTimeoutMs: 30_000 }), 'MUXPOOL_ERR_CONNECT_REFUSED');
+  assert.equal(err.maybeProcessed, false);
   assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
   await leaks.check();
 });
 
-test('an AbortSignal stops the handshake with ABORTED and releases the socket', async () => {
+/** A UDP socket that swallows every datagram: a path where nothing answers, not even ICMP. */
+async function blackHole(): Promise<{ port: number; close(): void }> {
+  const hole = dgram.createSocket('udp4');
+  hole.on('message', () => {});
+  hole.bind(0, '127.0.0.1');
+  await once(hole, 'listening');
+  return { port: hole.address().port, close: () => hole.close() };
+}
+
+test('a silent peer: the handshake fails with QUIC_HANDSHAKE_TIMEOUT at its deadline', async () => {
+  const hole = await blackHole();
   const leaks = leakCheck();
-  const gone = await startQuicServer();
-  const port = gone.port;
-  await gone.close();
+  const started = performance.now();
+  const err = await rejectsWith(connect(hole.port, { handshakeTimeoutMs: 400 }), 'MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT');
+  assert.ok(performance.now() - started >= 390, 'not before the deadline');
+  assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${hole.port}`));
+  await leaks.check();
+  hole.close();
+});
+
+test('an AbortSignal stops the handshake with ABORTED and releases the socket', async () => {
+  const hole = await blackHole();
+  const leaks = leakCheck();
   const controller = new AbortController();
-  const pending = connect(port, { signal: controller.signal });
+  const pending = connect(hole.port, { signal: controller.signal });
   setTimeout(() => controller.abort(), 50);
   await rejectsWith(pending, 'MUXPOOL_ERR_ABORTED');
   await leaks.check();
+  hole.close();
 });
 
 test('close and destroy leave no socket or timer; the peer hears the close code', async () => {
