@@ -82,6 +82,8 @@ export class DefaultConnector implements Connector {
   private readonly lingering = new Set<AbortController>();
   /** Where a connection that lost a race but came up anyway goes (the pool, as a spare). */
   onSpare: ((key: PoolKey, connection: Connection) => void) | undefined;
+  /** Where an HTTP/2 ALTSVC frame goes (the pool, which learns it like the header field). */
+  onAltSvc: ((keyId: string, value: string) => void) | undefined;
   /** The origin's advertised HTTP/3 alternative (Alt-Svc), if any: where QUIC dials go. */
   alternativeFor: ((key: PoolKey) => H3Alternative | undefined) | undefined;
 
@@ -287,6 +289,7 @@ export class DefaultConnector implements Connector {
           remoteAddress: result.remoteAddress,
           resumed: key.isHttps ? result.resumed : undefined,
           onClose: (session) => this.forget(session),
+          onAltSvc: this.onAltSvc,
         },
         signal,
       );

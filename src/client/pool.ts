@@ -258,6 +258,11 @@ export class ConnectionPool extends PoolCore {
       key.tls !== undefined ? key.tls.rejectUnauthorized !== false : poolVerifies,
     );
     connector.alternativeFor = (key) => this.altSvc.get(key);
+    // An ALTSVC frame is learned like the header field of an `Auto` response.
+    connector.onAltSvc = (keyId, value) => {
+      const key = this.keyById(keyId);
+      if (key?.isHttps === true) this.learnAltSvc(key, value, HttpVersion.Auto);
+    };
     this.store = store;
     // A QUIC connection that lost its race but came up anyway joins the pool as a spare.
     connector.onSpare = (key, connection) => this.adoptConnection(key, connection);

@@ -359,6 +359,11 @@ export class PoolCore {
    * upgrade, e.g. to HTTP/3 after Alt-Svc), unless one is open, being dialed, or the key is at
    * `maxPerHost`. The connection joins the pool idle; a failure only tells the connector.
    */
+  /** The key of a live bucket, by id (for events that name a key id only). */
+  protected keyById(id: string): PoolKey | undefined {
+    return this.buckets.get(id)?.key;
+  }
+
   prepare(key: PoolKey, protocols: readonly ConnectionProtocol[]): void {
     const wanted = protocols[0];
     if (this.closing || wanted === undefined) return;

@@ -125,6 +125,53 @@ test('Http3 races: a black-holed QUIC loses to TCP after its head start; closing
   await leaks.check(pool);
 });
 
+test('HTTP/2 ALTSVC frames (RFC 7838 §4), on the request stream or on stream 0 naming the origin, are learned like the header', async () => {
+  const c = await certs();
+  const h3 = await H3Server.listen({ cert: c.leafCert, key: c.leafKey, handler: (_req, res) => res.end('h3') });
+  const leaks = leakCheck(); // with the HTTP/3 server's socket open
+  const value = `h3=":${h3.port}"; ma=60`;
+  let port = 0;
+  const server = await startH2Server((stream, headers, session) => {
+    const path = String(headers[':path']);
+    // Frames for another origin, or naming one on a request stream, must be ignored.
+    session.altsvc('h3=":1"', 'https://elsewhere.test');
+    if (path === '/stream') session.altsvc(value, stream.id as number);
+    else if (path === '/origin') session.altsvc(value, `https://localhost:${port}`);
+    respondText(stream, 'h2');
+  }, { certs: c });
+  port = server.port;
+  const dials: Record<string, unknown>[] = [];
+  const onDial = (message: unknown): void => {
+    dials.push(message as Record<string, unknown>);
+  };
+  diagnostics.subscribe('muxpool:dial:end', onDial);
+  for (const path of ['/stream', '/origin']) {
+    const pool = new ConnectionPool({ tls: { ca: c.caCert } });
+    const first = await pool.request(`${server.url}${path}`);
+    assert.equal(first.protocol, 'h2');
+    assert.equal(await first.text(), 'h2');
+    await until(async () => (await protocolsOpen(pool)).includes('h3'), `an HTTP/3 connection after the ALTSVC frame on ${path}`);
+    const later = await pool.request(`${server.url}/`);
+    assert.equal(later.protocol, 'h3');
+    assert.equal(await later.text(), 'h3');
+    await pool.close();
+    await leaks.check(pool);
+  }
+  // A pool that gets only the frame for another origin never leaves TCP.
+  const pool = new ConnectionPool({ tls: { ca: c.caCert } });
+  for (let i = 0; i < 3; i++) {
+    const res = await pool.request(`${server.url}/`);
+    assert.equal(res.protocol, 'h2');
+    await res.text();
+  }
+  diagnostics.unsubscribe('muxpool:dial:end', onDial);
+  assert.deepEqual(dials.map((d) => d['protocol']), ['h2', 'h3', 'h2', 'h3', 'h2'], 'no dial for the foreign origin');
+  await pool.close();
+  await leaks.check(pool);
+  await server.close();
+  await h3.close();
+});
+
 test('no UDP listener: the port-unreachable answer ends the QUIC attempt at once, Http3 goes to TCP and the origin is marked broken', async () => {
   const leaks = leakCheck();
   const c = await certs();

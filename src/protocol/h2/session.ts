@@ -53,6 +53,8 @@ export interface H2SessionOptions extends HeaderLimits {
   resumed?: boolean | undefined;
   /** Called once when the session is gone (the connector forgets it then). */
   onClose?: ((session: H2Session) => void) | undefined;
+  /** An ALTSVC frame (RFC 7838 §4) for an origin this session serves: its key id and the field value. */
+  onAltSvc?: ((keyId: string, value: string) => void) | undefined;
 }
 
 /**
@@ -173,6 +175,9 @@ export class H2Session {
     session.on('goaway', (code: number, lastStreamId: number) => this.onGoaway(code, lastStreamId));
     session.on('error', (err: Error) => this.onSessionError(err));
     session.on('close', () => this.onSessionClose());
+    if (options.onAltSvc !== undefined) {
+      session.on('altsvc', (value: string, origin: string, streamId: number) => this.onAltSvcFrame(value, origin, streamId));
+    }
     session.on('frameError', (type: number, code: number, streamId: number) => {
       if (streamId === 0) {
         this.onSessionError(
@@ -230,6 +235,37 @@ export class H2Session {
   }
 
   /** A new view for an origin (`keyId`) that uses this session: the first, or a coalesced one. */
+  /**
+   * RFC 7838 §4: on stream 0 the frame names its origin, and is ignored unless this session is
+   * authoritative for it (serves that key); on a request stream it is about that request's
+   * origin and carries none.
+   */
+  private onAltSvcFrame(value: string, origin: string, streamId: number): void {
+    const onAltSvc = this.options.onAltSvc;
+    if (onAltSvc === undefined || value === '') return;
+    if (streamId !== 0) {
+      if (origin !== '') return;
+      for (const stream of this.streams) {
+        if (stream.req?.id === streamId) {
+          onAltSvc(stream.view.keyId, value);
+          return;
+        }
+      }
+      return;
+    }
+    let base: string;
+    try {
+      const url = new URL(origin);
+      if (url.protocol !== 'https:' || url.pathname !== '/' || url.username !== '' || url.search !== '') return;
+      base = `https://${url.hostname}:${url.port === '' ? 443 : url.port}`;
+    } catch {
+      return; // not an origin
+    }
+    for (const view of this.views) {
+      if (view.state !== 'closed' && (view.keyId === base || view.keyId.startsWith(`${base}#`))) onAltSvc(view.keyId, value);
+    }
+  }
+
   addView(keyId: string): H2Connection {
     const view = new H2Connection(this, keyId);
     this.views.add(view);
