@@ -3,16 +3,17 @@
  * alternative to use, if any. Only `h3` matters to this client.
  *
  * An alternative on the origin's own host and port is always usable. One on another host or
- * port is honoured only under RFC 7838 §2.1's rule, "clients MUST NOT use an alternative
- * service with a host that is different than the origin's without strong server
- * authentication": the connection to it checks the certificate against the origin's host name
- * (SNI is the origin's, as §2.1 says), so it is kept only when the key verifies certificates.
- * With verification off nothing would tie that address to the origin, and a single injected
- * header could move every later request of the origin elsewhere (§9.2), so it is ignored.
+ * port needs what RFC 7838 §2.1 calls "reasonable assurances that the alternative service is
+ * under control of and valid for the whole origin": TLS with the certificate checked against
+ * the origin's host name (the QUIC handshake sends the origin's name, not the alternative's).
+ * So it is kept only when the key checks certificates against its own host: not with
+ * `rejectUnauthorized: false`, and not with a custom `servername` (the name checked would not
+ * be the origin's). Otherwise one injected header could move every later request of the
+ * origin elsewhere (§9.2).
  */
 import type { OriginStore } from '../connect/origin-store.js';
 import type { Clock } from '../core/clock.js';
-import type { PoolKey } from '../pool/key.js';
+import { type PoolKey, normalizeHost } from '../pool/key.js';
 import { type AltService, parseAltSvc } from '../protocol/alt-svc.js';
 
 const MAX_ORIGINS = 1024;
@@ -35,14 +36,18 @@ export class AltSvcCache {
   private readonly h3 = new Map<string, Entry>();
 
   /**
-   * @param verifies whether connections for the key check the server's certificate: the
-   *   condition for honouring an alternative on another host or port.
+   * @param verifies whether connections for the key check the server's certificate against
+   *   the key's host: the condition for honouring an alternative on another host or port.
+   * @param onDropped told when an alternative elsewhere is replaced or forgotten, so what was
+   *   kept for it (tickets, broken marks) goes too: an origin that names a new alternative on
+   *   every response must not crowd other origins out of the bounded stores.
    */
   constructor(
     private readonly clock: Clock,
     private readonly store: OriginStore,
     private readonly recordFor: (keyId: string) => string,
     private readonly verifies: (key: PoolKey) => boolean,
+    private readonly onDropped: (key: PoolKey, alternative: H3Alternative) => void = () => {},
   ) {}
 
   /**
@@ -70,8 +75,9 @@ export class AltSvcCache {
       return false;
     }
     const alternative = this.alternative(key, chosen.host, chosen.port);
-    const before = this.h3.get(key.id);
+    const before = this.h3.get(key.id) ?? this.fromStore(key);
     const fresh = before === undefined || !sameAlternative(before.alternative, alternative);
+    if (before !== undefined && fresh && before.alternative.elsewhere) this.onDropped(key, before.alternative);
     const until = this.clock.now() + chosen.maxAgeSeconds * 1000;
     this.h3.delete(key.id);
     if (this.h3.size >= MAX_ORIGINS) {
@@ -127,20 +133,30 @@ export class AltSvcCache {
   }
 
   private usable(key: PoolKey, host: string, port: number): boolean {
-    const sameHost = host === '' || host === key.host;
-    return (sameHost && port === key.port) || this.verifies(key);
+    return !this.alternative(key, host, port).elsewhere || this.verifies(key);
   }
 
   private alternative(key: PoolKey, host: string, port: number): H3Alternative {
-    const target = host === '' ? key.host : host;
+    const target = host === '' ? key.host : sameHostName(host, key.host) ? key.host : host;
     return { host: target, port, elsewhere: target !== key.host || port !== key.port };
   }
 
   private forget(key: PoolKey): void {
+    const before = this.h3.get(key.id);
+    if (before?.alternative.elsewhere === true) this.onDropped(key, before.alternative);
     this.h3.delete(key.id);
     if (this.store.get(this.recordFor(key.id))?.altSvcH3Until !== undefined) {
       this.store.update(this.recordFor(key.id), { altSvcH3Until: undefined, altSvcH3Host: undefined, altSvcH3Port: undefined });
     }
+  }
+}
+
+/** Names compare as normalised hosts (IPv6 spellings, case) and without a root dot. */
+function sameHostName(a: string, b: string): boolean {
+  try {
+    return normalizeHost(a).replace(/\.$/, '') === normalizeHost(b).replace(/\.$/, '');
+  } catch {
+    return false;
   }
 }
 

@@ -152,7 +152,16 @@ export class DefaultConnector implements Connector {
         );
       }
       const deadline = protocols === PREPARE_H3 ? Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs) : this.options.connectTimeoutMs;
-      return this.dialH3(key, route, identity, deadline, signal);
+      if (protocols === PREPARE_H3 || route.alternative === undefined) return this.dialH3(key, route, identity, deadline, signal);
+      try {
+        return await this.dialH3(key, route, identity, deadline, signal);
+      } catch (err) {
+        // Http3Only has no TCP to fall back to; a dead alternative must not make the origin
+        // unreachable while the advertisement lasts (up to `ma`): the origin itself is tried
+        // (RFC 7838 §2.4 lets a client fall back to it).
+        if (signal.aborted) throw err;
+        return this.dialH3(key, quicRoute(key), identity, deadline, signal);
+      }
     }
     // HTTP/3 preferred (Http3, or Auto after Alt-Svc): QUIC and TCP race, QUIC with a head
     // start, unless QUIC failed here recently. A QUIC failure is remembered with a backoff.
@@ -193,6 +202,11 @@ export class DefaultConnector implements Connector {
   /** Origins whose HTTP/3 failed recently (`Http3` goes straight to TCP for them). */
   isH3Broken(key: PoolKey): boolean {
     return this.quic.isBroken(this.routeFor(key));
+  }
+
+  /** An alternative elsewhere is no longer advertised: its ticket and broken mark go. */
+  forgetAlternative(key: PoolKey, alternative: H3Alternative): void {
+    this.quic.forgetRoute(quicRoute(key, alternative));
   }
 
   /** Where HTTP/3 for the key is dialed: its advertised alternative, else the origin itself. */

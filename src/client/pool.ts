@@ -135,10 +135,11 @@ function isRetryable(err: MuxpoolError, exchange: Exchange, prepared: PreparedRe
 }
 
 /**
- * A dial the peer refused: nothing was sent, so any request may try again, at once (a server
- * restarting, or a listener whose backlog overflowed, answers the next SYN). Not a dial that
- * timed out (the retry would spend the caller's time twice) nor one that failed TLS or DNS
- * (the same answer would come back).
+ * A dial the peer refused: nothing was sent, so any request may try again. The retry dials
+ * afresh (resolving again, so a name that moved to a live address is followed; another address
+ * of the name may answer). Not a dial that timed out (the retry would spend the caller's time
+ * twice) nor one that failed TLS or DNS (the same answer would come back). Each attempt has its
+ * own `acquireTimeoutMs`; `timeoutMs` covers them all.
  */
 function isRetryableDialFailure(err: MuxpoolError): boolean {
   return err.code === 'MUXPOOL_ERR_CONNECT_REFUSED' && err.maybeProcessed === false;
@@ -253,9 +254,14 @@ export class ConnectionPool extends PoolCore {
     };
     super(connector, { ...options, clock, knowledge: options.knowledge ?? knowledge });
     this.transports = connector;
-    const poolVerifies = options.tls?.rejectUnauthorized !== false;
-    this.altSvc = new AltSvcCache(clock, store, recordFor, (key) =>
-      key.tls !== undefined ? key.tls.rejectUnauthorized !== false : poolVerifies,
+    // Certificates checked against the key's own host: what makes an alternative elsewhere safe.
+    const checksHost = (identity: TlsIdentity | undefined): boolean => identity?.rejectUnauthorized !== false && identity?.servername === undefined;
+    this.altSvc = new AltSvcCache(
+      clock,
+      store,
+      recordFor,
+      (key) => checksHost(key.tls ?? options.tls),
+      (key, alternative) => connector.forgetAlternative(key, alternative),
     );
     connector.alternativeFor = (key) => this.altSvc.get(key);
     // An ALTSVC frame is learned like the header field of an `Auto` response.

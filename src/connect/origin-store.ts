@@ -114,7 +114,10 @@ export class FileOriginStore extends MemoryOriginStore {
           delete clean['altSvcH3Host'];
           delete clean['altSvcH3Port'];
         }
-        if (typeof clean['brokenUntil'] !== 'number' || (clean['brokenUntil'] as number) <= now) delete clean['brokenUntil'];
+        if (typeof clean['brokenUntil'] !== 'number' || (clean['brokenUntil'] as number) <= now) {
+          delete clean['brokenUntil'];
+          delete clean['brokenBackoffMs'];
+        }
         if (Object.keys(clean).length > 0) this.records.set(origin, clean as OriginRecord);
       }
     } catch {

@@ -128,6 +128,13 @@ export class QuicDialer {
     this.tickets.set(route.id, Buffer.from(ticket));
   }
 
+  /** Drops what was kept for a route that is no longer advertised (its ticket and broken mark). */
+  forgetRoute(route: QuicRoute): void {
+    this.tickets.delete(route.id);
+    this.broken.delete(route.id);
+    this.options.store.update(this.options.recordFor(route.id), { brokenUntil: undefined, brokenBackoffMs: undefined });
+  }
+
   isBroken(route: QuicRoute): boolean {
     const mark = this.markOf(route);
     return mark !== undefined && this.options.clock.now() < mark.until;

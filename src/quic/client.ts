@@ -67,11 +67,13 @@ class ClientSocket implements DatagramTransport {
         // ICMP port unreachable on the connected socket. Before the peer ever answered it most
         // likely means nothing listens there (an origin without HTTP/3, or a stale Alt-Svc):
         // failing now lets `Http3` fall back and mark the route at once instead of at the
-        // handshake deadline. A spoofed one can only send us to TCP, which is still TLS. Once
-        // the peer has answered, ICMP is ignored (spoofable, and transient on a live path): the
-        // idle timeout decides.
-        if (!this.heardFromPeer && this.connection?.state === 'handshaking') {
-          this.connection.onTransportError(
+        // handshake deadline. ICMP is spoofable: a forged one costs what a forged TCP reset
+        // costs (a fallback to TCP, still TLS, or a typed failure for Http3Only), never data.
+        // Once the peer has answered, or requests ride 0-RTT on the connection, it is ignored
+        // (transient on a live path): the idle timeout decides.
+        const connection = this.connection;
+        if (!this.heardFromPeer && connection?.state === 'handshaking' && !connection.isInEarlyData) {
+          connection.onTransportError(
             new MuxpoolError('MUXPOOL_ERR_CONNECT_REFUSED', `QUIC: ${this.peer()} is unreachable (nothing listens on UDP there)`, {
               cause: err,
               maybeProcessed: false,

@@ -4,6 +4,7 @@
  * under other TLS settings.
  */
 import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, FileOriginStore, HttpVersion, MuxpoolError } from '../../src/index.js';
 import { generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
+import { H3Server } from '../../src/server/h3.js';
 import { startH2Server } from '../helpers/h2.js';
 import { startHttpsServer } from '../helpers/servers.js';
 import { leakCheck } from '../helpers/leaks.js';
@@ -148,5 +150,56 @@ test('learned ALPN and stream limits are kept: a new pool knows an origin has no
   await leaks.check(second);
   await h1Only.close();
   await narrow.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('alternatives elsewhere: a new one replaces the old one\'s ticket and mark in the store; a dead one leaves Http3Only the origin itself', async () => {
+  const c = await generateCertificates();
+  // Ports on 127.0.0.2 where nothing listens: each alternative fails at once (port unreachable).
+  const deadPorts: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const probe = dgram.createSocket('udp4');
+    probe.bind(0, '127.0.0.2');
+    await once(probe, 'listening');
+    deadPorts.push(probe.address().port);
+    probe.close();
+  }
+  let served = 0;
+  const origin = await startH2Server((stream) => {
+    // A different alternative on every response.
+    const port = deadPorts[served++ % deadPorts.length] ?? 1;
+    stream.respond({ ':status': 200, 'alt-svc': `h3="127.0.0.2:${port}"; ma=60` });
+    stream.end('tcp');
+  }, { certs: c });
+  // The origin also serves HTTP/3 on its own host and port (UDP beside the TCP listener).
+  const own = await H3Server.listen({ cert: c.leafCert, key: c.leafKey, port: origin.port, handler: (req, res) => res.end(`own ${String(req.headers['alt-used'])}`) });
+  const leaks = leakCheck();
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-store-'));
+  const path = join(dir, 'origins.json');
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, originStore: new FileOriginStore(path) });
+  let failures = 0;
+  const onEnd = (message: unknown): void => {
+    if ((message as { error?: unknown }).error !== undefined) failures++;
+  };
+  diagnostics.subscribe('muxpool:dial:end', onEnd);
+  for (let i = 0; i < deadPorts.length; i++) {
+    await pool.invalidate(pool.keyFor(origin.url));
+    const res = await pool.request(`${origin.url}/`);
+    assert.equal(await res.text(), 'tcp');
+    await until(() => failures > i, `the HTTP/3 dial to alternative ${i} to fail`);
+  }
+  // Http3Only: the advertised alternative is dead, so the origin's own HTTP/3 serves.
+  const strict = await pool.request(`${origin.url}/`, { version: HttpVersion.Http3Only });
+  assert.equal(strict.protocol, 'h3');
+  assert.equal(await strict.text(), 'own undefined', 'no Alt-Used: this is the origin itself');
+  diagnostics.unsubscribe('muxpool:dial:end', onEnd);
+  await pool.close();
+  await leaks.check(pool);
+  const saved = JSON.parse(await readFile(path, 'utf8')) as { origins: Record<string, Record<string, unknown>> };
+  const routes = Object.keys(saved.origins).filter((name) => name.includes('>'));
+  assert.equal(routes.length, 1, `one alternative record, not one per alternative ever named: ${routes.join(', ')}`);
+  assert.match(routes[0] ?? '', new RegExp(`>127\\.0\\.0\\.2:${deadPorts.at(-1) ?? 0}$`));
+  await own.close();
+  await origin.close();
   await rm(dir, { recursive: true, force: true });
 });
