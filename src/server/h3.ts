@@ -28,6 +28,7 @@ import {
   SETTINGS_QPACK_BLOCKED_STREAMS,
   SETTINGS_QPACK_MAX_TABLE_CAPACITY,
   STREAM_TYPE_CONTROL,
+  END_OF_STREAM_FRAME,
   encodeDataFrameHeader,
   encodeGoawayFrame,
   encodeHeadersFrame,
@@ -194,7 +195,7 @@ class ServerStream {
   }
 
   sendFin(callback: (error?: Error | null) => void): void {
-    this.write(new Uint8Array(0), true);
+    this.write(END_OF_STREAM_FRAME, true);
     this.whenFlushed(callback);
   }
 

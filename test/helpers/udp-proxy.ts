@@ -56,6 +56,8 @@ export interface UdpProxy {
   /** Client addresses seen so far (one upstream socket each). */
   readonly clients: number;
   setBlackhole(on: boolean): void;
+  /** Drops the next `count` datagrams going one way: to lose one chosen packet. */
+  dropNext(direction: 'toTarget' | 'toClient', count?: number): void;
   /** Cancels every pending datagram and closes every socket. */
   close(): Promise<void>;
 }
@@ -116,6 +118,7 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
   const jitterMs = nonNegative('jitterMs', options.jitterMs, 0);
   const reorderHoldMs = nonNegative('reorderHoldMs', options.reorderHoldMs, Math.max(5, 2 * (delayMs + jitterMs)));
   let blackhole = options.blackhole === true;
+  const dropNext = { toTarget: 0, toClient: 0 };
 
   const stats: UdpProxyStats = { received: 0, receivedFromClients: 0, forwarded: 0, dropped: 0, duplicated: 0, reordered: 0 };
   const sessions = new Map<string, Session>();
@@ -151,9 +154,14 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
   }
 
   /** Applies the path's faults to one datagram, using the PRNG stream of its direction. */
-  function relay(packet: Buffer, random: () => number, send: (packet: Buffer) => void): void {
+  function relay(packet: Buffer, random: () => number, send: (packet: Buffer) => void, direction: 'toTarget' | 'toClient'): void {
     stats.received++;
     if (blackhole) {
+      stats.dropped++;
+      return;
+    }
+    if (dropNext[direction] > 0) {
+      dropNext[direction]--;
       stats.dropped++;
       return;
     }
@@ -198,7 +206,7 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
     // Replies from the target go back to this client only.
     upstream.on('message', (reply: Buffer, from: dgram.RemoteInfo) => {
       if (closed || from.port !== options.target.port) return;
-      relay(reply, session.toClient, (p) => front.send(p, session.port, session.address));
+      relay(reply, session.toClient, (p) => front.send(p, session.port, session.address), 'toClient');
     });
     // Unconnected: dgram binds it on the first send, so no datagram waits for a callback.
     return session;
@@ -208,7 +216,7 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
     if (closed) return;
     stats.receivedFromClients++;
     const session = sessionFor(rinfo);
-    relay(packet, session.toTarget, (p) => session.upstream.send(p, options.target.port, options.target.host));
+    relay(packet, session.toTarget, (p) => session.upstream.send(p, options.target.port, options.target.host), 'toTarget');
   });
 
   return {
@@ -220,6 +228,9 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
     },
     setBlackhole(on: boolean): void {
       blackhole = on;
+    },
+    dropNext(direction: 'toTarget' | 'toClient', count = 1): void {
+      dropNext[direction] += count;
     },
     async close(): Promise<void> {
       if (closed) return;

@@ -79,6 +79,42 @@ test('30% loss both ways: the QUIC handshake completes and a GET succeeds over H
   await leaks.check(pool);
 });
 
+test('the packet that ends a stream is lost after every byte before it was acknowledged: the end still arrives, both ways', async (t) => {
+  const leaks = leakCheck();
+  const c = await certs();
+  // Set once the proxy exists: the handler loses the next packet towards the client.
+  let proxyRef: UdpProxy | undefined;
+  const { server, proxy, url } = await serverBehindProxy(
+    async (req, res) => {
+      let received = 0;
+      for await (const part of req) received += (part as Buffer).length;
+      res.write(`got ${received}`);
+      // Long enough for the client to acknowledge what was written; then the packet carrying
+      // the end of the response is lost.
+      await sleep(150);
+      proxyRef?.dropNext('toClient');
+      res.end();
+    },
+    {},
+  );
+  proxyRef = proxy;
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, resolver: loopback, readTimeoutMs: 5_000 });
+  closeAfter(t, () => pool.destroy(), () => server.close(), () => proxy.close());
+  // The request body's last chunk is acknowledged, then the packet ending the request is lost.
+  async function* upload(): AsyncGenerator<Uint8Array> {
+    yield Buffer.alloc(10_000, 1);
+    await sleep(150);
+    proxy.dropNext('toTarget');
+  }
+  const res = await pool.request(`${url}/`, { version: HttpVersion.Http3Only, method: 'POST', body: upload() });
+  assert.equal(await res.text(), 'got 10000');
+  assert.equal(proxy.stats.dropped, 2, 'both stream ends were lost once');
+  await pool.close();
+  await server.close();
+  await proxy.close();
+  await leaks.check(pool);
+});
+
 test('2% loss with delay, jitter, reordering and duplicates: a 1 MiB response arrives intact', async (t) => {
   const leaks = leakCheck();
   const c = await certs();

@@ -52,6 +52,7 @@ import {
   STREAM_TYPE_QPACK_ENCODER,
   describeH3Error,
   encodeDataFrameHeader,
+  END_OF_STREAM_FRAME,
   encodeHeadersFrame,
   encodeSettingsFrame,
   encodeStreamType,
@@ -82,7 +83,6 @@ export interface H3ConnectionOptions {
 
 /** Bodies up to this size go out with their HEADERS in one write. */
 const COALESCE_BODY_BYTES = 16 * 1024;
-const EMPTY = new Uint8Array(0);
 
 /** RFC 8470 §2.1 / RFC 9114 §10.9: only safe, bodiless requests may be replayed from 0-RTT. */
 function isReplaySafe(head: RequestHead, body: RequestBody): boolean {
@@ -416,7 +416,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
         if (stream.outbox.length > 0) await new Promise<void>((resolve) => (stream.wakeWriter = resolve));
       }
       if (stream.done || stream.writeClosed) return;
-      this.send(stream, EMPTY, true);
+      this.send(stream, END_OF_STREAM_FRAME, true);
     } catch (err) {
       this.cancelStream(stream, bodyFailure(err), H3_REQUEST_CANCELLED);
     }

@@ -65,6 +65,17 @@ export function encodeFrame(type: number, payload: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * What ends a request or response stream: an empty frame of a reserved type (0x21, RFC 9114
+ * §7.2.8, which every peer must ignore), written with the FIN, instead of a FIN alone. A FIN
+ * written after the last data goes out in an empty STREAM frame, and under packet loss quiche
+ * 0.18 lost such FINs: the peer never saw the stream end, while the sender's quiche counted the
+ * stream complete and collected it (an 8 MiB echo over a loaded loopback hung about once in 40
+ * runs; with this frame, none in 270). Two bytes make the FIN ride with data, and quiche
+ * retransmits lost data with its FIN.
+ */
+export const END_OF_STREAM_FRAME: Uint8Array = Uint8Array.of(0x21, 0x00);
+
 /** A HEADERS frame around an encoded field section. */
 export function encodeHeadersFrame(block: Uint8Array): Uint8Array {
   return encodeFrame(FRAME_HEADERS, block);
