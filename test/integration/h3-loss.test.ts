@@ -83,7 +83,7 @@ test('the packet that ends a stream is lost after every byte before it was ackno
   const leaks = leakCheck();
   const c = await certs();
   // Set once the proxy exists: the handler loses the next packet towards the client.
-  let proxyRef: UdpProxy | undefined;
+  const holder: { proxy?: UdpProxy } = {};
   const { server, proxy, url } = await serverBehindProxy(
     async (req, res) => {
       let received = 0;
@@ -92,12 +92,12 @@ test('the packet that ends a stream is lost after every byte before it was ackno
       // Long enough for the client to acknowledge what was written; then the packet carrying
       // the end of the response is lost.
       await sleep(150);
-      proxyRef?.dropNext('toClient');
+      holder.proxy?.dropNext('toClient');
       res.end();
     },
     {},
   );
-  proxyRef = proxy;
+  holder.proxy = proxy;
   const pool = new ConnectionPool({ tls: { ca: c.caCert }, resolver: loopback, readTimeoutMs: 5_000 });
   closeAfter(t, () => pool.destroy(), () => server.close(), () => proxy.close());
   // The request body's last chunk is acknowledged, then the packet ending the request is lost.
