@@ -121,6 +121,12 @@ const READ_SCRATCH = Buffer.allocUnsafe(64 * 1024);
 /** Bounds per turn, so one busy connection cannot hold the event loop. */
 const MAX_PACKETS_PER_TURN = 256;
 const MAX_READS_PER_STREAM = 32;
+/**
+ * Up to this many tracked streams, a turn asks each stream whether it is readable (or stopped)
+ * rather than asking quiche for its readable (writable) set: the binding builds an iterator
+ * object for a set, which costs about as much as 200 per-stream questions.
+ */
+const POLL_STREAMS_MAX = 128;
 /** Turns after the handshake during which we look for a session ticket. */
 const SESSION_TICKET_TURNS = 64;
 /** Low-water mark for a blocked stream: wake the writer when this much fits (or everything). */
@@ -586,10 +592,12 @@ export class QuicConnection {
       more = this.readStreams(native, handler);
       if (this.native === undefined) return;
       // The scan costs native calls per stream; a turn that only sends (after a write) cannot
-      // have changed what it looks for unless a write is waiting for room.
+      // have changed what it looks for unless a write is waiting for room. With none waiting,
+      // only a STOP_SENDING can have changed anything, and asking the few open streams is cheaper.
       if (this.writeOpenCount > 0 && (this.waitingWrites > 0 || this.receivedSinceScan)) {
         this.receivedSinceScan = false;
-        this.scanWritable(native, handler);
+        if (this.waitingWrites > 0 || this.streams.size > POLL_STREAMS_MAX) this.scanWritable(native, handler);
+        else this.checkStopped(native, handler);
       }
       if (this.native === undefined) return;
       this.reportCredit(native, handler);
@@ -684,6 +692,19 @@ export class QuicConnection {
 
   /** Delivers readable streams; true when data was left behind by the per-turn bounds. */
   private readStreams(native: NativeConnection, handler: QuicConnectionHandler): boolean {
+    if (!native.isReadable()) return false;
+    if (this.streams.size <= POLL_STREAMS_MAX) {
+      // Most turns read streams we already track: ask each of them. quiche's readable set is
+      // consulted only for what that leaves (a new peer stream, one we stopped reading).
+      let more = false;
+      for (const [id, record] of this.streams) {
+        if (!record.readOpen || record.paused || !native.streamReadable(id)) continue;
+        if (this.readStream(native, handler, id, record)) more = true;
+        if (this.native === undefined) return false;
+      }
+      // A stream left behind by the bounds is read next turn, with whatever else is readable.
+      if (more || !native.isReadable()) return more;
+    }
     let more = false;
     for (const id of native.readable()) {
       let record = this.streams.get(id);
@@ -764,11 +785,7 @@ export class QuicConnection {
       try {
         capacity = native.streamCapacity(id);
       } catch (cause) {
-        const failure = nativeFailure(cause);
-        this.closeWrite(id, record);
-        if (failure?.name === 'StreamStopped') handler.onStreamStopped?.(id, failure.arg ?? 0);
-        else if (failure?.name !== 'InvalidStreamState') throw nativeError(`check stream ${id}`, cause);
-        if (this.native === undefined) return;
+        if (this.writeFailed(id, record, cause, handler)) return;
         continue;
       }
       if (record.pendingFin) {
@@ -789,6 +806,27 @@ export class QuicConnection {
         if (this.native === undefined) return;
       }
     }
+  }
+
+  /** Finds write-open streams that the peer told to stop sending (or that are gone), one by one. */
+  private checkStopped(native: NativeConnection, handler: QuicConnectionHandler): void {
+    for (const [id, record] of this.streams) {
+      if (!record.writeOpen) continue;
+      try {
+        native.streamCapacity(id);
+      } catch (cause) {
+        if (this.writeFailed(id, record, cause, handler)) return;
+      }
+    }
+  }
+
+  /** A stream's capacity check failed: its sending side is over. True when the connection is gone. */
+  private writeFailed(id: number, record: StreamRecord, cause: unknown, handler: QuicConnectionHandler): boolean {
+    const failure = nativeFailure(cause);
+    this.closeWrite(id, record);
+    if (failure?.name === 'StreamStopped') handler.onStreamStopped?.(id, failure.arg ?? 0);
+    else if (failure?.name !== 'InvalidStreamState') throw nativeError(`check stream ${id}`, cause);
+    return this.native === undefined;
   }
 
   private reportCredit(native: NativeConnection, handler: QuicConnectionHandler): void {

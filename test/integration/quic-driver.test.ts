@@ -38,6 +38,8 @@ async function connect(
   return { connection, handler };
 }
 
+const EMPTY_BYTES = new Uint8Array(0);
+
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -151,6 +153,29 @@ test('resets and STOP_SENDING travel both ways with their application codes', as
   connection.stopSending(c, 0x102);
   connection.resetStream(c, 0x102);
   await serverHandler().until(() => serverHandler().stops.has(c) || serverHandler().resets.has(c), 'the client giving up on c');
+  await connection.close();
+  await server.close();
+  await leaks.check();
+});
+
+test('with more open streams than the driver asks one by one, data, FINs and STOP_SENDING still arrive', async () => {
+  const leaks = leakCheck();
+  // Past 128 tracked streams the driver reads quiche's readable and writable sets instead.
+  const count = 200;
+  const server = await startQuicServer({ initialMaxStreamsBidi: 300 });
+  const { connection, handler } = await connect(server.port, { transport: { initialMaxStreamsBidi: 300 } });
+  const ids = Array.from({ length: count }, () => connection.openStream());
+  for (const id of ids) connection.write(id, Buffer.from(`s${id}`), false);
+  await handler.until(() => ids.every((id) => handler.received(id).length === `s${id}`.length), 'every echo');
+  assert.equal(connection.openStreams, count);
+
+  const stopped = ids[count - 1] as number;
+  server.handlers[0]?.connection?.stopSending(stopped, 0x10b);
+  await handler.until(() => handler.stops.has(stopped), 'STOP_SENDING among many streams');
+  assert.equal(handler.stops.get(stopped), 0x10b);
+
+  for (const id of ids.slice(0, -1)) connection.write(id, EMPTY_BYTES, true);
+  await handler.until(() => ids.slice(0, -1).every((id) => handler.finished.has(id)), 'every FIN');
   await connection.close();
   await server.close();
   await leaks.check();
