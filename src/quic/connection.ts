@@ -5,7 +5,9 @@
  * event-loop turn the driver handles what they changed (handshake, readable and writable
  * streams, stream credit, session tickets), sends until quiche has nothing left, and re-arms
  * the timer. Writes never send by themselves; they schedule that turn, so a hundred streams
- * written in one tick leave in one burst of packets.
+ * written in one tick leave in one burst of packets. A turn that handed stream data to the
+ * handler sends at the end of its tick instead, so what the readers answer from their promise
+ * continuations leaves in the packets that carry the ACK.
  *
  * quiche's own state is the truth; `state` follows it through the transitions in state.ts.
  */
@@ -175,6 +177,12 @@ export class QuicConnection {
   private spare: Buffer | undefined;
   private turnScheduled: NodeJS.Immediate | undefined;
   private inTurn = false;
+  /** This turn handed stream data to the handler. */
+  private deliveredData = false;
+  /** A turn put its sending off to the end of this tick: a whole turn runs then (see `turn`). */
+  private sendDeferred = false;
+  /** Running that turn: it sends whatever it reads, so the ACK is put off once at most. */
+  private inDeferredTurn = false;
   private timer: Timer | undefined;
   private timerDue = 0;
   private handshakeTimer: Timer | undefined;
@@ -536,13 +544,32 @@ export class QuicConnection {
   }
 
   private scheduleTurn(): void {
-    if (this.turnScheduled !== undefined || this.native === undefined) return;
+    // A deferred send runs a whole turn later in this tick: it does what this one would.
+    if (this.turnScheduled !== undefined || this.sendDeferred || this.native === undefined) return;
     this.turnScheduled = setImmediate(this.onScheduledTurn);
   }
 
   private readonly onScheduledTurn = (): void => {
     this.turnScheduled = undefined;
     this.runTurn();
+  };
+
+  /**
+   * Node runs a tick queued from a microtask only once the microtask queue is empty: after every
+   * continuation the turn resumed, however many awaits deep, as long as they stay in this tick.
+   */
+  private readonly deferSend = (): void => {
+    process.nextTick(this.onDeferredSend);
+  };
+
+  private readonly onDeferredSend = (): void => {
+    this.sendDeferred = false;
+    this.inDeferredTurn = true;
+    try {
+      this.runTurn();
+    } finally {
+      this.inDeferredTurn = false;
+    }
   };
 
   private runOrScheduleTurn(): void {
@@ -582,6 +609,7 @@ export class QuicConnection {
 
   private turn(native: NativeConnection): void {
     let more = false;
+    this.deliveredData = false;
     if (this.current === 'handshaking' && native.isEstablished()) {
       if (!this.establish(native)) return;
     }
@@ -617,7 +645,22 @@ export class QuicConnection {
         }
       }
     }
-    if (!this.sendPackets(native)) more = true;
+    if (this.deliveredData && !more && !this.inDeferredTurn && this.current === 'established') {
+      // The data resolved promises whose continuations run after this turn, in this tick; a
+      // reader that answers at once (the next request of a keep-alive loop) writes then. Sending
+      // at the end of the tick puts those bytes in the packet that carries our ACK, rather than
+      // an ACK now and the request in another packet a loop iteration later: one datagram and
+      // one turn less per request. The ACK waits only for this tick's microtasks (normally
+      // microseconds; RFC 9000 §13.2.1 allows max_ack_delay, 25 ms by default). A turn that left data behind
+      // (`more`) sends at once, as a busy download must not hold its ACKs.
+      this.deliveredData = false;
+      this.sendDeferred = true;
+      if (this.turnScheduled !== undefined) clearImmediate(this.turnScheduled);
+      this.turnScheduled = undefined;
+      queueMicrotask(this.deferSend);
+    } else if (!this.sendPackets(native)) {
+      more = true;
+    }
     if (this.current === 'handshaking' && this.waiter?.earlyData === true && native.isInEarlyData()) {
       // 0-RTT: quiche only knows it is in early data once the first flight went out.
       this.usedEarlyData = true;
@@ -756,6 +799,7 @@ export class QuicConnection {
       const chunk = Buffer.allocUnsafe(length);
       READ_SCRATCH.copy(chunk, 0, 0, length);
       if (fin) record.readOpen = false;
+      this.deliveredData = true;
       handler.onStreamData?.(id, chunk, fin);
       if (fin) {
         this.forgetIfDone(id, record);
@@ -967,6 +1011,7 @@ export class QuicConnection {
     this.handshakeTimer = undefined;
     if (this.turnScheduled !== undefined) clearImmediate(this.turnScheduled);
     this.turnScheduled = undefined;
+    this.sendDeferred = false;
     // ~27 KB of native memory per connection is freed only when nothing references it.
     this.native = undefined;
     this.spare = undefined;
