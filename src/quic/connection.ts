@@ -651,13 +651,13 @@ export class QuicConnection {
       // at the end of the tick puts those bytes in the packet that carries our ACK, rather than
       // an ACK now and the request in another packet a loop iteration later: one datagram and
       // one turn less per request. The ACK waits only for this tick's microtasks (normally
-      // microseconds; RFC 9000 §13.2.1 allows max_ack_delay, 25 ms by default). A turn that left data behind
-      // (`more`) sends at once, as a busy download must not hold its ACKs.
+      // microseconds; RFC 9000 §13.2.1 allows max_ack_delay, 25 ms by default). A turn that
+      // left data behind (`more`) sends at once: a busy download must not hold its ACKs.
       this.deliveredData = false;
-      this.sendDeferred = true;
       if (this.turnScheduled !== undefined) clearImmediate(this.turnScheduled);
       this.turnScheduled = undefined;
-      queueMicrotask(this.deferSend);
+      if (!this.sendDeferred) queueMicrotask(this.deferSend);
+      this.sendDeferred = true;
     } else if (!this.sendPackets(native)) {
       more = true;
     }
