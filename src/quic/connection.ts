@@ -5,7 +5,9 @@
  * event-loop turn the driver handles what they changed (handshake, readable and writable
  * streams, stream credit, session tickets), sends until quiche has nothing left, and re-arms
  * the timer. Writes never send by themselves; they schedule that turn, so a hundred streams
- * written in one tick leave in one burst of packets.
+ * written in one tick leave in one burst of packets. A turn that handed stream data to the
+ * handler sends at the end of its tick instead, so what the readers answer from their promise
+ * continuations leaves in the packets that carry the ACK.
  *
  * quiche's own state is the truth; `state` follows it through the transitions in state.ts.
  */
@@ -121,6 +123,12 @@ const READ_SCRATCH = Buffer.allocUnsafe(64 * 1024);
 /** Bounds per turn, so one busy connection cannot hold the event loop. */
 const MAX_PACKETS_PER_TURN = 256;
 const MAX_READS_PER_STREAM = 32;
+/**
+ * Up to this many tracked streams, a turn asks each stream whether it is readable (or stopped)
+ * rather than asking quiche for its readable (writable) set: the binding builds an iterator
+ * object for a set, which costs about as much as 200 per-stream questions.
+ */
+const POLL_STREAMS_MAX = 128;
 /** Turns after the handshake during which we look for a session ticket. */
 const SESSION_TICKET_TURNS = 64;
 /** Low-water mark for a blocked stream: wake the writer when this much fits (or everything). */
@@ -169,6 +177,12 @@ export class QuicConnection {
   private spare: Buffer | undefined;
   private turnScheduled: NodeJS.Immediate | undefined;
   private inTurn = false;
+  /** This turn handed stream data to the handler. */
+  private deliveredData = false;
+  /** A turn put its sending off to the end of this tick: a whole turn runs then (see `turn`). */
+  private sendDeferred = false;
+  /** Running that turn: it sends whatever it reads, so the ACK is put off once at most. */
+  private inDeferredTurn = false;
   private timer: Timer | undefined;
   private timerDue = 0;
   private handshakeTimer: Timer | undefined;
@@ -530,13 +544,32 @@ export class QuicConnection {
   }
 
   private scheduleTurn(): void {
-    if (this.turnScheduled !== undefined || this.native === undefined) return;
+    // A deferred send runs a whole turn later in this tick: it does what this one would.
+    if (this.turnScheduled !== undefined || this.sendDeferred || this.native === undefined) return;
     this.turnScheduled = setImmediate(this.onScheduledTurn);
   }
 
   private readonly onScheduledTurn = (): void => {
     this.turnScheduled = undefined;
     this.runTurn();
+  };
+
+  /**
+   * Node runs a tick queued from a microtask only once the microtask queue is empty: after every
+   * continuation the turn resumed, however many awaits deep, as long as they stay in this tick.
+   */
+  private readonly deferSend = (): void => {
+    process.nextTick(this.onDeferredSend);
+  };
+
+  private readonly onDeferredSend = (): void => {
+    this.sendDeferred = false;
+    this.inDeferredTurn = true;
+    try {
+      this.runTurn();
+    } finally {
+      this.inDeferredTurn = false;
+    }
   };
 
   private runOrScheduleTurn(): void {
@@ -576,6 +609,7 @@ export class QuicConnection {
 
   private turn(native: NativeConnection): void {
     let more = false;
+    this.deliveredData = false;
     if (this.current === 'handshaking' && native.isEstablished()) {
       if (!this.establish(native)) return;
     }
@@ -586,10 +620,12 @@ export class QuicConnection {
       more = this.readStreams(native, handler);
       if (this.native === undefined) return;
       // The scan costs native calls per stream; a turn that only sends (after a write) cannot
-      // have changed what it looks for unless a write is waiting for room.
+      // have changed what it looks for unless a write is waiting for room. With none waiting,
+      // only a STOP_SENDING can have changed anything, and asking the few open streams is cheaper.
       if (this.writeOpenCount > 0 && (this.waitingWrites > 0 || this.receivedSinceScan)) {
         this.receivedSinceScan = false;
-        this.scanWritable(native, handler);
+        if (this.waitingWrites > 0 || this.streams.size > POLL_STREAMS_MAX) this.scanWritable(native, handler);
+        else this.checkStopped(native, handler);
       }
       if (this.native === undefined) return;
       this.reportCredit(native, handler);
@@ -609,7 +645,22 @@ export class QuicConnection {
         }
       }
     }
-    if (!this.sendPackets(native)) more = true;
+    if (this.deliveredData && !more && !this.inDeferredTurn && this.current === 'established') {
+      // The data resolved promises whose continuations run after this turn, in this tick; a
+      // reader that answers at once (the next request of a keep-alive loop) writes then. Sending
+      // at the end of the tick puts those bytes in the packet that carries our ACK, rather than
+      // an ACK now and the request in another packet a loop iteration later: one datagram and
+      // one turn less per request. The ACK waits only for this tick's microtasks (normally
+      // microseconds; RFC 9000 §13.2.1 allows max_ack_delay, 25 ms by default). A turn that
+      // left data behind (`more`) sends at once: a busy download must not hold its ACKs.
+      this.deliveredData = false;
+      if (this.turnScheduled !== undefined) clearImmediate(this.turnScheduled);
+      this.turnScheduled = undefined;
+      if (!this.sendDeferred) queueMicrotask(this.deferSend);
+      this.sendDeferred = true;
+    } else if (!this.sendPackets(native)) {
+      more = true;
+    }
     if (this.current === 'handshaking' && this.waiter?.earlyData === true && native.isInEarlyData()) {
       // 0-RTT: quiche only knows it is in early data once the first flight went out.
       this.usedEarlyData = true;
@@ -684,6 +735,19 @@ export class QuicConnection {
 
   /** Delivers readable streams; true when data was left behind by the per-turn bounds. */
   private readStreams(native: NativeConnection, handler: QuicConnectionHandler): boolean {
+    if (!native.isReadable()) return false;
+    if (this.streams.size <= POLL_STREAMS_MAX) {
+      // Most turns read streams we already track: ask each of them. quiche's readable set is
+      // consulted only for what that leaves (a new peer stream, one we stopped reading).
+      let more = false;
+      for (const [id, record] of this.streams) {
+        if (!record.readOpen || record.paused || !native.streamReadable(id)) continue;
+        if (this.readStream(native, handler, id, record)) more = true;
+        if (this.native === undefined) return false;
+      }
+      // A stream left behind by the bounds is read next turn, with whatever else is readable.
+      if (more || !native.isReadable()) return more;
+    }
     let more = false;
     for (const id of native.readable()) {
       let record = this.streams.get(id);
@@ -735,6 +799,7 @@ export class QuicConnection {
       const chunk = Buffer.allocUnsafe(length);
       READ_SCRATCH.copy(chunk, 0, 0, length);
       if (fin) record.readOpen = false;
+      this.deliveredData = true;
       handler.onStreamData?.(id, chunk, fin);
       if (fin) {
         this.forgetIfDone(id, record);
@@ -764,11 +829,7 @@ export class QuicConnection {
       try {
         capacity = native.streamCapacity(id);
       } catch (cause) {
-        const failure = nativeFailure(cause);
-        this.closeWrite(id, record);
-        if (failure?.name === 'StreamStopped') handler.onStreamStopped?.(id, failure.arg ?? 0);
-        else if (failure?.name !== 'InvalidStreamState') throw nativeError(`check stream ${id}`, cause);
-        if (this.native === undefined) return;
+        if (this.writeFailed(id, record, cause, handler)) return;
         continue;
       }
       if (record.pendingFin) {
@@ -789,6 +850,27 @@ export class QuicConnection {
         if (this.native === undefined) return;
       }
     }
+  }
+
+  /** Finds write-open streams that the peer told to stop sending (or that are gone), one by one. */
+  private checkStopped(native: NativeConnection, handler: QuicConnectionHandler): void {
+    for (const [id, record] of this.streams) {
+      if (!record.writeOpen) continue;
+      try {
+        native.streamCapacity(id);
+      } catch (cause) {
+        if (this.writeFailed(id, record, cause, handler)) return;
+      }
+    }
+  }
+
+  /** A stream's capacity check failed: its sending side is over. True when the connection is gone. */
+  private writeFailed(id: number, record: StreamRecord, cause: unknown, handler: QuicConnectionHandler): boolean {
+    const failure = nativeFailure(cause);
+    this.closeWrite(id, record);
+    if (failure?.name === 'StreamStopped') handler.onStreamStopped?.(id, failure.arg ?? 0);
+    else if (failure?.name !== 'InvalidStreamState') throw nativeError(`check stream ${id}`, cause);
+    return this.native === undefined;
   }
 
   private reportCredit(native: NativeConnection, handler: QuicConnectionHandler): void {
@@ -929,6 +1011,7 @@ export class QuicConnection {
     this.handshakeTimer = undefined;
     if (this.turnScheduled !== undefined) clearImmediate(this.turnScheduled);
     this.turnScheduled = undefined;
+    this.sendDeferred = false;
     // ~27 KB of native memory per connection is freed only when nothing references it.
     this.native = undefined;
     this.spare = undefined;

@@ -71,8 +71,17 @@ export interface NativeConnection {
   streamWritable(streamId: number, bytes: number): boolean;
   peerStreamsLeftBidi(): number;
   peerStreamsLeftUni(): number;
+  /**
+   * Streams with data (or a reset) to read, and streams that can take bytes (or were stopped).
+   * Each call builds an iterator object in the binding, costing tens of microseconds: the
+   * per-stream questions below are far cheaper when few streams are tracked.
+   */
   readable(): Iterable<number>;
   writable(): Iterable<number>;
+  /** Some stream has data (or a reset) to read. */
+  isReadable(): boolean;
+  /** This stream has data (or a reset) to read; false for an unknown stream. */
+  streamReadable(streamId: number): boolean;
   /** Milliseconds until `onTimeout()` is due; null when no timer is armed. */
   timeout(): number | null;
   onTimeout(): void;

@@ -40,6 +40,8 @@ async function connect(
   return { connection, handler };
 }
 
+const EMPTY_BYTES = new Uint8Array(0);
+
 function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -153,6 +155,70 @@ test('resets and STOP_SENDING travel both ways with their application codes', as
   connection.stopSending(c, 0x102);
   connection.resetStream(c, 0x102);
   await serverHandler().until(() => serverHandler().stops.has(c) || serverHandler().resets.has(c), 'the client giving up on c');
+  await connection.close();
+  await server.close();
+  await leaks.check();
+});
+
+test('with more open streams than the driver asks one by one, data, FINs and STOP_SENDING still arrive', async () => {
+  const leaks = leakCheck();
+  // Past 128 tracked streams the driver reads quiche's readable and writable sets instead.
+  const count = 200;
+  const server = await startQuicServer({ initialMaxStreamsBidi: 300 });
+  const { connection, handler } = await connect(server.port, { transport: { initialMaxStreamsBidi: 300 } });
+  const ids = Array.from({ length: count }, () => connection.openStream());
+  for (const id of ids) connection.write(id, Buffer.from(`s${id}`), false);
+  await handler.until(() => ids.every((id) => handler.received(id).length === `s${id}`.length), 'every echo');
+  assert.equal(connection.openStreams, count);
+
+  const stopped = ids[count - 1] as number;
+  server.handlers[0]?.connection?.stopSending(stopped, 0x10b);
+  await handler.until(() => handler.stops.has(stopped), 'STOP_SENDING among many streams');
+  assert.equal(handler.stops.get(stopped), 0x10b);
+
+  for (const id of ids.slice(0, -1)) connection.write(id, EMPTY_BYTES, true);
+  await handler.until(() => ids.slice(0, -1).every((id) => handler.finished.has(id)), 'every FIN');
+  await connection.close();
+  await server.close();
+  await leaks.check();
+});
+
+test('bytes written by a promise continuation of the data they answer leave in the same tick as our ACK', async () => {
+  const leaks = leakCheck();
+  const server = await startQuicServer();
+  const { connection, handler } = await connect(server.port);
+  // The client's socket is connected: its sends are the only three-argument ones.
+  const sent: number[] = [];
+  const send = dgram.Socket.prototype.send;
+  dgram.Socket.prototype.send = function (this: dgram.Socket, ...args: unknown[]) {
+    if (args.length === 3) sent.push(args[2] as number);
+    return (send as (...a: unknown[]) => void).apply(this, args);
+  } as typeof send;
+  try {
+    const id = connection.openStream();
+    const answer = Buffer.alloc(1000, 'a');
+    const sentAfterAnswer = new Promise<number[]>((resolve) => {
+      handler.onStreamData = (streamId, chunk, fin) => {
+        RecordingHandler.prototype.onStreamData.call(handler, streamId, chunk, fin);
+        if (streamId !== id || handler.received(id).length !== 4) return;
+        const before = sent.length;
+        // What a reader awaiting the data does: answer from a continuation, not from the callback.
+        void Promise.resolve().then(() => connection.write(id, answer, true));
+        // Queued before the continuation's write could schedule anything: runs a loop iteration on.
+        setImmediate(() => resolve(sent.slice(before)));
+      };
+    });
+    connection.write(id, Buffer.from('ping'), false);
+    const lengths = await sentAfterAnswer;
+    assert.ok(
+      lengths.some((length) => length >= answer.length),
+      `the answer went out with the ACK, not a loop iteration later (datagrams: ${lengths.join(', ')})`,
+    );
+    await handler.until(() => handler.finished.has(id), 'the echo of the answer');
+    assert.equal(handler.received(id).length, 4 + answer.length);
+  } finally {
+    dgram.Socket.prototype.send = send;
+  }
   await connection.close();
   await server.close();
   await leaks.check();

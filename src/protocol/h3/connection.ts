@@ -435,11 +435,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       // Held for the handshake or for credit: nothing was sent.
       stream.done = true;
       this.held = this.held.filter((entry) => entry.stream !== stream);
-      if (this.streams.size === 0 && this.held.length === 0) {
-        this.sweepTimer?.cancel();
-        this.sweepTimer = undefined;
-        if (this.current === 'draining') this.closeGracefully();
-      }
+      if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
       reason.maybeProcessed = false;
       stream.handler.onError(reason);
       return;
@@ -462,11 +458,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     wake?.();
     this.streams.delete(stream.id);
     this.lastActivityAt = this.options.clock.now();
-    if (this.streams.size === 0 && this.held.length === 0) {
-      this.sweepTimer?.cancel();
-      this.sweepTimer = undefined;
-      if (this.current === 'draining') this.closeGracefully();
-    }
+    if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
   }
 
   private onResponseBytes(stream: H3RequestStream, chunk: Uint8Array, fin: boolean): void {
@@ -558,13 +550,15 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   }
 
   // ---------------------------------------------------------------------------------------
-  // Read timeouts: one timer per connection, re-armed for the stream nearest its deadline.
+  // Read timeouts: one timer per connection, re-armed for the stream nearest its deadline. It
+  // stays armed when the last stream ends and lapses at its next sweep: one request after
+  // another would otherwise arm and cancel a timer each (a sweep that comes early is harmless).
 
   private armSweep(ms: number): void {
-    this.sweepTimer = this.options.clock.setTimer(() => this.onSweep(), Math.max(1, ms));
+    this.sweepTimer = this.options.clock.setTimer(this.onSweep, Math.max(1, ms));
   }
 
-  private onSweep(): void {
+  private readonly onSweep = (): void => {
     this.sweepTimer = undefined;
     const now = this.options.clock.now();
     const limit = this.options.readTimeoutMs;
@@ -591,7 +585,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       }
     }
     if (this.streams.size > 0 || this.held.length > 0) this.armSweep(next);
-  }
+  };
 
   // ---------------------------------------------------------------------------------------
   // Control and QPACK streams (RFC 9114 §6.2, RFC 9204 §4.2)
