@@ -177,8 +177,8 @@ export class QuicConnection {
   private spare: Buffer | undefined;
   private turnScheduled: NodeJS.Immediate | undefined;
   private inTurn = false;
-  /** This turn handed stream data to the handler. */
-  private deliveredData = false;
+  /** This turn handed the end of a stream (a FIN) to the handler. */
+  private deliveredFin = false;
   /** A turn put its sending off to the end of this tick: a whole turn runs then (see `turn`). */
   private sendDeferred = false;
   /** Running that turn: it sends whatever it reads, so the ACK is put off once at most. */
@@ -331,7 +331,9 @@ export class QuicConnection {
   /**
    * Queues bytes on a stream; returns how many were accepted (flow control may take fewer).
    * When fewer were taken, `onStreamWritable` says when to write the rest. `fin` takes effect
-   * only when every byte was accepted.
+   * only when every byte was accepted. Prefer ending a stream with data: quiche 0.18 does not
+   * retransmit a lost FIN sent alone once the bytes before it were acknowledged (HTTP/3 ends
+   * its streams with an empty reserved frame for this, see `END_OF_STREAM_FRAME`).
    */
   write(streamId: number, data: Uint8Array, fin = false): number {
     const native = this.usableNative('write');
@@ -609,7 +611,7 @@ export class QuicConnection {
 
   private turn(native: NativeConnection): void {
     let more = false;
-    this.deliveredData = false;
+    this.deliveredFin = false;
     if (this.current === 'handshaking' && native.isEstablished()) {
       if (!this.establish(native)) return;
     }
@@ -645,15 +647,16 @@ export class QuicConnection {
         }
       }
     }
-    if (this.deliveredData && !more && !this.inDeferredTurn && this.current === 'established') {
-      // The data resolved promises whose continuations run after this turn, in this tick; a
-      // reader that answers at once (the next request of a keep-alive loop) writes then. Sending
-      // at the end of the tick puts those bytes in the packet that carries our ACK, rather than
-      // an ACK now and the request in another packet a loop iteration later: one datagram and
-      // one turn less per request. The ACK waits only for this tick's microtasks (normally
-      // microseconds; RFC 9000 §13.2.1 allows max_ack_delay, 25 ms by default). A turn that
-      // left data behind (`more`) sends at once: a busy download must not hold its ACKs.
-      this.deliveredData = false;
+    if (this.deliveredFin && !more && !this.inDeferredTurn && this.current === 'established') {
+      // A stream ended: a response (or request) is complete, and its promises resolve in
+      // continuations that run after this turn, in this tick. A reader that answers at once
+      // (the next request of a keep-alive loop, a server's response) writes then. Sending at
+      // the end of the tick puts those bytes in the packet that carries our ACK, rather than an
+      // ACK now and the request in another packet a loop iteration later: one datagram and one
+      // turn less per request. Only at a stream's end: mid-stream data is acknowledged at once,
+      // so a slow reader's own work never holds ACKs (RFC 9000 §13.2.1 wants them within
+      // max_ack_delay). A turn that left data behind (`more`) sends at once too.
+      this.deliveredFin = false;
       if (this.turnScheduled !== undefined) clearImmediate(this.turnScheduled);
       this.turnScheduled = undefined;
       if (!this.sendDeferred) queueMicrotask(this.deferSend);
@@ -736,21 +739,23 @@ export class QuicConnection {
   /** Delivers readable streams; true when data was left behind by the per-turn bounds. */
   private readStreams(native: NativeConnection, handler: QuicConnectionHandler): boolean {
     if (!native.isReadable()) return false;
-    if (this.streams.size <= POLL_STREAMS_MAX) {
-      // Most turns read streams we already track: ask each of them. quiche's readable set is
-      // consulted only for what that leaves (a new peer stream, one we stopped reading).
-      let more = false;
+    let more = false;
+    // Most turns read streams we already track: ask each of them. quiche's readable set is
+    // consulted only for what that leaves: a new peer stream, one we stopped reading (to
+    // consume a reset). Tracked open streams have had their turn then, even one left behind
+    // by the per-turn bounds (read next turn), so a busy stream never hides a new one.
+    const polled = this.streams.size <= POLL_STREAMS_MAX;
+    if (polled) {
       for (const [id, record] of this.streams) {
         if (!record.readOpen || record.paused || !native.streamReadable(id)) continue;
         if (this.readStream(native, handler, id, record)) more = true;
         if (this.native === undefined) return false;
       }
-      // A stream left behind by the bounds is read next turn, with whatever else is readable.
-      if (more || !native.isReadable()) return more;
+      if (!native.isReadable()) return more;
     }
-    let more = false;
     for (const id of native.readable()) {
       let record = this.streams.get(id);
+      let fresh = false;
       if (record === undefined) {
         const bidi = (id & 2) === 0;
         const retired = this.isLocalStream(id) || (bidi ? this.retiredPeerBidi : this.retiredPeerUni).has(id);
@@ -762,6 +767,7 @@ export class QuicConnection {
         }
         record = { readOpen: true, writeOpen: bidi, blocked: false, pendingFin: false, paused: false };
         this.streams.set(id, record);
+        fresh = true;
         if (bidi) this.writeOpenCount++;
         handler.onPeerStream?.(id, bidi);
         if (this.native === undefined) return false;
@@ -770,7 +776,7 @@ export class QuicConnection {
         this.discard(native, id);
         continue;
       }
-      if (record.paused) continue;
+      if (record.paused || (polled && !fresh)) continue;
       if (this.readStream(native, handler, id, record)) more = true;
       if (this.native === undefined) return false;
     }
@@ -798,8 +804,10 @@ export class QuicConnection {
       const [length, fin] = result;
       const chunk = Buffer.allocUnsafe(length);
       READ_SCRATCH.copy(chunk, 0, 0, length);
-      if (fin) record.readOpen = false;
-      this.deliveredData = true;
+      if (fin) {
+        record.readOpen = false;
+        this.deliveredFin = true;
+      }
       handler.onStreamData?.(id, chunk, fin);
       if (fin) {
         this.forgetIfDone(id, record);

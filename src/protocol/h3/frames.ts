@@ -71,8 +71,9 @@ export function encodeFrame(type: number, payload: Uint8Array): Uint8Array {
  * written after the last data goes out in an empty STREAM frame, and under packet loss quiche
  * 0.18 lost such FINs: the peer never saw the stream end, while the sender's quiche counted the
  * stream complete and collected it (an 8 MiB echo over a loaded loopback hung about once in 40
- * runs; with this frame, none in 270). Two bytes make the FIN ride with data, and quiche
- * retransmits lost data with its FIN.
+ * runs; with this frame, none in 270). quiche's `SendBuf::retransmit` skips a zero-length
+ * range, and `is_complete` looks at acknowledged bytes, not at the FIN. Two bytes make the FIN
+ * ride with data, and quiche retransmits lost data with its FIN.
  */
 export const END_OF_STREAM_FRAME: Uint8Array = Uint8Array.of(0x21, 0x00);
 
