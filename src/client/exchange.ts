@@ -43,7 +43,15 @@ export class Exchange implements StreamHandler {
   private bufferedBytes = 0;
   private paused = false;
   private dumpedBytes = 0;
+  /**
+   * The body stream, weakly: a body nobody ever read from can be collected, and its stream is
+   * then cancelled (response.ts). Once the consumer asked for data it is held strongly in
+   * `reader` instead: a consumer waiting in `for await` is reachable only through the stream's
+   * own listeners, so with a weak reference alone the stream, the consumer and its caller could
+   * all be collected mid-body, and the caller would wait forever.
+   */
   private readable: WeakRef<Readable> | undefined;
+  private reader: Readable | undefined;
   private readonly release: (entry: PoolEntry) => void;
   private headResolve: ((exchange: Exchange) => void) | undefined;
   private headReject: ((err: MuxpoolError) => void) | undefined;
@@ -93,7 +101,7 @@ export class Exchange implements StreamHandler {
         this.chunks.push(chunk);
         return true;
       case 'stream': {
-        const readable = this.readable?.deref();
+        const readable = this.reader ?? this.readable?.deref();
         if (readable === undefined) {
           this.abandon();
           return true;
@@ -132,7 +140,8 @@ export class Exchange implements StreamHandler {
         break;
       }
       case 'stream':
-        this.readable?.deref()?.push(null);
+        (this.reader ?? this.readable?.deref())?.push(null);
+        this.reader = undefined;
         break;
       default:
         break;
@@ -150,7 +159,8 @@ export class Exchange implements StreamHandler {
     const collectReject = this.collectReject;
     this.collectResolve = this.collectReject = undefined;
     collectReject?.(err);
-    if (this.mode === 'stream') this.readable?.deref()?.destroy(err);
+    if (this.mode === 'stream') (this.reader ?? this.readable?.deref())?.destroy(err);
+    this.reader = undefined;
     this.chunks = [];
   }
 
@@ -178,9 +188,12 @@ export class Exchange implements StreamHandler {
   /** The body as a Readable with backpressure: the transport pauses while it is full. */
   toReadable(): Readable {
     this.takeBody();
-    const readable = new Readable({
+    const readable: Readable = new Readable({
       highWaterMark: UNREAD_HIGH_WATER_BYTES,
-      read: () => this.unpause(),
+      read: () => {
+        if (this.mode === 'stream' && !this.finished) this.reader = readable;
+        this.unpause();
+      },
       destroy: (err, callback) => {
         // A consumer that destroys the body early frees the stream at once.
         if (!this.finished) this.cancel(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'response body destroyed', { cause: err }));
