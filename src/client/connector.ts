@@ -152,14 +152,21 @@ export class DefaultConnector implements Connector {
         );
       }
       const deadline = protocols === PREPARE_H3 ? Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs) : this.options.connectTimeoutMs;
-      if (protocols === PREPARE_H3 || route.alternative === undefined) return this.dialH3(key, route, identity, deadline, signal);
+      if (protocols !== PREPARE_H3 && route.alternative === undefined) return this.dialH3(key, route, identity, deadline, signal);
       try {
         return await this.dialH3(key, route, identity, deadline, signal);
       } catch (err) {
+        if (signal.aborted) throw err;
+        if (protocols === PREPARE_H3) {
+          // The origin may have advertised another alternative while this dial ran (the pool
+          // prepares one HTTP/3 dial at a time): that one gets its try now, once.
+          const now = this.routeFor(key);
+          if (now.id === route.id || this.quic.isBroken(now)) throw err;
+          return this.dialH3(key, now, identity, deadline, signal);
+        }
         // Http3Only has no TCP to fall back to; a dead alternative must not make the origin
         // unreachable while the advertisement lasts (up to `ma`): the origin itself is tried
         // (RFC 7838 §2.4 lets a client fall back to it).
-        if (signal.aborted) throw err;
         return this.dialH3(key, quicRoute(key), identity, deadline, signal);
       }
     }

@@ -125,6 +125,36 @@ test('Http3 races: a black-holed QUIC loses to TCP after its head start; closing
   await leaks.check(pool);
 });
 
+test('an alternative advertised while the background dial to the previous one runs gets its try when that dial fails', async () => {
+  const c = await certs();
+  // The first alternative swallows every datagram; the second one answers.
+  const hole = dgram.createSocket('udp4');
+  hole.on('message', () => {});
+  hole.bind(0, '127.0.0.2');
+  await once(hole, 'listening');
+  const live = await H3Server.listen({ cert: c.leafCert, key: c.leafKey, handler: (_req, res) => res.end('live') });
+  let header = `h3="127.0.0.2:${hole.address().port}"`;
+  const origin = await startH2Server((stream) => {
+    stream.respond({ ':status': 200, 'alt-svc': header });
+    stream.end('origin');
+  }, { certs: c });
+  const leaks = leakCheck();
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, quicHandshakeTimeoutMs: 600 });
+  assert.equal(await (await pool.request(`${origin.url}/`)).text(), 'origin');
+  assert.equal((await pool.stats()).pendingDials, 1, 'the background dial to the silent alternative runs');
+  header = `h3=":${live.port}"`;
+  assert.equal(await (await pool.request(`${origin.url}/`)).text(), 'origin');
+  await until(async () => (await protocolsOpen(pool)).includes('h3'), 'an HTTP/3 connection to the second alternative');
+  const res = await pool.request(`${origin.url}/`);
+  assert.equal(res.protocol, 'h3');
+  assert.equal(await res.text(), 'live');
+  await pool.close();
+  await leaks.check(pool);
+  await origin.close();
+  await live.close();
+  hole.close();
+});
+
 test('HTTP/2 ALTSVC frames (RFC 7838 §4), on the request stream or on stream 0 naming the origin, are learned like the header', async () => {
   const c = await certs();
   const h3 = await H3Server.listen({ cert: c.leafCert, key: c.leafKey, handler: (_req, res) => res.end('h3') });
