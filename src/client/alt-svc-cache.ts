@@ -30,7 +30,14 @@ interface Entry {
   /** Clock ms. */
   until: number;
   alternative: H3Alternative;
+  /** The field value it was learned from, when, and its `ma`: a repeat is not parsed again. */
+  value?: string;
+  learnedAt?: number;
+  maxAgeMs?: number;
 }
+
+/** A repeated field refreshes the expiry at most this often (and at least twice per `ma`). */
+const RELEARN_MS = 60_000;
 
 export class AltSvcCache {
   private readonly h3 = new Map<string, Entry>();
@@ -55,6 +62,11 @@ export class AltSvcCache {
    * for the key (none, or another one, was known before), so the caller can prepare a connection.
    */
   learn(key: PoolKey, value: string | string[] | undefined): boolean {
+    // Servers repeat the same field on every response: only a new value, or one seen a while
+    // ago (its expiry moves on), is parsed.
+    const seen = typeof value === 'string' ? this.h3.get(key.id) : undefined;
+    const now = this.clock.now();
+    if (seen !== undefined && seen.value === value && now - (seen.learnedAt ?? 0) < Math.min(RELEARN_MS, (seen.maxAgeMs ?? 0) / 2)) return false;
     const field = parseAltSvc(value);
     if (field === undefined) return false;
     if (field.clear) {
@@ -78,13 +90,17 @@ export class AltSvcCache {
     const before = this.h3.get(key.id) ?? this.fromStore(key);
     const fresh = before === undefined || !sameAlternative(before.alternative, alternative);
     if (before !== undefined && fresh && before.alternative.elsewhere) this.onDropped(key, before.alternative);
-    const until = this.clock.now() + chosen.maxAgeSeconds * 1000;
+    const until = now + chosen.maxAgeSeconds * 1000;
     this.h3.delete(key.id);
     if (this.h3.size >= MAX_ORIGINS) {
       const oldest = this.h3.keys().next().value;
       if (oldest !== undefined) this.h3.delete(oldest);
     }
-    this.h3.set(key.id, { until, alternative });
+    this.h3.set(key.id, {
+      until,
+      alternative,
+      ...(typeof value === 'string' ? { value, learnedAt: now, maxAgeMs: chosen.maxAgeSeconds * 1000 } : {}),
+    });
     // Written once per learning, not per response: the store sees it when it is new, moved, or
     // its expiry moved by more than a minute (renewed, or shortened by a smaller `ma`).
     const record = this.store.get(this.recordFor(key.id));

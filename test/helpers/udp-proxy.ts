@@ -255,3 +255,34 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
     },
   };
 }
+
+export interface UdpBlackHole {
+  readonly port: number;
+  /** Datagrams swallowed so far. */
+  readonly datagrams: number;
+  close(): void;
+}
+
+/**
+ * A UDP socket that swallows every datagram: a path where nothing answers, not even ICMP.
+ * `port` 0 picks a free one.
+ */
+export async function startUdpBlackHole(port = 0, host = '127.0.0.1'): Promise<UdpBlackHole> {
+  const socket = dgram.createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
+  let datagrams = 0;
+  socket.on('message', () => datagrams++);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(port, host, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    port: socket.address().port,
+    get datagrams() {
+      return datagrams;
+    },
+    close: () => socket.close(),
+  };
+}

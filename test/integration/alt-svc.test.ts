@@ -4,9 +4,6 @@
  * and retried after its backoff; `Http3` races QUIC against TCP with a head start.
  */
 import assert from 'node:assert/strict';
-import diagnostics from 'node:diagnostics_channel';
-import dgram from 'node:dgram';
-import { once } from 'node:events';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, MemoryOriginStore } from '../../src/index.js';
@@ -15,7 +12,9 @@ import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { H3Server } from '../../src/server/h3.js';
 import { startCaddy } from '../helpers/caddy.js';
 import { respondText, startH2Server } from '../helpers/h2.js';
+import { recordChannel } from '../helpers/diagnostics.js';
 import { leakCheck } from '../helpers/leaks.js';
+import { startUdpBlackHole } from '../helpers/udp-proxy.js';
 
 let certsPromise: Promise<GeneratedCertificates> | undefined;
 function certs(): Promise<GeneratedCertificates> {
@@ -70,33 +69,29 @@ test('Alt-Svc h3 with UDP black-holed: Auto stays on TCP, marks it broken, and t
   }, { certs: c });
   port = server.port;
   // A UDP socket on the same port that swallows every datagram: the path is black-holed.
-  const hole = dgram.createSocket('udp4');
-  let datagrams = 0;
-  hole.on('message', () => datagrams++);
-  hole.bind(port, '127.0.0.1');
-  await once(hole, 'listening');
+  const hole = await startUdpBlackHole(port);
 
   const pool = new ConnectionPool({ tls: { ca: c.caCert }, quicHandshakeTimeoutMs: 200, h3BrokenBackoffMs: 600, h3RaceDelayMs: 50 });
   const first = await pool.request(`${server.url}/`);
   assert.equal(first.protocol, 'h2');
   await first.text();
   // The background HTTP/3 attempt sends its Initial into the hole and gives up at its deadline.
-  await until(() => datagrams > 0, 'the QUIC attempt');
+  await until(() => hole.datagrams > 0, 'the QUIC attempt');
   await until(async () => (await pool.stats()).pendingDials === 0, 'the QUIC attempt to fail');
-  const seen = datagrams;
+  const seen = hole.datagrams;
   // Broken: new connections for this origin go straight to TCP, no QUIC packet is sent.
   await pool.invalidate(pool.keyFor(server.url));
   const second = await pool.request(`${server.url}/`);
   assert.equal(second.protocol, 'h2');
   await second.text();
-  assert.equal(datagrams, seen, 'no QUIC while the origin is marked broken');
+  assert.equal(hole.datagrams, seen, 'no QUIC while the origin is marked broken');
   // After the backoff, Auto races HTTP/3 again (TCP still wins here).
   await sleep(700);
   await pool.invalidate(pool.keyFor(server.url));
   const third = await pool.request(`${server.url}/`);
   assert.equal(third.protocol, 'h2');
   await third.text();
-  await until(() => datagrams > seen, 'a new QUIC attempt after the backoff');
+  await until(() => hole.datagrams > seen, 'a new QUIC attempt after the backoff');
   await pool.close();
   hole.close();
   await server.close();
@@ -107,17 +102,13 @@ test('Http3 races: a black-holed QUIC loses to TCP after its head start; closing
   const leaks = leakCheck();
   const c = await certs();
   const server = await startH2Server((stream) => respondText(stream, 'tcp'), { certs: c });
-  const hole = dgram.createSocket('udp4');
-  let datagrams = 0;
-  hole.on('message', () => datagrams++);
-  hole.bind(server.port, '127.0.0.1');
-  await once(hole, 'listening');
+  const hole = await startUdpBlackHole(server.port);
   // The QUIC attempt would run 5 s; TCP starts after 50 ms and wins.
   const pool = new ConnectionPool({ tls: { ca: c.caCert }, quicHandshakeTimeoutMs: 5_000, h3RaceDelayMs: 50 });
   const res = await pool.request(`${server.url}/`, { version: HttpVersion.Http3 });
   assert.equal(res.protocol, 'h2');
   assert.equal(await res.text(), 'tcp');
-  assert.ok(datagrams > 0, 'QUIC was tried first');
+  assert.ok(hole.datagrams > 0, 'QUIC was tried first');
   // The QUIC attempt is still running in the background; close() must not leave it behind.
   await pool.close();
   hole.close();
@@ -128,12 +119,9 @@ test('Http3 races: a black-holed QUIC loses to TCP after its head start; closing
 test('an alternative advertised while the background dial to the previous one runs gets its try when that dial fails', async () => {
   const c = await certs();
   // The first alternative swallows every datagram; the second one answers.
-  const hole = dgram.createSocket('udp4');
-  hole.on('message', () => {});
-  hole.bind(0, '127.0.0.2');
-  await once(hole, 'listening');
+  const hole = await startUdpBlackHole(0, '127.0.0.2');
   const live = await H3Server.listen({ cert: c.leafCert, key: c.leafKey, handler: (_req, res) => res.end('live') });
-  let header = `h3="127.0.0.2:${hole.address().port}"`;
+  let header = `h3="127.0.0.2:${hole.port}"`;
   const origin = await startH2Server((stream) => {
     stream.respond({ ':status': 200, 'alt-svc': header });
     stream.end('origin');
@@ -170,11 +158,8 @@ test('HTTP/2 ALTSVC frames (RFC 7838 §4), on the request stream or on stream 0 
     respondText(stream, 'h2');
   }, { certs: c });
   port = server.port;
-  const dials: Record<string, unknown>[] = [];
-  const onDial = (message: unknown): void => {
-    dials.push(message as Record<string, unknown>);
-  };
-  diagnostics.subscribe('muxpool:dial:end', onDial);
+  const dialEnds = recordChannel('muxpool:dial:end');
+  const dials = dialEnds.events;
   for (const path of ['/stream', '/origin']) {
     const pool = new ConnectionPool({ tls: { ca: c.caCert } });
     const first = await pool.request(`${server.url}${path}`);
@@ -194,7 +179,7 @@ test('HTTP/2 ALTSVC frames (RFC 7838 §4), on the request stream or on stream 0 
     assert.equal(res.protocol, 'h2');
     await res.text();
   }
-  diagnostics.unsubscribe('muxpool:dial:end', onDial);
+  dialEnds.stop();
   assert.deepEqual(dials.map((d) => d['protocol']), ['h2', 'h3', 'h2', 'h3', 'h2'], 'no dial for the foreign origin');
   await pool.close();
   await leaks.check(pool);
@@ -208,29 +193,21 @@ test('no UDP listener: the port-unreachable answer ends the QUIC attempt at once
   const server = await startH2Server((stream) => respondText(stream, 'tcp'), { certs: c });
   // A handshake deadline far beyond the test's patience: only the ICMP answer can end it early.
   const pool = new ConnectionPool({ tls: { ca: c.caCert }, quicHandshakeTimeoutMs: 30_000, h3RaceDelayMs: 5_000 });
-  const ends: Record<string, unknown>[] = [];
-  const onEnd = (message: unknown): void => {
-    ends.push(message as Record<string, unknown>);
-  };
-  diagnostics.subscribe('muxpool:dial:end', onEnd);
+  const ends = recordChannel('muxpool:dial:end');
   const res = await pool.request(`${server.url}/`, { version: HttpVersion.Http3 });
   assert.equal(res.protocol, 'h2');
   assert.equal(await res.text(), 'tcp');
   // The broken mark below is set by the QUIC failure: with a 30 s deadline it exists this early
   // only because the ICMP answer ended the attempt (otherwise the next dial would race again).
   await pool.invalidate(pool.keyFor(server.url));
-  const fallbacks: Record<string, unknown>[] = [];
-  const onFallback = (message: unknown): void => {
-    fallbacks.push(message as Record<string, unknown>);
-  };
-  diagnostics.subscribe('muxpool:fallback', onFallback);
+  const fallbacks = recordChannel('muxpool:fallback');
   const again = await pool.request(`${server.url}/`, { version: HttpVersion.Http3 });
   assert.equal(again.protocol, 'h2');
   await again.text();
-  diagnostics.unsubscribe('muxpool:fallback', onFallback);
-  diagnostics.unsubscribe('muxpool:dial:end', onEnd);
-  assert.equal(ends[0]?.['protocol'], 'h2');
-  assert.deepEqual(fallbacks.map((f) => f['reason']), ['broken'], 'broken: straight to TCP, no QUIC attempt');
+  fallbacks.stop();
+  ends.stop();
+  assert.equal(ends.events[0]?.['protocol'], 'h2');
+  assert.deepEqual(fallbacks.events.map((f) => f['reason']), ['broken'], 'broken: straight to TCP, no QUIC attempt');
   // Http3Only says why, with the code of a refused TCP connection.
   await assert.rejects(pool.request(`${server.url}/`, { version: HttpVersion.Http3Only }), { code: 'MUXPOOL_ERR_CONNECT_REFUSED' });
   await pool.close();
@@ -246,11 +223,7 @@ test('Alt-Svc: clear, garbage, and an alternative elsewhere without certificate 
     stream.respond({ ':status': 200, 'alt-svc': header });
     stream.end('tcp');
   }, { certs: c });
-  const dials: unknown[] = [];
-  const onDial = (message: unknown): void => {
-    dials.push(message);
-  };
-  diagnostics.subscribe('muxpool:dial:start', onDial);
+  const dials = recordChannel('muxpool:dial:start');
   // Verified: clear and garbage say nothing usable.
   const pool = new ConnectionPool({ tls: { ca: c.caCert } });
   for (const value of ['clear', 'h3=garbage', 'h3=":0"', 'h2=":1234"']) {
@@ -273,8 +246,8 @@ test('Alt-Svc: clear, garbage, and an alternative elsewhere without certificate 
       assert.equal((await other.stats()).pendingDials, 0, `no HTTP/3 dial for ${value}`);
     }
   }
-  diagnostics.unsubscribe('muxpool:dial:start', onDial);
-  assert.equal(dials.length, 3, 'one TCP dial per pool, nothing else');
+  dials.stop();
+  assert.equal(dials.events.length, 3, 'one TCP dial per pool, nothing else');
   assert.deepEqual(await protocolsOpen(pool), ['h2']);
   assert.deepEqual(await protocolsOpen(unverified), ['h2']);
   await pool.close();
@@ -335,31 +308,25 @@ test('Alt-Svc elsewhere (RFC 7838 §2.1): honoured when that server proves it is
   // refused, requests stay on TCP without an error, and that alternative is marked broken.
   header = `h3="127.0.0.3:${impostor.port}"; ma=60`;
   const third = new ConnectionPool({ tls: { ca: [c.caCert, other.caCert] }, quicHandshakeTimeoutMs: 1_000 });
-  const dials: Record<string, unknown>[] = [];
-  const onDial = (message: unknown): void => {
-    dials.push(message as Record<string, unknown>);
-  };
-  diagnostics.subscribe('muxpool:dial:end', onDial);
+  const dialEnds = recordChannel('muxpool:dial:end');
+  const dials = dialEnds.events;
   const res = await third.request(`${origin.url}/`);
   assert.equal(await res.text(), 'origin');
   await until(() => dials.some((d) => d['error'] !== undefined), 'the HTTP/3 dial to the impostor to fail');
-  diagnostics.unsubscribe('muxpool:dial:end', onDial);
+  dialEnds.stop();
   const failed = dials.find((d) => d['error'] !== undefined);
   assert.equal((failed?.['error'] as { code?: string } | undefined)?.code, 'MUXPOOL_ERR_TLS_HOSTNAME');
   await until(async () => (await third.stats()).pendingDials === 0, 'the failed dial to settle');
   // Broken: a new connection for the origin goes straight to TCP, no QUIC attempt.
   await third.invalidate(third.keyFor(origin.url));
-  const starts: Record<string, unknown>[] = [];
-  const onStart = (message: unknown): void => {
-    starts.push(message as Record<string, unknown>);
-  };
-  diagnostics.subscribe('muxpool:dial:start', onStart);
+  const starting = recordChannel('muxpool:dial:start');
+  const starts = starting.events;
   for (let i = 0; i < 3; i++) {
     const again = await third.request(`${origin.url}/`);
     assert.equal(again.protocol, 'h2');
     assert.equal(await again.text(), 'origin');
   }
-  diagnostics.unsubscribe('muxpool:dial:start', onStart);
+  starting.stop();
   assert.equal(starts.length, 1);
   assert.ok(!(starts[0]?.['protocols'] as string[]).includes('h3'), `dialed ${String(starts[0]?.['protocols'])}`);
   assert.deepEqual(await protocolsOpen(third), ['h2']);

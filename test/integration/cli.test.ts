@@ -1,7 +1,6 @@
 /** The `muxpool` command, run as a child process against loopback servers. */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { startHttpServer, startHttpsServer, startRawServer } from '../helpers/servers.js';
+import { startUdpBlackHole } from '../helpers/udp-proxy.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -107,10 +107,7 @@ test('--http1.1, --http2, --http3, --http3-only pick the protocol; -v shows the 
   assert.equal(refused.code, 7, refused.stderr);
   assert.match(refused.stderr, /try --http3/);
   // Where UDP is silently dropped it runs into its deadline (curl's 28).
-  const hole = dgram.createSocket('udp4');
-  hole.on('message', () => {});
-  hole.bind(tcpOnly.port, '127.0.0.1');
-  await once(hole, 'listening');
+  const hole = await startUdpBlackHole(tcpOnly.port);
   const strict = await run(['-k', '--http3-only', '--max-time', '1', `${tcpOnly.url}/`]);
   assert.equal(strict.code, 28, strict.stderr);
   hole.close();

@@ -4,9 +4,6 @@
  * under other TLS settings.
  */
 import assert from 'node:assert/strict';
-import diagnostics from 'node:diagnostics_channel';
-import dgram from 'node:dgram';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +15,9 @@ import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { H3Server } from '../../src/server/h3.js';
 import { startH2Server } from '../helpers/h2.js';
 import { startHttpsServer } from '../helpers/servers.js';
+import { recordChannel } from '../helpers/diagnostics.js';
 import { leakCheck } from '../helpers/leaks.js';
+import { startUdpBlackHole } from '../helpers/udp-proxy.js';
 
 async function until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -83,26 +82,22 @@ test('a broken HTTP/3 mark carries over to the next pool; a damaged store file i
     stream.end('tcp');
   }, { certs });
   port = server.port;
-  const hole = dgram.createSocket('udp4');
-  let datagrams = 0;
-  hole.on('message', () => datagrams++);
-  hole.bind(port, '127.0.0.1');
-  await once(hole, 'listening');
+  const hole = await startUdpBlackHole(port);
   const leaks = leakCheck();
 
   const first = new ConnectionPool({ tls: { ca: certs.caCert }, originStore: new FileOriginStore(path), quicHandshakeTimeoutMs: 150 });
   await (await first.request(`${server.url}/`)).text();
-  await until(() => datagrams > 0, 'the QUIC attempt');
+  await until(() => hole.datagrams > 0, 'the QUIC attempt');
   await until(async () => (await first.stats()).pendingDials === 0, 'the QUIC attempt to fail');
   await first.close();
-  const seen = datagrams;
+  const seen = hole.datagrams;
 
   const second = new ConnectionPool({ tls: { ca: certs.caCert }, originStore: new FileOriginStore(path) });
   const res = await second.request(`${server.url}/`);
   assert.equal(res.protocol, 'h2');
   await res.text();
   await sleep(50);
-  assert.equal(datagrams, seen, 'the broken mark from the first pool keeps the second off UDP');
+  assert.equal(hole.datagrams, seen, 'the broken mark from the first pool keeps the second off UDP');
   await second.close();
   await leaks.check(second);
 
@@ -158,10 +153,8 @@ test('alternatives elsewhere: a new one replaces the old one\'s ticket and mark 
   // Ports on 127.0.0.2 where nothing listens: each alternative fails at once (port unreachable).
   const deadPorts: number[] = [];
   for (let i = 0; i < 4; i++) {
-    const probe = dgram.createSocket('udp4');
-    probe.bind(0, '127.0.0.2');
-    await once(probe, 'listening');
-    deadPorts.push(probe.address().port);
+    const probe = await startUdpBlackHole(0, '127.0.0.2');
+    deadPorts.push(probe.port);
     probe.close();
   }
   let served = 0;
@@ -177,22 +170,19 @@ test('alternatives elsewhere: a new one replaces the old one\'s ticket and mark 
   const dir = await mkdtemp(join(tmpdir(), 'muxpool-store-'));
   const path = join(dir, 'origins.json');
   const pool = new ConnectionPool({ tls: { ca: c.caCert }, originStore: new FileOriginStore(path) });
-  let failures = 0;
-  const onEnd = (message: unknown): void => {
-    if ((message as { error?: unknown }).error !== undefined) failures++;
-  };
-  diagnostics.subscribe('muxpool:dial:end', onEnd);
+  const dialEnds = recordChannel('muxpool:dial:end');
+  const failures = (): number => dialEnds.events.filter((d) => d['error'] !== undefined).length;
   for (let i = 0; i < deadPorts.length; i++) {
     await pool.invalidate(pool.keyFor(origin.url));
     const res = await pool.request(`${origin.url}/`);
     assert.equal(await res.text(), 'tcp');
-    await until(() => failures > i, `the HTTP/3 dial to alternative ${i} to fail`);
+    await until(() => failures() > i, `the HTTP/3 dial to alternative ${i} to fail`);
   }
   // Http3Only: the advertised alternative is dead, so the origin's own HTTP/3 serves.
   const strict = await pool.request(`${origin.url}/`, { version: HttpVersion.Http3Only });
   assert.equal(strict.protocol, 'h3');
   assert.equal(await strict.text(), 'own undefined', 'no Alt-Used: this is the origin itself');
-  diagnostics.unsubscribe('muxpool:dial:end', onEnd);
+  dialEnds.stop();
   await pool.close();
   await leaks.check(pool);
   const saved = JSON.parse(await readFile(path, 'utf8')) as { origins: Record<string, Record<string, unknown>> };

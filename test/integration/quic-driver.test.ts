@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { once } from 'node:events';
 import { test } from 'node:test';
 import { MuxpoolError } from '../../src/errors.js';
 import { generateCertificates } from '../../src/server/certs.js';
@@ -19,6 +18,7 @@ import {
 import { rejectsWith } from '../helpers/assert.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { RecordingHandler, quicCerts, startQuicServer } from '../helpers/quic.js';
+import { startUdpBlackHole } from '../helpers/udp-proxy.js';
 
 async function connect(
   port: number,
@@ -326,17 +326,8 @@ test('no listener: the port-unreachable answer fails the handshake at once with 
   await leaks.check();
 });
 
-/** A UDP socket that swallows every datagram: a path where nothing answers, not even ICMP. */
-async function blackHole(): Promise<{ port: number; close(): void }> {
-  const hole = dgram.createSocket('udp4');
-  hole.on('message', () => {});
-  hole.bind(0, '127.0.0.1');
-  await once(hole, 'listening');
-  return { port: hole.address().port, close: () => hole.close() };
-}
-
 test('a silent peer: the handshake fails with QUIC_HANDSHAKE_TIMEOUT at its deadline', async () => {
-  const hole = await blackHole();
+  const hole = await startUdpBlackHole();
   const leaks = leakCheck();
   const started = performance.now();
   const err = await rejectsWith(connect(hole.port, { handshakeTimeoutMs: 400 }), 'MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT');
@@ -347,7 +338,7 @@ test('a silent peer: the handshake fails with QUIC_HANDSHAKE_TIMEOUT at its dead
 });
 
 test('an AbortSignal stops the handshake with ABORTED and releases the socket', async () => {
-  const hole = await blackHole();
+  const hole = await startUdpBlackHole();
   const leaks = leakCheck();
   const controller = new AbortController();
   const pending = connect(hole.port, { signal: controller.signal });

@@ -13,6 +13,7 @@ import { ConnectionPool, HttpVersion, MuxpoolError } from '../../src/index.js';
 import { generateCertificates } from '../../src/server/certs.js';
 import { H3Server } from '../../src/server/h3.js';
 import { respondText, startH2Server } from '../helpers/h2.js';
+import { recordChannel } from '../helpers/diagnostics.js';
 import { leakCheck } from '../helpers/leaks.js';
 
 const { NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = http2.constants;
@@ -80,25 +81,21 @@ test('the retry matrix, continued: a refused connection and H3_REQUEST_REJECTED 
   await once(closed, 'listening');
   const refusedPort = (closed.address() as net.AddressInfo).port;
   await new Promise<void>((resolve) => closed.close(() => resolve()));
-  let dials = 0;
-  const onDial = (): void => {
-    dials++;
-  };
-  diagnostics.subscribe('muxpool:dial:start', onDial);
+  const dials = recordChannel('muxpool:dial:start');
   for (const maxRetries of [0, 2]) {
     const pool = new ConnectionPool({ maxRetries });
     for (const method of methods) {
-      dials = 0;
+      dials.events.length = 0;
       const err = await failure(pool.request(`http://127.0.0.1:${refusedPort}/`, { method, body: bodyFor(method) }));
       assert.equal(err.code, 'MUXPOOL_ERR_CONNECT_REFUSED');
       assert.equal(err.maybeProcessed, false);
       assert.equal(err.attempts, maxRetries + 1, `${method} to a refusing port with maxRetries ${maxRetries}`);
-      assert.equal(dials, maxRetries + 1);
+      assert.equal(dials.events.length, maxRetries + 1);
     }
     await pool.close();
     await leaks.check(pool);
   }
-  diagnostics.unsubscribe('muxpool:dial:start', onDial);
+  dials.stop();
 
   // HTTP/1.1: the second request on a connection is read, then the socket is closed without a
   // byte of response. The server may have acted on it: only idempotent methods are replayed.
