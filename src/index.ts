@@ -5,21 +5,14 @@ export { ERROR_CODES, MuxpoolError, isMuxpoolError } from './errors.js';
 export type { ErrorCode, ErrorOrigin, MuxpoolErrorOptions } from './errors.js';
 export { ManualClock, systemClock } from './core/clock.js';
 export type { Clock, Timer } from './core/clock.js';
-export { HttpVersion } from './pool/version.js';
-export type { ConnectionProtocol } from './pool/version.js';
+export { HttpVersion } from './protocol/version.js';
+export type { ConnectionProtocol } from './protocol/version.js';
 export { PoolKey } from './pool/key.js';
 export type { TlsIdentity } from './pool/key.js';
 export { PoolEntry } from './pool/entry.js';
-export type {
-  Connection,
-  ConnectionObserver,
-  ConnectionState,
-  IncomingHeaders,
-  RequestBody,
-  RequestHead,
-  RequestStream,
-  StreamHandler,
-} from './pool/connection.js';
+export type { Connection } from './protocol/connection.js';
+export type { ConnectionObserver, ConnectionState, Poolable } from './pool/poolable.js';
+export type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from './protocol/message.js';
 export type { AcquireOptions, CleanupTask, ConnectionSnapshot, Connector, PoolCoreOptions, PoolStats } from './pool/pool.js';
 export { ConnectionPool, getDefaultPool, request } from './client/pool.js';
 export type { ConnectionPoolOptions, RequestOptions } from './client/pool.js';

@@ -19,7 +19,7 @@ import * as hdr from 'hdr-histogram-js';
 import { performance } from 'node:perf_hooks';
 import { ConnectionPool, type RequestOptions } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
-import { HttpVersion } from '../pool/version.js';
+import { HttpVersion } from '../protocol/version.js';
 
 export interface LoadPlan {
   url: string;

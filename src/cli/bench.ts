@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
-import { HttpVersion } from '../pool/version.js';
+import { HttpVersion } from '../protocol/version.js';
 import { type LoadPlan, type LoadResult, LoadEngine, deserializeResult, mergeResults } from './bench-load.js';
 import { type ProtocolName, buildReport, formatSummary } from './bench-report.js';
 import type { MainMessage, WorkerMessage } from './bench-worker.js';

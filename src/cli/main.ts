@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ConnectionPool } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
-import { HttpVersion } from '../pool/version.js';
+import { HttpVersion } from '../protocol/version.js';
 import type { PoolStats } from '../pool/pool.js';
 import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
 

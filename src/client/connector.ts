@@ -12,10 +12,10 @@ import { type ResolvedAddress, type Resolver, resolveHost, systemResolver, toNod
 import type { OriginStore } from '../connect/origin-store.js';
 import { TlsSessionCache } from '../connect/session-cache.js';
 import { MuxpoolError } from '../errors.js';
-import type { Connection } from '../pool/connection.js';
+import type { Connection } from '../protocol/connection.js';
 import type { PoolKey, TlsIdentity } from '../pool/key.js';
 import type { Connector } from '../pool/pool.js';
-import type { ConnectionProtocol } from '../pool/version.js';
+import type { ConnectionProtocol } from '../protocol/version.js';
 import { H1Connection, type H1ConnectionOptions } from '../protocol/h1/connection.js';
 import { H2Session } from '../protocol/h2/session.js';
 import { H3Connection } from '../protocol/h3/connection.js';

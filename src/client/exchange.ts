@@ -8,7 +8,7 @@
  */
 import { Readable } from 'node:stream';
 import { MuxpoolError } from '../errors.js';
-import type { IncomingHeaders, RequestStream, StreamHandler } from '../pool/connection.js';
+import type { IncomingHeaders, RequestStream, StreamHandler } from '../protocol/message.js';
 import type { PoolEntry } from '../pool/entry.js';
 import { forgetResponse } from './response.js';
 

@@ -9,7 +9,7 @@ import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { MemoryOriginStore, type OriginStore } from '../connect/origin-store.js';
 import { type OriginKnowledge, PoolCore, type PoolCoreOptions } from '../pool/pool.js';
 import { type RequestPriority, priorityError } from '../pool/waiter.js';
-import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../pool/version.js';
+import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../protocol/version.js';
 import type { Resolver } from '../connect/resolve.js';
 import { channels } from '../core/diagnostics.js';
 import { AltSvcCache } from './alt-svc-cache.js';

@@ -4,7 +4,7 @@
  */
 import { Readable } from 'node:stream';
 import { MuxpoolError } from '../errors.js';
-import type { RequestBody, RequestHead } from '../pool/connection.js';
+import type { RequestBody, RequestHead } from '../protocol/message.js';
 import { normalizeHeaders, validateMethod } from '../protocol/fields.js';
 
 export type BodyInit = string | Uint8Array | ArrayBuffer | Readable | AsyncIterable<Uint8Array | string> | null | undefined;

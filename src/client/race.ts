@@ -7,7 +7,7 @@
  * destroyed.
  */
 import type { Clock, Timer } from '../core/clock.js';
-import type { Connection } from '../pool/connection.js';
+import type { Connection } from '../protocol/connection.js';
 
 export interface RaceOptions {
   clock: Clock;

@@ -5,8 +5,8 @@
  */
 import type { Readable } from 'node:stream';
 import { MuxpoolError } from '../errors.js';
-import type { IncomingHeaders } from '../pool/connection.js';
-import type { ConnectionProtocol } from '../pool/version.js';
+import type { IncomingHeaders } from '../protocol/message.js';
+import type { ConnectionProtocol } from '../protocol/version.js';
 import type { Exchange } from './exchange.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.js';
-import type { Connection } from './connection.js';
+import type { Connection } from '../protocol/connection.js';
 import type { PoolKey } from './key.js';
-import { HttpVersion } from './version.js';
+import { HttpVersion } from '../protocol/version.js';
 
 /**
  * One live connection as the pool sees it: the seed's `PoolEntry`, plus the connection itself.

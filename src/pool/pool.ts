@@ -8,10 +8,11 @@
 import type { Duplex } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
-import type { Connection, ConnectionObserver } from './connection.js';
+import type { Connection } from '../protocol/connection.js';
+import type { ConnectionObserver } from './poolable.js';
 import { PoolEntry } from './entry.js';
 import type { PoolKey } from './key.js';
-import { type ConnectionProtocol, HttpVersion } from './version.js';
+import { type ConnectionProtocol, HttpVersion } from '../protocol/version.js';
 import { type RequestPriority, Waiter, WaiterQueue, abortError, priorityClass, priorityError } from './waiter.js';
 
 /** Dials connections for the pool. `protocols` lists what the caller accepts, best first. */

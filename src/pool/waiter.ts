@@ -1,7 +1,7 @@
 import type { Clock, Timer } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from './entry.js';
-import type { ConnectionProtocol } from './version.js';
+import type { ConnectionProtocol } from '../protocol/version.js';
 
 /** How urgently a caller wants a slot when it has to wait for one. Default `'normal'`. */
 export type RequestPriority = 'high' | 'normal' | 'low';

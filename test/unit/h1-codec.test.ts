@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MuxpoolError } from '../../src/errors.js';
-import type { IncomingHeaders } from '../../src/pool/connection.js';
+import type { IncomingHeaders } from '../../src/protocol/message.js';
 import { normalizeHeaders, validateMethod } from '../../src/protocol/fields.js';
 import { type ResponseHead, ResponseParser } from '../../src/protocol/h1/parser.js';
 import { LAST_CHUNK, chunkHeader, encodeRequestHead } from '../../src/protocol/h1/writer.js';

@@ -9,16 +9,9 @@ import type { Clock } from '../../core/clock.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { checkedBody, bodyFailure } from '../body.js';
 import { MuxpoolError, internalError } from '../../errors.js';
-import type {
-  Connection,
-  ConnectionObserver,
-  ConnectionState,
-  IncomingHeaders,
-  RequestBody,
-  RequestHead,
-  RequestStream,
-  StreamHandler,
-} from '../../pool/connection.js';
+import type { Connection } from '../connection.js';
+import type { ConnectionObserver, ConnectionState } from '../../pool/poolable.js';
+import type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { type ResponseHead, ResponseParser, type ResponseSink } from './parser.js';
 import { LAST_CHUNK, chunkHeader, encodeRequestHead } from './writer.js';

@@ -7,7 +7,7 @@
  * Chunked bodies have sub-states for the size line, data, the CRLF after data, and trailers.
  */
 import { MuxpoolError, internalError } from '../../errors.js';
-import type { IncomingHeaders } from '../../pool/connection.js';
+import type { IncomingHeaders } from '../message.js';
 
 export interface ResponseHead {
   status: number;

@@ -4,7 +4,7 @@
  * because it is written raw into the request line.
  */
 import { MuxpoolError } from '../../errors.js';
-import type { RequestHead } from '../../pool/connection.js';
+import type { RequestHead } from '../message.js';
 
 export type BodyFraming = 'length' | 'chunked' | 'none';
 

@@ -4,15 +4,9 @@
  * then they share the session's stream limit and its fate (GOAWAY, PING failure, close).
  */
 import type { MuxpoolError } from '../../errors.js';
-import type {
-  Connection,
-  ConnectionObserver,
-  ConnectionState,
-  RequestBody,
-  RequestHead,
-  RequestStream,
-  StreamHandler,
-} from '../../pool/connection.js';
+import type { Connection } from '../connection.js';
+import type { ConnectionObserver, ConnectionState } from '../../pool/poolable.js';
+import type { RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import type { H2Session } from './session.js';
 
 export class H2Connection implements Connection {

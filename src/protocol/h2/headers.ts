@@ -3,7 +3,7 @@
  * gives them. Pure: no session, no I/O.
  */
 import { MuxpoolError } from '../../errors.js';
-import type { IncomingHeaders, RequestHead } from '../../pool/connection.js';
+import type { IncomingHeaders, RequestHead } from '../message.js';
 import { multiplexedRequestFields } from '../fields.js';
 
 export type OutgoingH2Headers = Record<string, string | string[]>;

@@ -18,7 +18,7 @@ import { nextConnectionId } from '../../core/ids.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
 import { bodyFailure, checkedBody } from '../body.js';
-import type { RequestBody, RequestHead, RequestStream, StreamHandler } from '../../pool/connection.js';
+import type { RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import { H2Connection } from './connection.js';
 import { type HeaderLimits, fromH2ResponseHeaders, toH2RequestHeaders } from './headers.js';
 

@@ -15,15 +15,9 @@ import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { MuxpoolError } from '../../errors.js';
 import { bodyFailure, checkedBody } from '../body.js';
-import type {
-  Connection,
-  ConnectionObserver,
-  ConnectionState,
-  RequestBody,
-  RequestHead,
-  RequestStream,
-  StreamHandler,
-} from '../../pool/connection.js';
+import type { Connection } from '../connection.js';
+import type { ConnectionObserver, ConnectionState } from '../../pool/poolable.js';
+import type { RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import type { QuicCloseInfo, QuicConnection, QuicConnectionHandler } from '../../quic/index.js';
 import {
   ControlStreamDecoder,

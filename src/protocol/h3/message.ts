@@ -3,7 +3,7 @@
  * it accepts, and the server's mirror image. Pure: QPACK turns these lists into bytes.
  */
 import { MuxpoolError } from '../../errors.js';
-import type { IncomingHeaders, RequestHead } from '../../pool/connection.js';
+import type { IncomingHeaders, RequestHead } from '../message.js';
 import { H3_MESSAGE_ERROR } from './codes.js';
 import { isConnectionSpecific, multiplexedRequestFields, validateHeaderName, validateHeaderValue } from '../fields.js';
 

@@ -1,0 +1,55 @@
+/**
+ * The HTTP message types every protocol driver and the client share: what a request stream
+ * sends, and how its response is handed back.
+ */
+import type { MuxpoolError } from '../errors.js';
+
+/** Response header fields: lower-case names; repeated fields as arrays (set-cookie). */
+export type IncomingHeaders = Record<string, string | string[]>;
+
+/** What a request stream sends, already validated by the client layer. */
+export interface RequestHead {
+  /** An HTTP token, e.g. `GET`. */
+  readonly method: string;
+  /** origin-form target: `/path?query`. */
+  readonly path: string;
+  /** `host[:port]` for the Host header or `:authority`. */
+  readonly authority: string;
+  readonly scheme: 'http' | 'https';
+  /** Flat `[name, value, name, value, …]`; names lower-case; values checked for CR/LF/NUL. */
+  readonly headers: readonly string[];
+  /**
+   * Body length when known (0 means an empty body is sent explicitly); `undefined` when the body
+   * is streamed with unknown length; `null` when the request has no body at all.
+   */
+  readonly contentLength: number | null | undefined;
+}
+
+/** A request body as the transport receives it: bytes, or chunks that arrive over time. */
+export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | null;
+
+/**
+ * The receiving side of a request stream. The transport calls, in order: `onResponse` once,
+ * `onData` any number of times, `onTrailers` at most once, then exactly one of `onComplete` or
+ * `onError` (and nothing after it). `onError` may also come before `onResponse`.
+ */
+export interface StreamHandler {
+  onResponse(status: number, headers: IncomingHeaders, statusText: string): void;
+  /** Returns false to ask for a pause: the transport stops reading until `stream.resume()`. */
+  onData(chunk: Uint8Array): boolean;
+  onTrailers(trailers: IncomingHeaders): void;
+  onComplete(): void;
+  onError(err: MuxpoolError): void;
+}
+
+/** The sending side's controls over an open stream. */
+export interface RequestStream {
+  /** Undo a pause requested by `onData` returning false. */
+  resume(): void;
+  /**
+   * Ends the stream early (user abort, timeout, unread body dropped). HTTP/2 and HTTP/3 reset the
+   * stream (CANCEL); HTTP/1.1 must close the connection, since the response cannot be skipped.
+   * The handler gets `onError(reason)` unless it already completed.
+   */
+  cancel(reason: MuxpoolError): void;
+}
