@@ -12,7 +12,7 @@
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectionPool, HttpVersion, type PoolEntry, type PoolKey } from '../src/index.js';
+import { ConnectionPool, HttpVersion, type HttpPoolEntry, type PoolKey } from '../src/index.js';
 import type { H3Connection } from '../src/protocol/h3/connection.js';
 import { startCaddy } from '../test/helpers/caddy.js';
 import { rawH2Get } from './lib/h2-bench.js';
@@ -109,7 +109,7 @@ class DialSampler {
     // The closed connection's last packets go out before the clock starts.
     await sleep(10);
     const t0 = performance.now();
-    const entry: PoolEntry | undefined = await this.pool.getOrCreate(this.key, this.version);
+    const entry: HttpPoolEntry | undefined = await this.pool.getOrCreate(this.key, this.version);
     const elapsedMs = performance.now() - t0;
     if (entry === undefined) throw new Error(`no ${this.version} connection`);
     await this.pool.release(entry);

@@ -70,6 +70,8 @@ export interface MuxpoolErrorOptions {
   /** For protocol errors: the wire error code (HTTP/2 or HTTP/3) and who raised it. */
   wireCode?: number;
   origin?: ErrorOrigin;
+  /** Other failures that came with this one (the QUIC attempt's, when TCP failed too). */
+  related?: readonly unknown[];
 }
 
 export class MuxpoolError extends Error {
@@ -79,6 +81,8 @@ export class MuxpoolError extends Error {
   attempts: number | undefined;
   readonly wireCode: number | undefined;
   readonly origin: ErrorOrigin | undefined;
+  /** Other failures that came with this one, e.g. every attempt of a QUIC/TCP race that failed. */
+  readonly related: readonly unknown[] | undefined;
 
   constructor(code: ErrorCode, message: string, options: MuxpoolErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -87,6 +91,35 @@ export class MuxpoolError extends Error {
     this.attempts = options.attempts;
     this.wireCode = options.wireCode;
     this.origin = options.origin;
+    this.related = options.related;
+  }
+
+  /**
+   * A copy of this error for one request, with this one as its cause: a failure shared by many
+   * requests (a connection that died, a pool that closed) reaches each as an object of its own,
+   * so what one request records on it (`attempts`, `maybeProcessed`) never shows in another's.
+   */
+  forRequest(): MuxpoolError {
+    return new MuxpoolError(this.code, this.message, {
+      cause: this,
+      maybeProcessed: this.maybeProcessed,
+      attempts: this.attempts,
+      wireCode: this.wireCode,
+      origin: this.origin,
+      related: this.related,
+    });
+  }
+
+  /** A copy of this error with `others` attached as `related` (its own cause kept). */
+  withRelated(others: readonly unknown[]): MuxpoolError {
+    return new MuxpoolError(this.code, this.message, {
+      cause: this.cause,
+      maybeProcessed: this.maybeProcessed,
+      attempts: this.attempts,
+      wireCode: this.wireCode,
+      origin: this.origin,
+      related: [...(this.related ?? []), ...others],
+    });
   }
 }
 

@@ -3,7 +3,7 @@
  */
 export { ERROR_CODES, MuxpoolError, isMuxpoolError } from './errors.js';
 export type { ErrorCode, ErrorOrigin, MuxpoolErrorOptions } from './errors.js';
-export { ManualClock, systemClock } from './core/clock.js';
+export { systemClock } from './core/clock.js';
 export type { Clock, Timer } from './core/clock.js';
 export { HttpVersion } from './protocol/version.js';
 export type { ConnectionProtocol } from './protocol/version.js';
@@ -13,9 +13,10 @@ export { PoolEntry } from './pool/entry.js';
 export type { Connection } from './protocol/connection.js';
 export type { ConnectionObserver, ConnectionState, Poolable } from './pool/poolable.js';
 export type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from './protocol/message.js';
-export type { AcquireOptions, CleanupTask, ConnectionSnapshot, Connector, PoolCoreOptions, PoolStats } from './pool/pool.js';
+export type { AcquireOptions, CleanupTask, PoolCoreOptions } from './pool/pool.js';
+export type { ConnectionSnapshot, PoolStats } from './client/stats.js';
 export { ConnectionPool, getDefaultPool, request } from './client/pool.js';
-export type { ConnectionPoolOptions, RequestOptions } from './client/pool.js';
+export type { ConnectionPoolOptions, HttpPoolEntry, RequestOptions } from './client/pool.js';
 export type { RequestPriority } from './pool/waiter.js';
 export type { ResolvedAddress, Resolver } from './connect/resolve.js';
 export { FileOriginStore, MemoryOriginStore } from './connect/origin-store.js';

@@ -14,7 +14,7 @@ import { ConnectionPool } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
 import { HttpVersion } from '../protocol/version.js';
-import type { PoolStats } from '../pool/pool.js';
+import type { PoolStats } from '../client/stats.js';
 import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
 
 const USAGE = `usage:
@@ -168,7 +168,7 @@ async function runFetch(argv: string[]): Promise<number> {
       version: args.version,
       ...(args.maxTimeMs !== undefined ? { timeoutMs: args.maxTimeMs } : {}),
     });
-    if (args.verbose) process.stderr.write(describeConnection(pool, res.connectionId, res.protocol, res.reused, res.attempts));
+    if (args.verbose) process.stderr.write(await describeConnection(pool, res.connectionId, res.protocol, res.reused, res.attempts));
     const head = `${res.protocol === 'http/1.1' ? 'HTTP/1.1' : res.protocol.toUpperCase()} ${res.status} ${res.statusText}\n${Object.entries(
       res.headers,
     )
@@ -189,8 +189,8 @@ async function runFetch(argv: string[]): Promise<number> {
 }
 
 /** What -v says the pool did: dial or reuse, the transport and ALPN, resumption, retries. */
-function describeConnection(pool: ConnectionPool, id: string, protocol: string, reused: boolean, attempts: number): string {
-  const snapshot = pool.statsNow().connections.find((c) => c.id === id);
+async function describeConnection(pool: ConnectionPool, id: string, protocol: string, reused: boolean, attempts: number): Promise<string> {
+  const snapshot = (await pool.stats()).connections.find((c) => c.id === id);
   const transport = protocol === 'h3' ? 'QUIC' : 'TCP';
   const lines = [
     `* ${reused ? 'reused' : 'dialed'} connection ${id} to ${snapshot?.remoteAddress ?? '?'} over ${transport}, ALPN ${protocol}`,

@@ -1,26 +1,29 @@
 /**
- * The pool's default `Connector`: dials TCP or TLS, lets ALPN pick the protocol, and wraps the
- * socket in the matching protocol driver. This is the one place that knows every transport.
+ * The pool's dialer: carries out a `DialPlan` — TCP or TLS with ALPN picking the protocol, QUIC,
+ * or the two raced (race.ts) — and wraps the socket in the matching protocol driver. This is the
+ * one place that knows every transport. HTTP/2 coalescing has its own index (coalescing.ts).
  */
 import type { LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
-import tls from 'node:tls';
 import type { Clock } from '../core/clock.js';
 import { channels } from '../core/diagnostics.js';
 import { dialTcp } from '../connect/dial.js';
-import { type ResolvedAddress, type Resolver, resolveHost, systemResolver, toNodeLookup } from '../connect/resolve.js';
+import { type Resolver, resolveHost, systemResolver, toNodeLookup } from '../connect/resolve.js';
 import type { OriginStore } from '../connect/origin-store.js';
 import { TlsSessionCache } from '../connect/session-cache.js';
 import { MuxpoolError } from '../errors.js';
 import type { Connection } from '../protocol/connection.js';
 import type { PoolKey, TlsIdentity } from '../pool/key.js';
-import type { Connector } from '../pool/pool.js';
+import type { Dialer } from '../pool/demand.js';
 import type { ConnectionProtocol } from '../protocol/version.js';
 import { H1Connection, type H1ConnectionOptions } from '../protocol/h1/connection.js';
 import { H2Session } from '../protocol/h2/session.js';
 import { H3Connection } from '../protocol/h3/connection.js';
 import { QuicDialer, type QuicRoute, quicRoute } from '../connect/quic-dial.js';
 import type { H3Alternative } from './alt-svc-cache.js';
+import { CoalescingIndex, verifiesOwnHost } from './coalescing.js';
+import type { DialPlan } from './dial-plan.js';
+import type { OriginFacts } from './origin-facts.js';
 import { raceQuicAndTcp } from './race.js';
 
 export interface ConnectorOptions {
@@ -55,37 +58,27 @@ export interface ConnectorOptions {
   /** Origin knowledge beyond the pool (tickets, broken marks), and the record of a key id. */
   store: OriginStore;
   recordFor(keyId: string): string;
+  /** Where ALPN's answers are learned. */
+  facts: OriginFacts;
+  /** The origin's advertised HTTP/3 alternative (Alt-Svc), if any: where QUIC dials go. */
+  alternativeFor(key: PoolKey): H3Alternative | undefined;
+  /** A QUIC connection that lost a race but came up anyway (the pool takes it as a spare). */
+  onSpare(key: PoolKey, connection: Connection): void;
+  /** An HTTP/2 ALTSVC frame for the origin of `keyId` (learned like the header field). */
+  onAltSvc(keyId: string, value: string): void;
 }
 
-/**
- * The list `PoolCore.prepare` passes for a background HTTP/3 connection (after Alt-Svc): told
- * apart from `Http3Only`'s by identity, since it gets the short QUIC deadline (nobody waits on
- * it, and a path that does not answer soon should be marked broken soon).
- */
-export const PREPARE_H3: readonly ConnectionProtocol[] = ['h3'];
-
-/** Protocols this build can speak over TCP, in ALPN preference order. */
-const TCP_PROTOCOLS: readonly ConnectionProtocol[] = ['h2', 'http/1.1'];
-
-export class DefaultConnector implements Connector {
+export class DefaultConnector implements Dialer<Connection, DialPlan> {
   private readonly options: ConnectorOptions;
   private readonly sessions: TlsSessionCache;
   private readonly h1Options: H1ConnectionOptions;
   private readonly resolver: Resolver;
   private readonly lookup: LookupFunction | undefined;
-  /** Live HTTP/2 sessions over TLS, by `address|port|TLS identity`: candidates for coalescing. */
-  private readonly coalescable = new Map<string, Set<H2Session>>();
-  /** How many of those exist per `port|TLS identity`: skips the lookup when none could match. */
-  private readonly coalescableByPort = new Map<string, number>();
+  /** Live HTTP/2 sessions over TLS that may serve other origins. */
+  private readonly coalescing = new CoalescingIndex<H2Session>();
   private readonly quic: QuicDialer;
   /** QUIC attempts that outlived a race TCP won: aborted when the pool closes. */
   private readonly lingering = new Set<AbortController>();
-  /** Where a connection that lost a race but came up anyway goes (the pool, as a spare). */
-  onSpare: ((key: PoolKey, connection: Connection) => void) | undefined;
-  /** Where an HTTP/2 ALTSVC frame goes (the pool, which learns it like the header field). */
-  onAltSvc: ((keyId: string, value: string) => void) | undefined;
-  /** The origin's advertised HTTP/3 alternative (Alt-Svc), if any: where QUIC dials go. */
-  alternativeFor: ((key: PoolKey) => H3Alternative | undefined) | undefined;
 
   constructor(options: ConnectorOptions) {
     this.options = options;
@@ -112,17 +105,19 @@ export class DefaultConnector implements Connector {
     };
   }
 
-  /** The TCP protocols a request may ask for, best first: what ALPN will offer. */
-  tcpProtocols(): readonly ConnectionProtocol[] {
-    return TCP_PROTOCOLS;
+  async dial(key: PoolKey, plan: DialPlan, signal: AbortSignal): Promise<Connection> {
+    const connection = await this.dialPublished(key, plan, signal);
+    if (plan.learnsAlpn(key) && connection.protocol !== 'h3') this.options.facts.learnTcpProtocol(key, connection.protocol);
+    return connection;
   }
 
-  async dial(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection> {
-    if (!channels.dialStart.hasSubscribers && !channels.dialEnd.hasSubscribers) return this.dialAny(key, protocols, signal);
+  private async dialPublished(key: PoolKey, plan: DialPlan, signal: AbortSignal): Promise<Connection> {
+    if (!channels.dialStart.hasSubscribers && !channels.dialEnd.hasSubscribers) return this.dialAny(key, plan, signal);
     const started = this.options.clock.now();
+    const protocols = plan.protocols;
     channels.dialStart.publish({ origin: key.origin, protocols });
     try {
-      const connection = await this.dialAny(key, protocols, signal);
+      const connection = await this.dialAny(key, plan, signal);
       channels.dialEnd.publish({
         origin: key.origin,
         protocols,
@@ -137,9 +132,9 @@ export class DefaultConnector implements Connector {
     }
   }
 
-  private async dialAny(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection> {
-    if (!protocols.includes('h3')) return this.dialTcp(key, protocols, signal);
-    const tcp = protocols.filter((p) => p !== 'h3');
+  private async dialAny(key: PoolKey, plan: DialPlan, signal: AbortSignal): Promise<Connection> {
+    if (!plan.wantsH3) return this.dialTcp(key, plan.protocols, signal);
+    const tcp = plan.tcpProtocols;
     const identity = key.tls ?? this.options.tls;
     const h3Possible = key.isHttps && this.quic.supports(identity);
     const route = this.routeFor(key);
@@ -151,13 +146,13 @@ export class DefaultConnector implements Connector {
           { maybeProcessed: false },
         );
       }
-      const deadline = protocols === PREPARE_H3 ? Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs) : this.options.connectTimeoutMs;
-      if (protocols !== PREPARE_H3 && route.alternative === undefined) return this.dialH3(key, route, identity, deadline, signal);
+      const deadline = plan.background ? Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs) : this.options.connectTimeoutMs;
+      if (!plan.background && route.alternative === undefined) return this.dialH3(key, route, identity, deadline, signal);
       try {
         return await this.dialH3(key, route, identity, deadline, signal);
       } catch (err) {
         if (signal.aborted) throw err;
-        if (protocols === PREPARE_H3) {
+        if (plan.background) {
           // The origin may have advertised another alternative while this dial ran (the pool
           // prepares one HTTP/3 dial at a time): that one gets its try now, once.
           const now = this.routeFor(key);
@@ -185,10 +180,7 @@ export class DefaultConnector implements Connector {
       signal,
       quic: (quicSignal) => this.dialH3(key, route, identity, quicTimeoutMs, quicSignal),
       tcp: (tcpSignal) => this.dialTcp(key, tcp, tcpSignal),
-      onLateQuic: (connection) => {
-        if (this.onSpare !== undefined) this.onSpare(key, connection);
-        else connection.destroy();
-      },
+      onLateQuic: (connection) => this.options.onSpare(key, connection),
       onLinger: (controller, done) => {
         this.lingering.add(controller);
         void done.finally(() => this.lingering.delete(controller));
@@ -218,7 +210,7 @@ export class DefaultConnector implements Connector {
 
   /** Where HTTP/3 for the key is dialed: its advertised alternative, else the origin itself. */
   private routeFor(key: PoolKey): QuicRoute {
-    return quicRoute(key, this.alternativeFor?.(key));
+    return quicRoute(key, this.options.alternativeFor(key));
   }
 
   private async dialH3(
@@ -259,15 +251,12 @@ export class DefaultConnector implements Connector {
     }
     const identity = key.tls ?? this.options.tls;
     let lookup = this.lookup;
-    if (wantsH2 && key.isHttps && this.canCoalesce(identity)) {
-      const group = this.groupOf(key);
-      if ((this.coalescableByPort.get(`${key.port}|${group}`) ?? 0) > 0) {
-        const addresses = await resolveHost(this.resolver, key.host);
-        const shared = this.findCoalescable(key, addresses, group);
-        if (shared !== undefined) return shared.addView(key.id);
-        // Connect to the addresses just resolved instead of asking again.
-        lookup = toNodeLookup(() => Promise.resolve(addresses));
-      }
+    if (wantsH2 && key.isHttps && this.canCoalesce(identity) && this.coalescing.hasCandidates(key)) {
+      const addresses = await resolveHost(this.resolver, key.host);
+      const shared = this.coalescing.find(key, addresses);
+      if (shared !== undefined) return shared.addView(key.id);
+      // Connect to the addresses just resolved instead of asking again.
+      lookup = toNodeLookup(() => Promise.resolve(addresses));
     }
     // Over TLS one handshake offers both and ALPN decides; only an explicit HTTP/1.1 request
     // leaves h2 out. Cleartext has no ALPN: h2 there means prior knowledge (RFC 9113 §3.3).
@@ -286,11 +275,17 @@ export class DefaultConnector implements Connector {
       lookup,
     });
     if (result.alpn !== 'h2' && !priorKnowledge) {
-      return new H1Connection(result.socket, {
-        ...this.h1Options,
-        remoteAddress: result.remoteAddress,
-        resumed: key.isHttps ? result.resumed : undefined,
-      });
+      // Built inside the try: a driver that refuses its options must not leave the socket open.
+      try {
+        return new H1Connection(result.socket, {
+          ...this.h1Options,
+          remoteAddress: result.remoteAddress,
+          resumed: key.isHttps ? result.resumed : undefined,
+        });
+      } catch (err) {
+        result.socket.destroy();
+        throw err;
+      }
     }
     let view;
     try {
@@ -309,8 +304,8 @@ export class DefaultConnector implements Connector {
           maxHeaderCount: this.options.maxHeaderCount,
           remoteAddress: result.remoteAddress,
           resumed: key.isHttps ? result.resumed : undefined,
-          onClose: (session) => this.forget(session),
-          onAltSvc: this.onAltSvc,
+          onClose: (session) => this.coalescing.remove(session),
+          onAltSvc: this.options.onAltSvc,
         },
         signal,
       );
@@ -318,71 +313,16 @@ export class DefaultConnector implements Connector {
       result.socket.destroy();
       throw err;
     }
-    if (key.isHttps && this.canCoalesce(identity)) this.remember(view.session, key);
+    if (key.isHttps && this.canCoalesce(identity)) this.coalescing.add(view.session, key);
     return view;
   }
 
-  adopt(_key: PoolKey, socket: Duplex): Connection {
+  /** Wraps a socket a `putH1()` caller returns that the pool did not dial. */
+  adoptSocket(socket: Duplex): Connection {
     return new H1Connection(socket, this.h1Options);
   }
 
-  // ---------------------------------------------------------------------------------------
-  // Coalescing (RFC 9113 §9.1.1): a connection "is reusable for requests to any origin whose
-  // host resolves to the same IP address as the connection's, and for which the certificate
-  // presented by the server is valid". Never across TLS identities, never when certificate
-  // checks are off (then nothing proves the server is authoritative), never with an explicit
-  // servername (the name checked is not the URL's host).
-
   private canCoalesce(identity: TlsIdentity | undefined): boolean {
-    return this.options.coalesce && identity?.rejectUnauthorized !== false && identity?.servername === undefined;
-  }
-
-  /** Keys without TLS settings of their own use the pool's: one group for them all. */
-  private groupOf(key: PoolKey): string {
-    return key.tls !== undefined ? key.tlsId : '(pool)';
-  }
-
-  private findCoalescable(key: PoolKey, addresses: readonly ResolvedAddress[], group: string): H2Session | undefined {
-    for (const { address } of addresses) {
-      const candidates = this.coalescable.get(`${address}|${key.port}|${group}`);
-      if (candidates === undefined) continue;
-      for (const session of candidates) {
-        // A full session would make the new origin wait; it gets a connection of its own.
-        // The pool dials for a key only when the connections it has cannot take the stream.
-        if (!session.acceptsStreams || session.active >= session.limit || session.serves(key.id)) continue;
-        const cert = session.peerCertificate();
-        if (cert !== undefined && tls.checkServerIdentity(key.host, cert) === undefined) return session;
-      }
-    }
-    return undefined;
-  }
-
-  private remember(session: H2Session, key: PoolKey): void {
-    const address = session.remoteAddress;
-    if (address === undefined) return;
-    const group = this.groupOf(key);
-    const slot = `${address}|${key.port}|${group}`;
-    let set = this.coalescable.get(slot);
-    if (set === undefined) {
-      set = new Set();
-      this.coalescable.set(slot, set);
-    }
-    set.add(session);
-    session.coalesceSlot = slot;
-    session.coalescePortGroup = `${key.port}|${group}`;
-    this.coalescableByPort.set(session.coalescePortGroup, (this.coalescableByPort.get(session.coalescePortGroup) ?? 0) + 1);
-  }
-
-  private forget(session: H2Session): void {
-    const slot = session.coalesceSlot;
-    const portGroup = session.coalescePortGroup;
-    if (slot === undefined || portGroup === undefined) return;
-    session.coalesceSlot = session.coalescePortGroup = undefined;
-    const set = this.coalescable.get(slot);
-    set?.delete(session);
-    if (set !== undefined && set.size === 0) this.coalescable.delete(slot);
-    const count = (this.coalescableByPort.get(portGroup) ?? 1) - 1;
-    if (count <= 0) this.coalescableByPort.delete(portGroup);
-    else this.coalescableByPort.set(portGroup, count);
+    return this.options.coalesce && verifiesOwnHost(identity);
   }
 }

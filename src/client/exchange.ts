@@ -4,13 +4,14 @@
  * exactly once, whether the body was read, dumped, abandoned or failed.
  *
  * It never holds the `Response` strongly, so a response the user drops can be collected and its
- * stream cancelled (see `abandoned` below).
+ * stream cancelled (lifetime.ts).
  */
 import { Readable } from 'node:stream';
 import { MuxpoolError } from '../errors.js';
 import type { IncomingHeaders, RequestStream, StreamHandler } from '../protocol/message.js';
 import type { PoolEntry } from '../pool/entry.js';
-import { forgetResponse } from './response.js';
+import type { Connection } from '../protocol/connection.js';
+import { type Abandonable, forgetExchange } from './lifetime.js';
 
 /** Body bytes buffered for a response nobody reads yet, before the transport is paused. */
 const UNREAD_HIGH_WATER_BYTES = 64 * 1024;
@@ -25,8 +26,8 @@ export interface ResponseHeadInfo {
   headers: IncomingHeaders;
 }
 
-export class Exchange implements StreamHandler {
-  readonly entry: PoolEntry;
+export class Exchange implements StreamHandler, Abandonable {
+  readonly entry: PoolEntry<Connection>;
   readonly reused: boolean;
   stream: RequestStream | undefined;
   head: ResponseHeadInfo | undefined;
@@ -35,8 +36,6 @@ export class Exchange implements StreamHandler {
   finished = false;
   error: MuxpoolError | undefined;
   bodyTaken = false;
-  /** A finalization registry watches this exchange's Response or body (response.ts). */
-  inRegistry = false;
 
   private mode: BodyMode = 'buffer';
   private chunks: Uint8Array[] = [];
@@ -45,14 +44,14 @@ export class Exchange implements StreamHandler {
   private dumpedBytes = 0;
   /**
    * The body stream, weakly: a body nobody ever read from can be collected, and its stream is
-   * then cancelled (response.ts). Once the consumer asked for data it is held strongly in
+   * then cancelled (lifetime.ts). Once the consumer asked for data it is held strongly in
    * `reader` instead: a consumer waiting in `for await` is reachable only through the stream's
    * own listeners, so with a weak reference alone the stream, the consumer and its caller could
    * all be collected mid-body, and the caller would wait forever.
    */
   private readable: WeakRef<Readable> | undefined;
   private reader: Readable | undefined;
-  private readonly release: (entry: PoolEntry) => void;
+  private readonly release: (entry: PoolEntry<Connection>) => void;
   private headResolve: ((exchange: Exchange) => void) | undefined;
   private headReject: ((err: MuxpoolError) => void) | undefined;
   private collectResolve: ((chunks: Uint8Array[]) => void) | undefined;
@@ -61,7 +60,7 @@ export class Exchange implements StreamHandler {
   /** Called once when the exchange ends (timers and signal listeners of the request). */
   onFinish: (() => void) | undefined;
 
-  constructor(entry: PoolEntry, release: (entry: PoolEntry) => void) {
+  constructor(entry: PoolEntry<Connection>, release: (entry: PoolEntry<Connection>) => void) {
     this.entry = entry;
     this.reused = entry.connection.requestCount > 0;
     this.release = release;
@@ -250,7 +249,7 @@ export class Exchange implements StreamHandler {
 
   private giveBack(): void {
     if (this.released) return;
-    forgetResponse(this);
+    forgetExchange(this);
     this.released = true;
     this.release(this.entry);
     const onFinish = this.onFinish;

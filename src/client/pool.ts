@@ -1,22 +1,32 @@
 /**
- * `ConnectionPool`: the pool core wired to the real transports, plus `request()`.
- * Protocol choice, retries and timeouts live here; the core below stays protocol-agnostic.
+ * `ConnectionPool`: the public API. It holds the protocol-agnostic pool core, wired to the real
+ * transports through dial plans and the connector, maps the seed API (getH1, getOrCreate, …)
+ * onto it, and adds `request()`: protocol choice, retries and timeouts live here.
  */
-import { systemClock } from '../core/clock.js';
+import type { Duplex } from 'node:stream';
+import { type Clock, type Timer, systemClock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from '../pool/entry.js';
 import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { MemoryOriginStore, type OriginStore } from '../connect/origin-store.js';
-import { type OriginKnowledge, PoolCore, type PoolCoreOptions } from '../pool/pool.js';
+import { type AcquireOptions, type CleanupTask, PoolCore, type PoolCoreOptions } from '../pool/pool.js';
 import { type RequestPriority, priorityError } from '../pool/waiter.js';
-import { type ConnectionProtocol, HttpVersion, isHttpVersion } from '../protocol/version.js';
+import type { Connection } from '../protocol/connection.js';
+import { HttpVersion, isHttpVersion } from '../protocol/version.js';
 import type { Resolver } from '../connect/resolve.js';
 import { channels } from '../core/diagnostics.js';
 import { AltSvcCache } from './alt-svc-cache.js';
-import { DefaultConnector, PREPARE_H3 } from './connector.js';
+import { verifiesOwnHost } from './coalescing.js';
+import { DefaultConnector } from './connector.js';
+import { type DialPlan, type DialPlans, dialPlans } from './dial-plan.js';
 import { Exchange } from './exchange.js';
+import { OriginFacts } from './origin-facts.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
 import { Response } from './response.js';
+import { type PoolStats, poolStats } from './stats.js';
+
+/** An HTTP connection as the pool holds it. */
+export type HttpPoolEntry = PoolEntry<Connection>;
 
 export interface ConnectionPoolOptions extends PoolCoreOptions {
   /** TCP connect plus TLS handshake. Default 10 000. */
@@ -98,9 +108,6 @@ export interface RequestOptions {
   priority?: RequestPriority;
 }
 
-const H1: readonly ConnectionProtocol[] = ['http/1.1'];
-const H2: readonly ConnectionProtocol[] = ['h2'];
-const H3: readonly ConnectionProtocol[] = ['h3'];
 const MAX_CACHED_KEYS = 1024;
 const MAX_CACHED_URLS = 256;
 
@@ -145,17 +152,28 @@ function isRetryableDialFailure(err: MuxpoolError): boolean {
   return err.code === 'MUXPOOL_ERR_CONNECT_REFUSED' && err.maybeProcessed === false;
 }
 
+/**
+ * The error a request throws, with its attempt count. An error object may reach several
+ * requests (a connection that failed them all): the first to throw it annotates it, any later
+ * one throws a copy of its own, so no request's `attempts` overwrites another's.
+ */
+function ownError(err: MuxpoolError, attempt: number): MuxpoolError {
+  const own = err.attempts === undefined ? err : err.forRequest();
+  own.attempts = attempt;
+  return own;
+}
+
 /** Timeout and abort for one request: cancels whatever phase the request is in. */
 class RequestControl {
   readonly controller = new AbortController();
   exchange: Exchange | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort: (() => void) | undefined;
 
-  constructor(signal: AbortSignal | undefined, timeoutMs: number | undefined) {
-    if (timeoutMs !== undefined) {
-      this.timer = setTimeout(
+  constructor(clock: Clock, signal: AbortSignal | undefined, timeoutMs: number | undefined) {
+    if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
+      this.timer = clock.setTimer(
         () =>
           this.fire(
             new MuxpoolError('MUXPOOL_ERR_REQUEST_TIMEOUT', `request did not complete within ${timeoutMs} ms`, {
@@ -164,7 +182,6 @@ class RequestControl {
           ),
         timeoutMs,
       );
-      this.timer.unref();
     }
     if (signal !== undefined) {
       this.signal = signal;
@@ -186,13 +203,25 @@ class RequestControl {
   }
 
   dispose(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     if (this.signal !== undefined && this.onAbort !== undefined) this.signal.removeEventListener('abort', this.onAbort);
   }
 }
 
-export class ConnectionPool extends PoolCore {
+/** Each pool's core, for `muxpool/testing` (kept off the public type). */
+const cores = new WeakMap<ConnectionPool, PoolCore<Connection, DialPlan>>();
+
+/** `stats()` at once, without a promise: for tests that poll (`muxpool/testing`). */
+export function statsNow(pool: ConnectionPool): PoolStats {
+  const core = cores.get(pool);
+  if (core === undefined) throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'not a muxpool ConnectionPool');
+  return poolStats(core.snapshot(), core.clock.now());
+}
+
+export class ConnectionPool {
+  private readonly core: PoolCore<Connection, DialPlan>;
+  private readonly plans: DialPlans;
   private readonly keys = new Map<string, PoolKey>();
   private readonly urls = new Map<string, URL>();
   private readonly transports: DefaultConnector;
@@ -200,9 +229,9 @@ export class ConnectionPool extends PoolCore {
   private readonly store: OriginStore;
   private readonly maxRetries: number;
   private readonly tls: TlsIdentity | undefined;
-  private readonly tcpAuto: readonly ConnectionProtocol[];
-  private readonly h3ThenTcp: readonly ConnectionProtocol[];
-  private readonly releaseBound = (entry: PoolEntry): void => this.releaseEntry(entry);
+  /** Sockets out with getH1()/acquireH1() callers, to recognise them in putH1(). */
+  private readonly lentSockets = new WeakMap<Duplex, HttpPoolEntry>();
+  private readonly releaseBound = (entry: HttpPoolEntry): void => this.core.release(entry);
 
   /** The seed's constructor with its three settings. */
   static withConfig(maxIdleMs: number, maxPerHost: number, maxStreams: number): ConnectionPool {
@@ -216,7 +245,12 @@ export class ConnectionPool extends PoolCore {
     // so nothing learned under one trust configuration serves another.
     const poolTls = options.tls !== undefined ? tlsFingerprint(options.tls) : 'default';
     const recordFor = (keyId: string): string => (keyId.includes('#') ? keyId : `${keyId}#${poolTls}`);
-    const connector = new DefaultConnector({
+    const facts = new OriginFacts(store, recordFor);
+    this.plans = dialPlans(facts);
+    this.store = store;
+    this.tls = options.tls;
+    this.maxRetries = option('maxRetries', options.maxRetries, 1, 0);
+    this.transports = new DefaultConnector({
       clock,
       connectTimeoutMs: option('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1),
       readTimeoutMs: option('readTimeoutMs', options.readTimeoutMs, 300_000, 1),
@@ -237,47 +271,195 @@ export class ConnectionPool extends PoolCore {
       h3RaceDelayMs: option('h3RaceDelayMs', options.h3RaceDelayMs, 300, 0),
       store,
       recordFor,
+      facts,
+      // These run only once connections exist, long after the fields below are set.
+      alternativeFor: (key) => this.altSvc.get(key),
+      // A QUIC connection that lost its race but came up anyway joins the pool as a spare.
+      onSpare: (key, connection) => this.core.adopt(key, connection),
+      // An ALTSVC frame is learned like the header field of an `Auto` response.
+      onAltSvc: (keyId, value) => {
+        const key = this.core.keyById(keyId);
+        if (key?.isHttps === true) this.learnAltSvc(key, value, HttpVersion.Auto);
+      },
     });
-    const knowledge: OriginKnowledge = {
-      tcpProtocol: (keyId) => {
-        const learned = store.get(recordFor(keyId))?.tcpProtocol;
-        return learned === 'h2' || learned === 'http/1.1' ? learned : undefined;
-      },
-      rememberTcpProtocol: (keyId, protocol) => {
-        if (protocol === 'h2' || protocol === 'http/1.1') store.update(recordFor(keyId), { tcpProtocol: protocol });
-      },
-      streamLimit: (keyId) => {
-        const limit = store.get(recordFor(keyId))?.streamLimit;
-        return typeof limit === 'number' && Number.isInteger(limit) && limit >= 0 ? limit : undefined;
-      },
-      rememberStreamLimit: (keyId, limit) => store.update(recordFor(keyId), { streamLimit: limit }),
-    };
-    super(connector, { ...options, clock, knowledge: options.knowledge ?? knowledge });
-    this.transports = connector;
-    // Certificates checked against the key's own host: what makes an alternative elsewhere safe.
-    const checksHost = (identity: TlsIdentity | undefined): boolean => identity?.rejectUnauthorized !== false && identity?.servername === undefined;
+    this.core = new PoolCore<Connection, DialPlan>(this.transports, { ...options, clock }, facts);
+    cores.set(this, this.core);
     this.altSvc = new AltSvcCache(
       clock,
       store,
       recordFor,
-      (key) => checksHost(key.tls ?? options.tls),
-      (key, alternative) => connector.forgetAlternative(key, alternative),
+      // Certificates checked against the key's own host: what makes an alternative elsewhere safe.
+      (key) => verifiesOwnHost(key.tls ?? options.tls),
+      (key, alternative) => this.transports.forgetAlternative(key, alternative),
     );
-    connector.alternativeFor = (key) => this.altSvc.get(key);
-    // An ALTSVC frame is learned like the header field of an `Auto` response.
-    connector.onAltSvc = (keyId, value) => {
-      const key = this.keyById(keyId);
-      if (key?.isHttps === true) this.learnAltSvc(key, value, HttpVersion.Auto);
-    };
-    this.store = store;
-    // A QUIC connection that lost its race but came up anyway joins the pool as a spare.
-    connector.onSpare = (key, connection) => this.adoptConnection(key, connection);
-    this.tls = options.tls;
-    this.maxRetries = option('maxRetries', options.maxRetries, 1, 0);
-    this.tcpAuto = connector.tcpProtocols();
-    this.h3ThenTcp = ['h3', ...this.tcpAuto];
   }
 
+  // ---------------------------------------------------------------------------------------
+  // Configuration, as given (or defaulted)
+
+  get maxIdleMs(): number {
+    return this.core.maxIdleMs;
+  }
+
+  get maxPerHost(): number {
+    return this.core.maxPerHost;
+  }
+
+  get maxStreams(): number {
+    return this.core.maxStreams;
+  }
+
+  get acquireTimeoutMs(): number {
+    return this.core.acquireTimeoutMs;
+  }
+
+  get maxWaiters(): number {
+    return this.core.maxWaiters;
+  }
+
+  get overflowWaitMs(): number {
+    return this.core.overflowWaitMs;
+  }
+
+  /** True once `close()` or `destroy()` was called: the pool takes no new work. */
+  get closed(): boolean {
+    return this.core.closed;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The seed API
+
+  /** An idle HTTP/1.1 socket for `key`, most recently returned first; undefined if none. */
+  async getH1(key: PoolKey): Promise<Duplex | undefined> {
+    const entry = this.core.lendIdle(this.withPoolTls(key));
+    return entry === undefined ? undefined : this.lendSocket(entry);
+  }
+
+  /**
+   * An HTTP/1.1 socket for `key`: an idle one, or a new one dialed within `maxPerHost`; waits
+   * (FIFO, bounded) when the cap is reached. Give it back with `putH1()`. Until then it is the
+   * caller's: `close()` does not wait for it, and closes it if it comes back afterwards.
+   */
+  async acquireH1(key: PoolKey, options: AcquireOptions = {}): Promise<Duplex> {
+    const entry = await this.core.acquire(this.withPoolTls(key), this.plans.h1, false, options);
+    if (entry === undefined) throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'HTTP/1.1 acquire settled without a connection');
+    this.core.lend(entry);
+    return this.lendSocket(entry);
+  }
+
+  /** Returns an HTTP/1.1 socket; it is closed instead when the pool keeps nothing for it. */
+  async putH1(key: PoolKey, socket: Duplex): Promise<void> {
+    const own = this.withPoolTls(key);
+    const entry = this.lentSockets.get(socket);
+    if (entry !== undefined) {
+      if (entry.key.id !== own.id) {
+        throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `putH1: this socket belongs to ${entry.key.id}, not ${own.id}`);
+      }
+      this.lentSockets.delete(socket);
+      entry.connection.reattachSocket?.();
+      // Closed meanwhile (the pool closed, or dropped it): the socket goes with it.
+      if (!this.core.takeBack(entry)) entry.connection.destroy();
+      return;
+    }
+    if (this.core.closed || socket.destroyed || !socket.readable) {
+      socket.destroy();
+      return;
+    }
+    this.core.adopt(own, this.transports.adoptSocket(socket));
+  }
+
+  /**
+   * A stream slot on an HTTP/2 or HTTP/3 connection for `key`: on an open connection with room,
+   * or on one the pool dials (one dial for many callers). `undefined` for `Http1_1`, and when
+   * the origin turns out to speak only HTTP/1.1 (use `acquireH1` then). Waits when every cap is
+   * reached; rejects at the deadline or on abort.
+   */
+  async getOrCreate(key: PoolKey, version: HttpVersion, options: AcquireOptions = {}): Promise<HttpPoolEntry | undefined> {
+    const own = this.withPoolTls(key);
+    switch (version) {
+      case HttpVersion.Http1_1:
+        return undefined;
+      case HttpVersion.Http2:
+      case HttpVersion.Auto:
+        return this.core.acquire(own, this.plans.h2, true, options);
+      case HttpVersion.Http3:
+        return this.core.acquire(own, this.plans.h3OrH2, true, options);
+      case HttpVersion.Http3Only:
+        return this.core.acquire(own, this.plans.h3Only, false, options);
+      default:
+        throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `unknown HTTP version ${String(version)}`);
+    }
+  }
+
+  /** Gives a stream slot back: by entry, or by key (the most recently used busy entry). */
+  async release(entryOrKey: PoolEntry | PoolKey): Promise<void> {
+    // Entries come from getOrCreate() of this pool: they hold its connections.
+    const entry = entryOrKey instanceof PoolKey ? this.core.busyEntryOf(this.withPoolTls(entryOrKey)) : (entryOrKey as HttpPoolEntry);
+    if (entry !== undefined) this.core.release(entry);
+  }
+
+  /** No new streams go to this connection (or to every connection of a key); open ones finish. */
+  async invalidate(entryOrKey: PoolEntry | PoolKey): Promise<void> {
+    this.core.invalidate(entryOrKey instanceof PoolKey ? this.withPoolTls(entryOrKey) : (entryOrKey as HttpPoolEntry));
+  }
+
+  /**
+   * Closes expired (idle longer than maxIdleMs or past the peer's keep-alive deadline), dead and
+   * invalid idle connections. Returns milliseconds until the next one expires, if any is idle.
+   */
+  async cleanup(): Promise<number | undefined> {
+    return this.core.cleanup();
+  }
+
+  /** Runs `cleanup()` every `intervalMs` until `stop()`; never keeps the process alive. */
+  spawnCleanupTask(intervalMs: number): CleanupTask {
+    return this.core.spawnCleanupTask(intervalMs);
+  }
+
+  async stats(): Promise<PoolStats> {
+    return statsNow(this);
+  }
+
+  /**
+   * Stops new work: waiters fail, idle connections close, busy ones close when their requests
+   * end. Resolves once every connection the pool owns is closed — after the requests in flight
+   * and the bodies still being read; bound it with the requests' `timeoutMs` or `signal`, or use
+   * `destroy()`. Sockets lent out with `getH1()`/`acquireH1()` are their borrowers'.
+   */
+  async close(): Promise<void> {
+    this.transports.abortPending();
+    await this.core.close();
+    this.store.flush();
+  }
+
+  /** Ends everything now: waiters fail, dials abort, connections are destroyed with `err`. */
+  async destroy(err?: Error): Promise<void> {
+    this.transports.abortPending();
+    await this.core.destroy(err);
+    this.store.flush();
+  }
+
+  /**
+   * A key built by a caller without TLS settings of its own takes the pool's, so it finds the
+   * same connections as `request()` to that origin (and `maxPerHost` counts them together).
+   */
+  private withPoolTls(key: PoolKey): PoolKey {
+    if (!key.isHttps || key.tls !== undefined || this.tls === undefined) return key;
+    return this.keyFor(`https://${key.authority}/`);
+  }
+
+  private lendSocket(entry: HttpPoolEntry): Duplex {
+    const connection = entry.connection;
+    if (connection.detachSocket === undefined) {
+      throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', `connection ${connection.id} (${connection.protocol}) has no socket to hand out`);
+    }
+    const socket = connection.detachSocket();
+    this.lentSockets.set(socket, entry);
+    return socket;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Requests
   /**
    * String URLs parsed once: most programs call a handful of URLs over and over, and `new URL`
    * is a visible share of a small request's cost. The URL objects never leave the pool (callers
@@ -317,13 +499,13 @@ export class ConnectionPool extends PoolCore {
     const url = typeof input === 'string' ? this.parsedUrl(input) : parseUrl(input);
     const prepared = prepareRequest(url, options.method, options.headers, options.body);
     const key = this.keyFor(url);
-    const protocols = this.protocolsFor(url, key, options.version);
+    const plan = this.planFor(url, key, options.version);
     const timeoutMs = options.timeoutMs === undefined ? undefined : option('timeoutMs', options.timeoutMs, 0, 1);
     // Checked here too: the fast path below never reaches the queue that would refuse it.
     const badPriority = priorityError(options.priority);
     if (badPriority !== undefined) throw badPriority;
     const control =
-      options.signal !== undefined || timeoutMs !== undefined ? new RequestControl(options.signal, timeoutMs) : undefined;
+      options.signal !== undefined || timeoutMs !== undefined ? new RequestControl(this.core.clock, options.signal, timeoutMs) : undefined;
     if (options.signal?.aborted === true) {
       control?.dispose();
       throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: options.signal.reason, maybeProcessed: false });
@@ -336,19 +518,19 @@ export class ConnectionPool extends PoolCore {
     // Bounded: maxRetries + 1 attempts at most.
     const lastAttempt = this.maxRetries + 1;
     for (let attempt = 1; attempt <= lastAttempt; attempt++) {
-      let entry: PoolEntry | undefined;
+      let entry: HttpPoolEntry | undefined;
       try {
         if (attempt === 1) {
-          entry = this.tryAcquire(key, protocols);
+          entry = this.core.tryAcquire(key, plan);
           if (entry === undefined) {
             const waitStart = channels.queueWait.hasSubscribers ? performance.now() : 0;
-            entry = await this.acquire(key, protocols, false, acquireOptions);
+            entry = await this.core.acquire(key, plan, false, acquireOptions);
             if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ origin: key.origin, waitedMs: performance.now() - waitStart });
           }
         } else {
           entry = freshConnection
-            ? await this.acquireFresh(key, protocols, acquireOptions)
-            : await this.acquire(key, protocols, false, acquireOptions);
+            ? await this.core.acquireFresh(key, plan, acquireOptions)
+            : await this.core.acquire(key, plan, false, acquireOptions);
         }
       } catch (err) {
         if (err instanceof MuxpoolError && attempt < lastAttempt && isRetryableDialFailure(err)) {
@@ -358,8 +540,7 @@ export class ConnectionPool extends PoolCore {
           continue;
         }
         control?.dispose();
-        if (err instanceof MuxpoolError) err.attempts = attempt;
-        throw err;
+        throw err instanceof MuxpoolError ? ownError(err, attempt) : err;
       }
       if (entry === undefined) {
         control?.dispose();
@@ -394,9 +575,8 @@ export class ConnectionPool extends PoolCore {
           freshConnection = !entry.connection.shareable;
           continue;
         }
-        err.attempts = attempt;
         control?.dispose();
-        throw err;
+        throw ownError(err, attempt);
       }
       const head = exchange.head;
       if (head !== undefined && key.isHttps && head.headers['alt-svc'] !== undefined) this.learnAltSvc(key, head.headers['alt-svc'], options.version);
@@ -416,22 +596,10 @@ export class ConnectionPool extends PoolCore {
   private learnAltSvc(key: PoolKey, value: string | string[], version: HttpVersion | undefined): void {
     if (!this.altSvc.learn(key, value)) return;
     if (version !== undefined && version !== HttpVersion.Auto && version !== HttpVersion.Http3) return;
-    if (!this.transports.isH3Broken(key)) this.prepare(key, PREPARE_H3);
+    if (!this.transports.isH3Broken(key)) this.core.dialInBackground(key, this.plans.h3Background);
   }
 
-  override async close(): Promise<void> {
-    this.transports.abortPending();
-    await super.close();
-    this.store.flush();
-  }
-
-  override async destroy(err?: Error): Promise<void> {
-    this.transports.abortPending();
-    await super.destroy(err);
-    this.store.flush();
-  }
-
-  private protocolsFor(url: URL, key: PoolKey, version: HttpVersion | undefined): readonly ConnectionProtocol[] {
+  private planFor(url: URL, key: PoolKey, version: HttpVersion | undefined): DialPlan {
     if (version !== undefined && !isHttpVersion(version)) {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `unknown HTTP version ${String(version)}`);
     }
@@ -439,18 +607,18 @@ export class ConnectionPool extends PoolCore {
     switch (version) {
       case undefined:
       case HttpVersion.Auto:
-        if (!https) return H1;
+        if (!https) return this.plans.h1;
         // Once the origin advertised HTTP/3 (and it has not failed here lately), prefer it.
-        return this.altSvc.has(key) && !this.transports.isH3Broken(key) ? this.h3ThenTcp : this.tcpAuto;
+        return this.altSvc.has(key) && !this.transports.isH3Broken(key) ? this.plans.h3OrTcp : this.plans.tcp;
       case HttpVersion.Http1_1:
-        return H1;
+        return this.plans.h1;
       case HttpVersion.Http2:
-        return H2;
+        return this.plans.h2;
       case HttpVersion.Http3:
-        return https ? this.h3ThenTcp : H1;
+        return https ? this.plans.h3OrTcp : this.plans.h1;
       case HttpVersion.Http3Only:
         if (!https) throw new MuxpoolError('MUXPOOL_ERR_PROTOCOL_UNAVAILABLE', 'HTTP/3 needs an https: URL');
-        return H3;
+        return this.plans.h3Only;
     }
   }
 }

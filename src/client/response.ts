@@ -8,25 +8,7 @@ import { MuxpoolError } from '../errors.js';
 import type { IncomingHeaders } from '../protocol/message.js';
 import type { ConnectionProtocol } from '../protocol/version.js';
 import type { Exchange } from './exchange.js';
-
-/**
- * Cancels the stream of a response (or of its body Readable) that was collected while the body
- * was still unread. The held value is the exchange, which never points back at either object.
- */
-const responseRegistry = new FinalizationRegistry<Exchange>((exchange) => {
-  if (!exchange.finished && !exchange.bodyTaken) exchange.abandon();
-});
-const bodyRegistry = new FinalizationRegistry<Exchange>((exchange) => {
-  if (!exchange.finished) exchange.abandon();
-});
-
-/** The exchange ended: nothing is left to cancel when its response or body is collected. */
-export function forgetResponse(exchange: Exchange): void {
-  if (!exchange.inRegistry) return;
-  exchange.inRegistry = false;
-  responseRegistry.unregister(exchange);
-  bodyRegistry.unregister(exchange);
-}
+import { watchBody, watchResponse } from './lifetime.js';
 
 function concat(chunks: Uint8Array[]): Buffer {
   if (chunks.length === 1) {
@@ -64,12 +46,7 @@ export class Response {
     this.connectionId = exchange.entry.connection.id;
     this.url = url;
     this.attempts = attempts;
-    // The exchange is its own unregister token: once it ends, the registry entry is dropped, so
-    // the collector has no finalizer to run for the many responses read to the end.
-    if (!exchange.finished) {
-      responseRegistry.register(this, exchange, exchange);
-      exchange.inRegistry = true;
-    }
+    watchResponse(this, exchange);
   }
 
   get ok(): boolean {
@@ -85,10 +62,7 @@ export class Response {
   get body(): Readable {
     if (this.bodyStream === undefined) {
       this.bodyStream = this.exchange.toReadable();
-      if (!this.exchange.finished) {
-        bodyRegistry.register(this.bodyStream, this.exchange, this.exchange);
-        this.exchange.inRegistry = true;
-      }
+      watchBody(this.bodyStream, this.exchange);
     }
     return this.bodyStream;
   }

@@ -1,35 +1,36 @@
 import type { Clock } from '../core/clock.js';
-import type { Connection } from '../protocol/connection.js';
 import type { PoolKey } from './key.js';
-import { HttpVersion } from '../protocol/version.js';
+import type { Poolable } from './poolable.js';
 
 /**
  * One live connection as the pool sees it: the seed's `PoolEntry`, plus the connection itself.
- * The pool is the only writer of the bookkeeping fields.
+ * The pool core is the only writer of the bookkeeping fields.
  */
-export class PoolEntry {
+export class PoolEntry<C extends Poolable = Poolable> {
   readonly key: PoolKey;
-  readonly connection: Connection;
-  readonly version: HttpVersion;
+  readonly connection: C;
   readonly establishedAt: number;
   lastUsed: number;
   activeStreams = 0;
   /** False once invalidated: no new streams; the pool closes it when its streams are done. */
   isValid = true;
-  /** HTTP/1.1 only: the socket is out with a `getH1()` caller. */
-  detached = false;
+  /** Lent whole to a caller (an HTTP/1.1 socket out with a `getH1()` user) until it comes back. */
+  lent = false;
   private readonly configuredMaxStreams: number;
   private readonly clock: Clock;
 
-  constructor(key: PoolKey, connection: Connection, configuredMaxStreams: number, clock: Clock) {
+  constructor(key: PoolKey, connection: C, configuredMaxStreams: number, clock: Clock) {
     this.key = key;
     this.connection = connection;
-    this.version =
-      connection.protocol === 'h2' ? HttpVersion.Http2 : connection.protocol === 'h3' ? HttpVersion.Http3 : HttpVersion.Http1_1;
     this.clock = clock;
     this.establishedAt = clock.now();
     this.lastUsed = this.establishedAt;
     this.configuredMaxStreams = configuredMaxStreams;
+  }
+
+  /** The seed's `version`: what the connection speaks, as it reports it (`'http/1.1'`, `'h2'`, `'h3'`). */
+  get version(): C['protocol'] {
+    return this.connection.protocol;
   }
 
   /** The smaller of the configured limit and what the peer allows right now. */
@@ -43,14 +44,14 @@ export class PoolEntry {
     return this.isValid && this.connection.state === 'open';
   }
 
-  /** The seed's rule: HTTP/2 or HTTP/3, valid, and a free stream slot. */
+  /** The seed's rule: shareable (HTTP/2, HTTP/3), valid, and a free stream slot. */
   canMultiplex(): boolean {
     return this.connection.shareable && this.acceptsStreams && this.activeStreams < this.maxStreams;
   }
 
   /** Idle longer than `maxIdleMs`, or past the peer's keep-alive deadline. */
   isExpired(maxIdleMs: number, now: number = this.clock.now()): boolean {
-    if (this.activeStreams > 0 || this.detached) return false;
+    if (this.activeStreams > 0 || this.lent) return false;
     if (now - this.lastUsed >= maxIdleMs) return true;
     const peerDeadline = this.connection.expiresAt;
     return peerDeadline !== undefined && now >= peerDeadline;

@@ -1,26 +1,17 @@
 /**
  * The protocol-agnostic pool core: keyed sets of live connections, stream slots, limits, a
  * bounded queue of waiters (priority classes, FIFO within each, no starvation), single-flight
- * dials, a short wait before overflowing full shared connections, expiry. It stores
- * `Connection`s that are either shareable (HTTP/2, HTTP/3) or unique (HTTP/1.1) and never looks
- * inside them; dialing is a `Connector` handed in by the layer above.
+ * dials, a short wait before overflowing full shared connections, expiry. It stores `Poolable`s
+ * that are either shareable (HTTP/2, HTTP/3) or unique (HTTP/1.1) and never looks inside them:
+ * what a caller wants is a `Demand` the layer above defines, and dialing is its `Dialer`.
  */
-import type { Duplex } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
-import type { Connection } from '../protocol/connection.js';
-import type { ConnectionObserver } from './poolable.js';
+import type { Demand, Dialer } from './demand.js';
 import { PoolEntry } from './entry.js';
 import type { PoolKey } from './key.js';
-import { type ConnectionProtocol, HttpVersion } from '../protocol/version.js';
+import type { ConnectionObserver, Poolable } from './poolable.js';
 import { type RequestPriority, Waiter, WaiterQueue, abortError, priorityClass, priorityError } from './waiter.js';
-
-/** Dials connections for the pool. `protocols` lists what the caller accepts, best first. */
-export interface Connector {
-  dial(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection>;
-  /** Wraps a socket returned by `putH1()` that the pool did not dial itself. */
-  adopt(key: PoolKey, socket: Duplex): Connection;
-}
 
 export interface PoolCoreOptions {
   /** Idle connections are closed after this long unused. Default 30 000. */
@@ -36,26 +27,17 @@ export interface PoolCoreOptions {
   /** Close idle connections on a timer of their own (in addition to `cleanup()`). Default true. */
   autoCleanup?: boolean;
   /**
-   * When every HTTP/2 or HTTP/3 connection of an origin is full, a caller waits this long for a
-   * stream to free before another connection is opened (within `maxPerHost`). 0 opens one at
-   * once. Default 50: streams usually free within a few ms, and a new connection costs a TCP and
-   * TLS (or QUIC) handshake, often more than 50 ms away, plus memory on both ends. HTTP/1.1 is
-   * not affected: its connections are never shared.
+   * When every shared connection of an origin is full, a caller waits this long for a stream to
+   * free before another connection is opened (within `maxPerHost`). 0 opens one at once.
+   * Default 50: streams usually free within a few ms, and a new connection costs a handshake,
+   * often more than 50 ms away, plus memory on both ends. Unique connections are not affected.
    */
   overflowWaitMs?: number;
   clock?: Clock;
-  /**
-   * Where facts about an origin outlive its connections (and, with a persistent store, the
-   * process): what ALPN chose, and the peer's stream limit. The pool stays protocol-agnostic:
-   * it only stores and reads back what it learned.
-   */
-  knowledge?: OriginKnowledge;
 }
 
-/** What the pool remembers about an origin beyond its connections. */
-export interface OriginKnowledge {
-  tcpProtocol(keyId: string): ConnectionProtocol | undefined;
-  rememberTcpProtocol(keyId: string, protocol: ConnectionProtocol): void;
+/** Where a learned stream limit outlives the pool's buckets (and, persisted, the process). */
+export interface CapacityMemory {
   streamLimit(keyId: string): number | undefined;
   rememberStreamLimit(keyId: string, limit: number): void;
 }
@@ -68,67 +50,44 @@ export interface AcquireOptions {
   priority?: RequestPriority | undefined;
 }
 
-/** A live connection as `stats()` reports it. */
-export interface ConnectionSnapshot {
-  id: string;
-  origin: string;
-  protocol: ConnectionProtocol;
-  state: 'idle' | 'active' | 'draining' | 'detached';
-  activeStreams: number;
-  maxStreams: number;
-  requests: number;
-  ageMs: number;
-  idleMs: number;
-  remoteAddress: string | undefined;
-  /** The handshake resumed an earlier session (TLS ticket or QUIC resumption), where known. */
-  resumed: boolean | undefined;
-}
-
-export interface PoolStats {
-  totalConnections: number;
-  activeStreams: number;
-  http1Connections: number;
-  http1IdleConnections: number;
-  http2Connections: number;
-  http3Connections: number;
-  pendingDials: number;
-  waiters: number;
-  /** Connections dialed and closed over the pool's life. */
-  dialed: number;
-  closed: number;
-  connections: ConnectionSnapshot[];
-}
-
 export interface CleanupTask {
   stop(): void;
 }
 
-interface Dial {
-  readonly protocols: readonly ConnectionProtocol[];
+/** What the core holds right now, for `stats()`. */
+export interface CoreSnapshot<C extends Poolable> {
+  entries: Array<PoolEntry<C>>;
+  pendingDials: number;
+  waiters: number;
+  /** Connections dialed (or adopted) and closed (or handed over) over the pool's life. */
+  dialed: number;
+  closed: number;
+}
+
+interface Dial<C extends Poolable, D extends Demand<C>> {
+  readonly demand: D;
   /** How many waiters this dial is expected to serve: its future stream slots. */
   readonly capacity: number;
   readonly controller: AbortController;
   /** A dial made for one caller alone (a retry that wants a fresh connection). */
-  readonly reservedFor: Waiter | undefined;
+  readonly reservedFor: Waiter<C> | undefined;
 }
 
 /** Everything the pool holds for one key. */
-class Bucket {
+class Bucket<C extends Poolable, D extends Demand<C>> {
   readonly key: PoolKey;
-  /** Every live connection of the key (idle, busy, draining, detached). */
-  readonly entries = new Set<PoolEntry>();
+  /** Every live connection of the key (idle, busy, draining, lent). */
+  readonly entries = new Set<PoolEntry<C>>();
   /** Shareable connections, in the order they were opened (fill the oldest first). */
-  readonly shared: PoolEntry[] = [];
-  /** Idle HTTP/1.1 connections, most recently returned last. */
-  readonly idle: PoolEntry[] = [];
-  readonly waiters = new WaiterQueue();
-  readonly dials = new Set<Dial>();
+  readonly shared: Array<PoolEntry<C>> = [];
+  /** Idle unique connections, most recently returned last. */
+  readonly idle: Array<PoolEntry<C>> = [];
+  readonly waiters = new WaiterQueue<C>();
+  readonly dials = new Set<Dial<C, D>>();
   /** Due when the oldest waiter held back by `overflowWaitMs` may have a connection dialed. */
   overflowTimer: Timer | undefined;
   overflowDueAt = Infinity;
-  /** What ALPN chose the last time this origin was dialed over TCP. */
-  tcpProtocol: ConnectionProtocol | undefined;
-  /** Streams the last multiplexed connection of this origin allowed: what a new one likely will. */
+  /** Streams the last shared connection of this key allowed: what a new one likely will. */
   streamLimit: number | undefined;
 
   constructor(key: PoolKey) {
@@ -138,16 +97,16 @@ class Bucket {
   get isEmpty(): boolean {
     return this.entries.size === 0 && this.waiters.length === 0 && this.dials.size === 0;
   }
+
+  /** Connections counted against `maxPerHost`: live ones and dials under way. */
+  get count(): number {
+    return this.entries.size + this.dials.size;
+  }
 }
 
-const MAX_REMEMBERED_ORIGINS = 4096;
-const NONE_EXHAUSTED: ReadonlyArray<readonly ConnectionProtocol[]> = [];
-const H1_ONLY: readonly ConnectionProtocol[] = ['http/1.1'];
-const H2_ONLY: readonly ConnectionProtocol[] = ['h2'];
-const H3_THEN_TCP: readonly ConnectionProtocol[] = ['h3', 'h2'];
-const H3_ONLY: readonly ConnectionProtocol[] = ['h3'];
+const NONE_EXHAUSTED: readonly never[] = [];
 
-function positiveIntegerOption(name: string, value: number | undefined, fallback: number, allowZero = false): number {
+export function positiveIntegerOption(name: string, value: number | undefined, fallback: number, allowZero = false): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !(Number.isInteger(value) || value === Infinity) || value < (allowZero ? 0 : 1)) {
     throw new MuxpoolError(
@@ -158,7 +117,7 @@ function positiveIntegerOption(name: string, value: number | undefined, fallback
   return value;
 }
 
-export class PoolCore {
+export class PoolCore<C extends Poolable, D extends Demand<C>> {
   readonly maxIdleMs: number;
   readonly maxPerHost: number;
   readonly maxStreams: number;
@@ -166,14 +125,10 @@ export class PoolCore {
   readonly maxWaiters: number;
   readonly overflowWaitMs: number;
   readonly clock: Clock;
-  protected readonly connector: Connector;
+  private readonly dialer: Dialer<C, D>;
+  private readonly memory: CapacityMemory | undefined;
   private readonly autoCleanup: boolean;
-  private readonly buckets = new Map<string, Bucket>();
-  /** Origins' learned ALPN outlives their buckets (a key whose connections all closed). */
-  private readonly learnedTcpProtocol = new Map<string, ConnectionProtocol>();
-  private readonly knowledge: OriginKnowledge | undefined;
-  /** Sockets out with getH1() callers, to recognise them in putH1(). */
-  private readonly detachedSockets = new WeakMap<Duplex, PoolEntry>();
+  private readonly buckets = new Map<string, Bucket<C, D>>();
   private idleTimer: Timer | undefined;
   private idleTimerDueAt = Infinity;
   private closing = false;
@@ -181,8 +136,9 @@ export class PoolCore {
   private dialedCount = 0;
   private closedCount = 0;
 
-  constructor(connector: Connector, options: PoolCoreOptions = {}) {
-    this.connector = connector;
+  constructor(dialer: Dialer<C, D>, options: PoolCoreOptions = {}, memory?: CapacityMemory) {
+    this.dialer = dialer;
+    this.memory = memory;
     this.maxIdleMs = positiveIntegerOption('maxIdleMs', options.maxIdleMs, 30_000, true);
     this.maxPerHost = positiveIntegerOption('maxPerHost', options.maxPerHost, 6, true);
     this.maxStreams = positiveIntegerOption('maxStreams', options.maxStreams, 100);
@@ -191,240 +147,47 @@ export class PoolCore {
     this.overflowWaitMs = positiveIntegerOption('overflowWaitMs', options.overflowWaitMs, 50, true);
     this.autoCleanup = options.autoCleanup !== false;
     this.clock = options.clock ?? systemClock;
-    this.knowledge = options.knowledge;
   }
 
   get closed(): boolean {
     return this.closing;
   }
 
-  // ---------------------------------------------------------------------------------------
-  // The seed API
-
-  /** An idle HTTP/1.1 socket for `key`, most recently returned first; undefined if none. */
-  async getH1(key: PoolKey): Promise<Duplex | undefined> {
-    this.assertOpen();
-    const bucket = this.buckets.get(key.id);
-    if (bucket === undefined) return undefined;
-    const entry = this.takeIdleUnique(bucket);
-    if (entry === undefined) return undefined;
-    return this.detach(entry);
-  }
-
-  /**
-   * An HTTP/1.1 socket for `key`: an idle one, or a new one dialed within `maxPerHost`; waits
-   * (FIFO, bounded) when the cap is reached. Give it back with `putH1()`.
-   */
-  async acquireH1(key: PoolKey, options: AcquireOptions = {}): Promise<Duplex> {
-    const entry = await this.acquire(key, H1_ONLY, false, options);
-    if (entry === undefined) throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'HTTP/1.1 acquire settled without a connection');
-    return this.detach(entry);
-  }
-
-  /** Returns an HTTP/1.1 socket; it is closed instead when the pool keeps nothing for it. */
-  async putH1(key: PoolKey, socket: Duplex): Promise<void> {
-    const entry = this.detachedSockets.get(socket);
-    if (entry !== undefined && entry.key.id === key.id) {
-      this.detachedSockets.delete(socket);
-      entry.detached = false;
-      entry.connection.reattachSocket?.();
-      this.release(entry);
-      return;
-    }
-    if (entry !== undefined) {
-      throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `putH1: this socket belongs to ${entry.key.id}, not ${key.id}`);
-    }
-    const bucket = this.buckets.get(key.id);
-    const count = bucket === undefined ? 0 : bucket.entries.size + bucket.dials.size;
-    if (this.closing || this.maxPerHost === 0 || count >= this.maxPerHost || socket.destroyed || !socket.readable) {
-      socket.destroy();
-      return;
-    }
-    const connection = this.connector.adopt(key, socket);
-    const target = this.bucketFor(key);
-    const adopted = this.addEntry(target, connection);
-    this.pushIdle(target, adopted);
-    this.dispatch(target);
-  }
-
-  /**
-   * A stream slot on an HTTP/2 or HTTP/3 connection for `key`: on an open connection with room,
-   * or on one the pool dials (one dial for many callers). `undefined` for `Http1_1`, and when
-   * the origin turns out to speak only HTTP/1.1 (use `acquireH1` then). Waits when every cap is
-   * reached; rejects at the deadline or on abort.
-   */
-  async getOrCreate(key: PoolKey, version: HttpVersion, options: AcquireOptions = {}): Promise<PoolEntry | undefined> {
-    switch (version) {
-      case HttpVersion.Http1_1:
-        return undefined;
-      case HttpVersion.Http2:
-      case HttpVersion.Auto:
-        return this.acquire(key, H2_ONLY, true, options);
-      case HttpVersion.Http3:
-        return this.acquire(key, H3_THEN_TCP, true, options);
-      case HttpVersion.Http3Only:
-        return this.acquire(key, H3_ONLY, false, options);
-      default:
-        throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `unknown HTTP version ${String(version)}`);
-    }
-  }
-
-  /** Gives a stream slot back: by entry, or by key (the most recently used busy entry). */
-  async release(entryOrKey: PoolEntry | PoolKey): Promise<void> {
-    const entry = entryOrKey instanceof PoolEntry ? entryOrKey : this.busyEntryOf(entryOrKey);
-    if (entry === undefined) return;
-    this.releaseEntry(entry);
-  }
-
-  /** No new streams go to this connection (or to every connection of a key); open ones finish. */
-  async invalidate(entryOrKey: PoolEntry | PoolKey): Promise<void> {
-    if (entryOrKey instanceof PoolEntry) {
-      this.invalidateEntry(entryOrKey);
-      return;
-    }
-    const bucket = this.buckets.get(entryOrKey.id);
-    if (bucket === undefined) return;
-    for (const entry of [...bucket.entries]) this.invalidateEntry(entry);
-  }
-
-  /**
-   * Closes expired (idle longer than maxIdleMs or past the peer's keep-alive deadline), dead and
-   * invalid idle connections. Returns milliseconds until the next one expires, if any is idle.
-   */
-  async cleanup(): Promise<number | undefined> {
-    return this.sweep();
-  }
-
-  /** Runs `cleanup()` every `intervalMs` until `stop()`; never keeps the process alive. */
-  spawnCleanupTask(intervalMs: number): CleanupTask {
-    positiveIntegerOption('intervalMs', intervalMs, 1);
-    let timer: Timer | undefined;
-    let stopped = false;
-    const tick = (): void => {
-      if (stopped) return;
-      this.sweep();
-      timer = this.clock.setTimer(tick, intervalMs);
-    };
-    timer = this.clock.setTimer(tick, intervalMs);
-    return {
-      stop: () => {
-        stopped = true;
-        timer?.cancel();
-      },
-    };
-  }
-
-  async stats(): Promise<PoolStats> {
-    return this.statsNow();
-  }
-
-  /** Stops new work, fails waiters, closes idle connections; busy ones close when released. */
-  async close(): Promise<void> {
-    if (!this.closing) {
-      this.closing = true;
-      this.stopIdleTimer();
-      const err = new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closing', { maybeProcessed: false });
-      for (const bucket of [...this.buckets.values()]) {
-        this.failWaiters(bucket, err);
-        for (const dial of bucket.dials) dial.controller.abort(err);
-        for (const entry of [...bucket.entries]) {
-          if (entry.activeStreams === 0 && !entry.detached) this.closeEntry(entry);
-          else entry.connection.drain();
-        }
-      }
-    }
-    await this.whenEmpty();
-  }
-
-  /** Ends everything now: waiters fail, dials abort, connections are destroyed with `err`. */
-  async destroy(err?: Error): Promise<void> {
-    this.closing = true;
-    this.stopIdleTimer();
-    const reason =
-      err instanceof MuxpoolError
-        ? err
-        : new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool was destroyed', { cause: err, maybeProcessed: true });
-    for (const bucket of [...this.buckets.values()]) {
-      this.failWaiters(bucket, reason);
-      for (const dial of bucket.dials) dial.controller.abort(reason);
-      for (const entry of [...bucket.entries]) this.closeEntry(entry, reason);
-    }
-    await this.whenEmpty();
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Internal API for the client layer (synchronous fast path, no promise when a slot is free)
-
-  /**
-   * Opens a connection speaking `protocols[0]` for `key` with no caller waiting for it (an
-   * upgrade, e.g. to HTTP/3 after Alt-Svc), unless one is open, being dialed, or the key is at
-   * `maxPerHost`. The connection joins the pool idle; a failure only tells the connector.
-   */
   /** The key of a live bucket, by id (for events that name a key id only). */
-  protected keyById(id: string): PoolKey | undefined {
+  keyById(id: string): PoolKey | undefined {
     return this.buckets.get(id)?.key;
   }
 
-  prepare(key: PoolKey, protocols: readonly ConnectionProtocol[]): void {
-    const wanted = protocols[0];
-    if (this.closing || wanted === undefined) return;
-    const bucket = this.bucketFor(key);
-    if (bucket.entries.size + bucket.dials.size >= this.maxPerHost) return;
-    for (const entry of bucket.entries) if (entry.connection.protocol === wanted && entry.acceptsStreams) return;
-    for (const dial of bucket.dials) if (dial.protocols[0] === wanted) return;
-    this.startDial(bucket, protocols, 0);
-  }
-
-  /**
-   * Takes a connection the connector opened on its own (the loser of a protocol race that
-   * completed anyway) into the pool, idle; destroyed instead when the pool is closing or full.
-   */
-  adoptConnection(key: PoolKey, connection: Connection): void {
-    const bucket = this.closing ? undefined : this.bucketFor(key);
-    if (bucket === undefined || bucket.entries.size + bucket.dials.size >= this.maxPerHost) {
-      connection.destroy();
-      return;
-    }
-    this.dialedCount++;
-    const entry = this.addEntry(bucket, connection);
-    if (connection.shareable) {
-      bucket.streamLimit = entry.maxStreams;
-      this.armIdleTimer(entry);
-    } else {
-      this.pushIdle(bucket, entry);
-    }
-    this.dispatch(bucket);
-  }
+  // ---------------------------------------------------------------------------------------
+  // Slots
 
   /**
    * A slot right now, or undefined. Never dials, never waits. Refuses while callers wait, so
    * nobody gets ahead of the queue (and of its higher-priority waiters).
    */
-  tryAcquire(key: PoolKey, protocols: readonly ConnectionProtocol[]): PoolEntry | undefined {
+  tryAcquire(key: PoolKey, demand: D): PoolEntry<C> | undefined {
     if (this.closing) return undefined;
     const bucket = this.buckets.get(key.id);
     if (bucket === undefined || bucket.waiters.length > 0) return undefined;
-    return this.findAvailable(bucket, protocols);
+    return this.findAvailable(bucket, demand);
   }
 
   /**
    * A slot: now, on a dialed connection, or after waiting. With `allowUnavailable`, resolves
-   * `undefined` when the origin speaks none of `protocols`; otherwise that is an error.
+   * `undefined` when the origin can never serve `demand`; otherwise that is an error.
    */
-  acquire(
-    key: PoolKey,
-    protocols: readonly ConnectionProtocol[],
-    allowUnavailable: boolean,
-    options: AcquireOptions = {},
-  ): Promise<PoolEntry | undefined> {
+  acquire(key: PoolKey, demand: D, allowUnavailable: boolean, options: AcquireOptions = {}): Promise<PoolEntry<C> | undefined> {
     const refused = this.refuseNewWork(options);
     if (refused !== undefined) return Promise.reject(refused);
-    const signal = options.signal;
     const bucket = this.bucketFor(key);
     if (bucket.waiters.length === 0) {
-      const entry = this.findAvailable(bucket, protocols);
+      const entry = this.findAvailable(bucket, demand);
       if (entry !== undefined) return Promise.resolve(entry);
-      if (this.cannotSpeak(bucket, protocols)) return this.unavailable(bucket, protocols, allowUnavailable);
+      const unavailable = demand.unavailable(key);
+      if (unavailable !== undefined) {
+        if (bucket.isEmpty) this.dropBucket(bucket);
+        return allowUnavailable ? Promise.resolve(undefined) : Promise.reject(unavailable);
+      }
     }
     if (bucket.waiters.length >= this.maxWaiters) {
       return Promise.reject(
@@ -434,8 +197,7 @@ export class PoolCore {
       );
     }
     const timeoutMs = options.acquireTimeoutMs ?? this.acquireTimeoutMs;
-    const priority = priorityClass(options.priority);
-    const waiter = new Waiter(protocols, allowUnavailable, this.clock, timeoutMs, signal, priority, (w) =>
+    const waiter = new Waiter<C>(demand, allowUnavailable, this.clock, timeoutMs, options.signal, priorityClass(options.priority), (w) =>
       this.forgetWaiter(bucket, w),
     );
     bucket.waiters.push(waiter);
@@ -448,29 +210,24 @@ export class PoolCore {
    * failed must not land on another stale one. Stays within `maxPerHost` (an idle connection is
    * closed to make room); at the cap with nothing idle, this is an ordinary `acquire`.
    */
-  acquireFresh(
-    key: PoolKey,
-    protocols: readonly ConnectionProtocol[],
-    options: AcquireOptions = {},
-  ): Promise<PoolEntry | undefined> {
+  acquireFresh(key: PoolKey, demand: D, options: AcquireOptions = {}): Promise<PoolEntry<C> | undefined> {
     const refused = this.refuseNewWork(options);
     if (refused !== undefined) return Promise.reject(refused);
-    const signal = options.signal;
     const bucket = this.bucketFor(key);
-    const atCap = this.maxPerHost !== 0 && bucket.entries.size + bucket.dials.size >= this.maxPerHost;
-    if (atCap && !this.evictIdleFor(bucket, undefined)) return this.acquire(key, protocols, false, options);
-    const dialRef: { dial?: Dial } = {};
+    const atCap = this.maxPerHost !== 0 && bucket.count >= this.maxPerHost;
+    if (atCap && !this.evictIdleFor(bucket, undefined)) return this.acquire(key, demand, false, options);
+    const dialRef: { dial?: Dial<C, D> } = {};
     // Never queued: its dial is its own, so its priority does not matter.
     const timeoutMs = options.acquireTimeoutMs ?? this.acquireTimeoutMs;
-    const waiter = new Waiter(protocols, false, this.clock, timeoutMs, signal, priorityClass(options.priority), () =>
+    const waiter = new Waiter<C>(demand, false, this.clock, timeoutMs, options.signal, priorityClass(options.priority), () =>
       dialRef.dial?.controller.abort(),
     );
-    dialRef.dial = this.startDial(bucket, protocols, 0, waiter);
+    dialRef.dial = this.startDial(bucket, demand, 0, waiter);
     return waiter.promise;
   }
 
-  /** Synchronous release for the client's hot path. */
-  releaseEntry(entry: PoolEntry): void {
+  /** Gives a stream slot back. Synchronous: the client's hot path. */
+  release(entry: PoolEntry<C>): void {
     if (entry.activeStreams <= 0) {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `release of ${entry.connection.id} without an active stream`);
     }
@@ -492,92 +249,217 @@ export class PoolCore {
     if (bucket.waiters.length > 0) this.dispatch(bucket);
   }
 
-  /** Counts a connection the pool knows of; used by `stats()` and tests. */
-  statsNow(): PoolStats {
-    const now = this.clock.now();
-    const stats: PoolStats = {
-      totalConnections: 0,
-      activeStreams: 0,
-      http1Connections: 0,
-      http1IdleConnections: 0,
-      http2Connections: 0,
-      http3Connections: 0,
-      pendingDials: 0,
-      waiters: 0,
-      dialed: this.dialedCount,
-      closed: this.closedCount,
-      connections: [],
-    };
-    // A coalesced HTTP/2 connection serves several origins: one snapshot per origin, counted once.
-    const counted = new Set<string>();
-    for (const bucket of this.buckets.values()) {
-      stats.pendingDials += bucket.dials.size;
-      stats.waiters += bucket.waiters.length;
-      for (const entry of bucket.entries) {
-        const c = entry.connection;
-        stats.activeStreams += entry.activeStreams;
-        const first = !counted.has(c.id);
-        counted.add(c.id);
-        if (first) stats.totalConnections++;
-        if (c.protocol === 'h2') {
-          if (first) stats.http2Connections++;
-        } else if (c.protocol === 'h3') {
-          if (first) stats.http3Connections++;
-        } else {
-          stats.http1Connections++;
-          if (entry.activeStreams === 0 && !entry.detached) stats.http1IdleConnections++;
-        }
-        stats.connections.push({
-          id: c.id,
-          origin: entry.key.origin,
-          protocol: c.protocol,
-          state: entry.detached
-            ? 'detached'
-            : !entry.acceptsStreams
-              ? 'draining'
-              : entry.activeStreams > 0
-                ? 'active'
-                : 'idle',
-          activeStreams: entry.activeStreams,
-          maxStreams: entry.maxStreams,
-          requests: c.requestCount,
-          ageMs: Math.round(now - entry.establishedAt),
-          idleMs: entry.activeStreams > 0 ? 0 : Math.round(now - entry.lastUsed),
-          remoteAddress: c.remoteAddress,
-          resumed: c.resumed,
-        });
-      }
+  /** The busy entry of `key` used last (the seed's `release(key)`), if any. */
+  busyEntryOf(key: PoolKey): PoolEntry<C> | undefined {
+    const bucket = this.buckets.get(key.id);
+    if (bucket === undefined) return undefined;
+    let best: PoolEntry<C> | undefined;
+    for (const entry of bucket.entries) {
+      if (entry.activeStreams > 0 && !entry.lent && (best === undefined || entry.lastUsed > best.lastUsed)) best = entry;
     }
-    return stats;
+    return best;
   }
 
   // ---------------------------------------------------------------------------------------
-  // Slots
+  // Lending unique connections whole (the seed's getH1/putH1)
 
-  private bucketFor(key: PoolKey): Bucket {
+  /** Takes the most recently returned idle unique connection of `key` and lends it out. */
+  lendIdle(key: PoolKey): PoolEntry<C> | undefined {
+    this.assertOpen();
+    const bucket = this.buckets.get(key.id);
+    if (bucket === undefined) return undefined;
+    const entry = this.takeIdleUnique(bucket);
+    if (entry !== undefined) entry.lent = true;
+    return entry;
+  }
+
+  /** Marks an entry that holds a slot as lent out whole. */
+  lend(entry: PoolEntry<C>): void {
+    entry.lent = true;
+  }
+
+  /**
+   * A lent entry comes back: its slot is released. False when the pool no longer keeps it (it
+   * was closed meanwhile): the caller closes what it holds.
+   */
+  takeBack(entry: PoolEntry<C>): boolean {
+    entry.lent = false;
+    const bucket = this.buckets.get(entry.key.id);
+    if (this.closing || bucket === undefined || !bucket.entries.has(entry)) return false;
+    this.release(entry);
+    return true;
+  }
+
+  /**
+   * Takes a connection opened outside a dial (a socket a caller returns, a race loser that came
+   * up anyway) into the pool, idle. Counted as dialed. Destroyed instead, and false returned,
+   * when the pool is closing or `key` is at `maxPerHost`.
+   */
+  adopt(key: PoolKey, connection: C): boolean {
+    const bucket = this.closing ? undefined : this.bucketFor(key);
+    if (bucket === undefined || this.maxPerHost === 0 || bucket.count >= this.maxPerHost || connection.state !== 'open') {
+      if (bucket?.isEmpty === true) this.dropBucket(bucket);
+      connection.destroy();
+      return false;
+    }
+    this.dialedCount++;
+    const entry = this.addEntry(bucket, connection);
+    if (connection.shareable) {
+      bucket.streamLimit = entry.maxStreams;
+      this.armIdleTimer(entry);
+    } else {
+      this.pushIdle(bucket, entry);
+    }
+    this.dispatch(bucket);
+    return true;
+  }
+
+  /**
+   * Opens a connection for `demand` with no caller waiting for it (an upgrade, e.g. to HTTP/3
+   * after Alt-Svc), unless one it prefers is open, a dial with the same goal is under way, or
+   * the key is at `maxPerHost`. The connection joins the pool idle; a failure only tells the dialer.
+   */
+  dialInBackground(key: PoolKey, demand: D): void {
+    if (this.closing) return;
+    const bucket = this.bucketFor(key);
+    if (bucket.count >= this.maxPerHost) return;
+    for (const entry of bucket.entries) if (entry.acceptsStreams && demand.prefers(entry.connection)) return;
+    for (const dial of bucket.dials) if (demand.sameGoal(dial.demand)) return;
+    this.startDial(bucket, demand, 0);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The seed's maintenance calls
+
+  /** No new streams go to this connection (or to every connection of a key); open ones finish. */
+  invalidate(target: PoolEntry<C> | PoolKey): void {
+    if (target instanceof PoolEntry) {
+      this.invalidateEntry(target);
+      return;
+    }
+    const bucket = this.buckets.get(target.id);
+    if (bucket === undefined) return;
+    for (const entry of [...bucket.entries]) this.invalidateEntry(entry);
+  }
+
+  /**
+   * Closes expired (idle longer than maxIdleMs or past the peer's keep-alive deadline), dead and
+   * invalid idle connections. Returns milliseconds until the next one expires, if any is idle.
+   */
+  cleanup(): number | undefined {
+    const now = this.clock.now();
+    let nextDue = Infinity;
+    for (const bucket of [...this.buckets.values()]) {
+      for (const entry of [...bucket.entries]) {
+        if (entry.activeStreams > 0 || entry.lent) continue;
+        if (!entry.isValid || entry.connection.state !== 'open' || entry.isExpired(this.maxIdleMs, now) || !entry.connection.isUsable()) {
+          this.closeEntry(entry);
+        } else {
+          nextDue = Math.min(nextDue, entry.expiryTime(this.maxIdleMs));
+        }
+      }
+    }
+    return nextDue === Infinity ? undefined : Math.max(0, nextDue - now);
+  }
+
+  /** Runs `cleanup()` every `intervalMs` until `stop()`; never keeps the process alive. */
+  spawnCleanupTask(intervalMs: number): CleanupTask {
+    positiveIntegerOption('intervalMs', intervalMs, 1);
+    let timer: Timer | undefined;
+    let stopped = false;
+    const tick = (): void => {
+      if (stopped) return;
+      this.cleanup();
+      timer = this.clock.setTimer(tick, intervalMs);
+    };
+    timer = this.clock.setTimer(tick, intervalMs);
+    return {
+      stop: () => {
+        stopped = true;
+        timer?.cancel();
+      },
+    };
+  }
+
+  snapshot(): CoreSnapshot<C> {
+    const snapshot: CoreSnapshot<C> = { entries: [], pendingDials: 0, waiters: 0, dialed: this.dialedCount, closed: this.closedCount };
+    for (const bucket of this.buckets.values()) {
+      snapshot.pendingDials += bucket.dials.size;
+      snapshot.waiters += bucket.waiters.length;
+      for (const entry of bucket.entries) snapshot.entries.push(entry);
+    }
+    return snapshot;
+  }
+
+  /**
+   * Stops new work, fails waiters, closes idle connections; busy ones close when released.
+   * Connections lent out whole belong to their borrower until they come back: the pool forgets
+   * them (a lent socket given back after this is closed at once) instead of waiting for them.
+   */
+  async close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = true;
+      this.stopIdleTimer();
+      const err = new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closing', { maybeProcessed: false });
+      for (const bucket of [...this.buckets.values()]) {
+        this.failWaiters(bucket, err);
+        for (const dial of bucket.dials) dial.controller.abort(err);
+        for (const entry of [...bucket.entries]) {
+          if (entry.lent) this.handOver(entry);
+          else if (entry.activeStreams === 0) this.closeEntry(entry);
+          else entry.connection.drain();
+        }
+      }
+      this.notifyIfEmpty();
+    }
+    await this.whenEmpty();
+  }
+
+  /** Ends everything now: waiters fail, dials abort, connections are destroyed with `err`. */
+  async destroy(err?: Error): Promise<void> {
+    this.closing = true;
+    this.stopIdleTimer();
+    const reason =
+      err instanceof MuxpoolError
+        ? err
+        : new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool was destroyed', { cause: err, maybeProcessed: true });
+    for (const bucket of [...this.buckets.values()]) {
+      this.failWaiters(bucket, reason);
+      for (const dial of bucket.dials) dial.controller.abort(reason);
+      for (const entry of [...bucket.entries]) {
+        if (entry.lent) this.handOver(entry);
+        else this.closeEntry(entry, reason);
+      }
+    }
+    this.notifyIfEmpty();
+    await this.whenEmpty();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Finding slots
+
+  private bucketFor(key: PoolKey): Bucket<C, D> {
     let bucket = this.buckets.get(key.id);
     if (bucket === undefined) {
       bucket = new Bucket(key);
-      bucket.tcpProtocol = this.learnedTcpProtocol.get(key.id) ?? this.knowledge?.tcpProtocol(key.id);
       // A limit learned earlier sizes the first dial's capacity (no dial storm towards a peer
-      // that allows few streams); the connection's own SETTINGS replace it once it is up.
-      bucket.streamLimit = this.knowledge?.streamLimit(key.id);
+      // that allows few streams); the connection's own limit replaces it once it is up.
+      bucket.streamLimit = this.memory?.streamLimit(key.id);
       this.buckets.set(key.id, bucket);
     }
     return bucket;
   }
 
   /**
-   * Takes a slot on a connection that speaks one of `protocols`, or returns undefined. Shared
-   * connections speaking the first (best) protocol are preferred, then any that fits.
+   * Takes a slot on a connection `demand` accepts, or returns undefined. Shared connections of
+   * the kind it prefers come first, then any shared one it accepts, then an idle unique one.
    */
-  private findAvailable(bucket: Bucket, protocols: readonly ConnectionProtocol[]): PoolEntry | undefined {
+  private findAvailable(bucket: Bucket<C, D>, demand: D): PoolEntry<C> | undefined {
     if (bucket.shared.length > 0) {
-      let fallback: PoolEntry | undefined;
-      const best = protocols[0];
+      let fallback: PoolEntry<C> | undefined;
       for (const entry of bucket.shared) {
-        if (!entry.canMultiplex() || !protocols.includes(entry.connection.protocol)) continue;
-        if (entry.connection.protocol === best || protocols.length === 1) {
+        if (!entry.canMultiplex() || !demand.accepts(entry.connection)) continue;
+        if (demand.prefers(entry.connection)) {
           fallback = entry;
           break;
         }
@@ -589,19 +471,17 @@ export class PoolCore {
         return fallback;
       }
     }
-    if (bucket.idle.length > 0 && protocols.includes('http/1.1')) {
-      const entry = this.takeIdleUnique(bucket);
-      if (entry !== undefined) return entry;
-    }
+    const newest = bucket.idle.at(-1);
+    if (newest !== undefined && demand.accepts(newest.connection)) return this.takeIdleUnique(bucket);
     return undefined;
   }
 
-  /** Pops the most recently returned idle HTTP/1.1 connection that is still good; closes bad ones. */
-  private takeIdleUnique(bucket: Bucket): PoolEntry | undefined {
+  /** Pops the most recently returned idle unique connection that is still good; closes bad ones. */
+  private takeIdleUnique(bucket: Bucket<C, D>): PoolEntry<C> | undefined {
     const now = this.clock.now();
     // Bounded by the idle list's length: each turn removes one entry.
     while (bucket.idle.length > 0) {
-      const entry = bucket.idle.pop() as PoolEntry;
+      const entry = bucket.idle.pop() as PoolEntry<C>;
       if (entry.acceptsStreams && !entry.isExpired(this.maxIdleMs, now) && entry.connection.isUsable()) {
         entry.activeStreams = 1;
         entry.lastUsed = now;
@@ -612,30 +492,9 @@ export class PoolCore {
     return undefined;
   }
 
-  private pushIdle(bucket: Bucket, entry: PoolEntry): void {
+  private pushIdle(bucket: Bucket<C, D>, entry: PoolEntry<C>): void {
     bucket.idle.push(entry);
     this.armIdleTimer(entry);
-  }
-
-  private busyEntryOf(key: PoolKey): PoolEntry | undefined {
-    const bucket = this.buckets.get(key.id);
-    if (bucket === undefined) return undefined;
-    let best: PoolEntry | undefined;
-    for (const entry of bucket.entries) {
-      if (entry.activeStreams > 0 && !entry.detached && (best === undefined || entry.lastUsed > best.lastUsed)) best = entry;
-    }
-    return best;
-  }
-
-  private detach(entry: PoolEntry): Duplex {
-    const connection = entry.connection;
-    if (connection.detachSocket === undefined) {
-      throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', `connection ${connection.id} (${connection.protocol}) has no socket to hand out`);
-    }
-    entry.detached = true;
-    const socket = connection.detachSocket();
-    this.detachedSockets.set(socket, entry);
-    return socket;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -645,22 +504,26 @@ export class PoolCore {
    * Serves waiters from free slots in the queue's order (priority classes, FIFO within each, no
    * starvation), settles the ones this origin cannot serve, dials for the rest.
    */
-  private dispatch(bucket: Bucket): void {
+  private dispatch(bucket: Bucket<C, D>): void {
     const waiters = bucket.waiters;
-    // Waiters with the same protocol list as one that found nothing will find nothing either.
-    let exhausted: Array<readonly ConnectionProtocol[]> | undefined;
-    // Bounded: each turn removes a waiter or adds a protocol list to `exhausted`, after which
-    // `next()` skips every waiter with that list.
+    // Waiters with the same demand as one that found nothing will find nothing either.
+    let exhausted: Array<Demand<C>> | undefined;
+    // Bounded: each turn removes a waiter or adds a demand to `exhausted`, after which `next()`
+    // skips every waiter with that demand.
     for (let waiter = waiters.next(NONE_EXHAUSTED); waiter !== undefined; waiter = waiters.next(exhausted ?? NONE_EXHAUSTED)) {
-      const entry = this.findAvailable(bucket, waiter.protocols);
+      const entry = this.findAvailable(bucket, waiter.demand as D);
       if (entry !== undefined) {
         waiters.granted(waiter);
         waiter.resolve(entry);
-      } else if (this.cannotSpeak(bucket, waiter.protocols)) {
+        continue;
+      }
+      const unavailable = waiter.demand.unavailable(bucket.key);
+      if (unavailable !== undefined) {
         waiters.remove(waiter);
-        this.settleUnavailable(bucket, waiter);
+        if (waiter.allowUnavailable) waiter.resolve(undefined);
+        else waiter.reject(unavailable);
       } else {
-        (exhausted ??= []).push(waiter.protocols);
+        (exhausted ??= []).push(waiter.demand);
       }
     }
     this.maybeDial(bucket);
@@ -673,7 +536,7 @@ export class PoolCore {
    * connection they could use is open (and full), only waiters queued `overflowWaitMs` ago count:
    * a stream freeing in the meantime serves them with no new connection.
    */
-  private maybeDial(bucket: Bucket): void {
+  private maybeDial(bucket: Bucket<C, D>): void {
     if (this.closing) return;
     const waiters = bucket.waiters;
     let covered = 0;
@@ -685,7 +548,7 @@ export class PoolCore {
     }
     if (covered >= waiters.length) return;
     let wanted = waiters.length;
-    if (this.overflowWaitMs > 0 && this.hasOpenShared(bucket, (waiters.at(covered) as Waiter).protocols)) {
+    if (this.overflowWaitMs > 0 && this.hasOpenShared(bucket, (waiters.at(covered) as Waiter<C>).demand)) {
       const cutoff = this.clock.now() - this.overflowWaitMs;
       wanted = waiters.countQueuedBy(cutoff);
       const nextDueAt = waiters.firstQueuedAfter(cutoff) + this.overflowWaitMs;
@@ -694,20 +557,20 @@ export class PoolCore {
     }
     // Bounded: each turn starts a dial, and dials are capped by maxPerHost or by the waiters.
     while (covered < wanted) {
-      const waiter = waiters.at(covered) as Waiter;
-      if (this.maxPerHost !== 0 && bucket.entries.size + bucket.dials.size >= this.maxPerHost) {
-        if (!this.evictIdleFor(bucket, waiter.protocols)) return;
+      const waiter = waiters.at(covered) as Waiter<C>;
+      if (this.maxPerHost !== 0 && bucket.count >= this.maxPerHost) {
+        if (!this.evictIdleFor(bucket, waiter.demand)) return;
       }
-      const capacity = this.expectedCapacity(bucket, waiter.protocols);
-      this.startDial(bucket, waiter.protocols, capacity);
+      const capacity = this.expectedCapacity(bucket, waiter.demand as D);
+      this.startDial(bucket, waiter.demand as D, capacity);
       covered += capacity;
     }
   }
 
-  /** At the cap, an idle connection nobody waiting can use makes room for one they can. */
-  private evictIdleFor(bucket: Bucket, protocols: readonly ConnectionProtocol[] | undefined): boolean {
+  /** At the cap, an idle connection `demand` cannot use (any, without one) makes room for one it can. */
+  private evictIdleFor(bucket: Bucket<C, D>, demand: Demand<C> | undefined): boolean {
     for (const entry of bucket.entries) {
-      if (entry.activeStreams === 0 && !entry.detached && (protocols === undefined || !protocols.includes(entry.connection.protocol))) {
+      if (entry.activeStreams === 0 && !entry.lent && (demand === undefined || !demand.accepts(entry.connection))) {
         this.closeEntry(entry);
         return true;
       }
@@ -715,30 +578,24 @@ export class PoolCore {
     return false;
   }
 
-  private expectedCapacity(bucket: Bucket, protocols: readonly ConnectionProtocol[]): number {
-    const multiplexed = protocols.includes('h3') || (protocols.includes('h2') && bucket.tcpProtocol !== 'http/1.1');
-    if (!multiplexed) return 1;
-    // At least 1: a dial must always cover someone, or this loop would never end.
+  private expectedCapacity(bucket: Bucket<C, D>, demand: D): number {
+    if (!demand.dialsShared(bucket.key)) return 1;
+    // At least 1: a dial must always cover someone, or the dial loop would never end.
     return Math.max(1, Math.min(this.maxStreams, bucket.streamLimit ?? this.maxStreams));
   }
 
-  private startDial(
-    bucket: Bucket,
-    protocols: readonly ConnectionProtocol[],
-    capacity: number,
-    reservedFor?: Waiter,
-  ): Dial {
-    const dial: Dial = { protocols, capacity, controller: new AbortController(), reservedFor };
+  private startDial(bucket: Bucket<C, D>, demand: D, capacity: number, reservedFor?: Waiter<C>): Dial<C, D> {
+    const dial: Dial<C, D> = { demand, capacity, controller: new AbortController(), reservedFor };
     bucket.dials.add(dial);
     this.dialedCount++;
-    this.connector.dial(bucket.key, protocols, dial.controller.signal).then(
+    this.dialer.dial(bucket.key, demand, dial.controller.signal).then(
       (connection) => this.onDialed(bucket, dial, connection),
       (err: unknown) => this.onDialFailed(bucket, dial, err),
     );
     return dial;
   }
 
-  private onDialed(bucket: Bucket, dial: Dial, connection: Connection): void {
+  private onDialed(bucket: Bucket<C, D>, dial: Dial<C, D>, connection: C): void {
     bucket.dials.delete(dial);
     if (this.closing || this.buckets.get(bucket.key.id) !== bucket) {
       this.closedCount++;
@@ -746,24 +603,18 @@ export class PoolCore {
       this.notifyIfEmpty();
       return;
     }
-    // ALPN's answer is knowledge only when the handshake offered both TCP protocols; what a
-    // cleartext or HTTP/1.1-only dial spoke says nothing about what else the origin speaks.
-    if (connection.protocol !== 'h3' && bucket.key.isHttps && dial.protocols.includes('h2')) {
-      bucket.tcpProtocol = connection.protocol;
-      this.rememberTcpProtocol(bucket.key.id, connection.protocol);
-    }
     const entry = this.addEntry(bucket, connection);
     if (connection.shareable) {
-      if (bucket.streamLimit !== entry.maxStreams) this.knowledge?.rememberStreamLimit(bucket.key.id, entry.maxStreams);
+      if (bucket.streamLimit !== entry.maxStreams) this.memory?.rememberStreamLimit(bucket.key.id, entry.maxStreams);
       bucket.streamLimit = entry.maxStreams;
     }
     const reserved = dial.reservedFor;
-    if (reserved !== undefined && !reserved.settled && entry.acceptsStreams && reserved.protocols.includes(connection.protocol)) {
+    if (reserved !== undefined && !reserved.settled && entry.acceptsStreams && reserved.demand.accepts(connection)) {
       entry.activeStreams++;
       entry.lastUsed = this.clock.now();
       reserved.resolve(entry);
     } else {
-      reserved?.reject(this.unavailableError(bucket, reserved.protocols));
+      reserved?.reject(this.cannotServe(bucket, reserved.demand));
       if (!connection.shareable) this.pushIdle(bucket, entry);
       else this.armIdleTimer(entry);
     }
@@ -774,7 +625,7 @@ export class PoolCore {
     }
   }
 
-  private onDialFailed(bucket: Bucket, dial: Dial, cause: unknown): void {
+  private onDialFailed(bucket: Bucket<C, D>, dial: Dial<C, D>, cause: unknown): void {
     this.closedCount++;
     bucket.dials.delete(dial);
     const err =
@@ -782,44 +633,27 @@ export class PoolCore {
         ? cause
         : new MuxpoolError('MUXPOOL_ERR_CONNECT', `dial to ${bucket.key.origin} failed`, { cause, maybeProcessed: false });
     dial.reservedFor?.reject(err);
-    // The callers this dial was for learn why; the others keep waiting for their own dials.
+    // The callers this dial was for learn why, each from an error of its own; the others keep
+    // waiting for their own dials.
     const failed = bucket.waiters.takeFirst(dial.capacity);
-    for (const waiter of failed) waiter.reject(err);
+    for (const waiter of failed) waiter.reject(err.forRequest());
     if (!this.closing) this.dispatch(bucket);
     else if (bucket.isEmpty) this.dropBucket(bucket);
     this.notifyIfEmpty();
   }
 
-  private cannotSpeak(bucket: Bucket, protocols: readonly ConnectionProtocol[]): boolean {
-    // Only one answer is final: offered h2 and http/1.1, the origin chose http/1.1, so it has
-    // no h2. Choosing h2 says nothing against http/1.1. HTTP/3 reachability is the connector's.
-    return bucket.tcpProtocol === 'http/1.1' && !protocols.includes('h3') && !protocols.includes('http/1.1');
-  }
-
-  private unavailableError(bucket: Bucket, protocols: readonly ConnectionProtocol[]): MuxpoolError {
-    return new MuxpoolError(
-      'MUXPOOL_ERR_PROTOCOL_UNAVAILABLE',
-      `${bucket.key.origin} speaks ${bucket.tcpProtocol ?? 'an unknown protocol'}, not ${protocols.join(' or ')}`,
-      { maybeProcessed: false },
+  /** Why a connection dialed for a caller alone cannot serve it. */
+  private cannotServe(bucket: Bucket<C, D>, demand: Demand<C>): MuxpoolError {
+    return (
+      demand.unavailable(bucket.key) ??
+      new MuxpoolError('MUXPOOL_ERR_PROTOCOL_UNAVAILABLE', `the connection dialed to ${bucket.key.origin} cannot serve this request`, {
+        maybeProcessed: false,
+      })
     );
   }
 
-  private unavailable(
-    bucket: Bucket,
-    protocols: readonly ConnectionProtocol[],
-    allowUnavailable: boolean,
-  ): Promise<PoolEntry | undefined> {
-    if (bucket.isEmpty) this.dropBucket(bucket);
-    return allowUnavailable ? Promise.resolve(undefined) : Promise.reject(this.unavailableError(bucket, protocols));
-  }
-
-  private settleUnavailable(bucket: Bucket, waiter: Waiter): void {
-    if (waiter.allowUnavailable) waiter.resolve(undefined);
-    else waiter.reject(this.unavailableError(bucket, waiter.protocols));
-  }
-
   /** Returns why the waiter found no slot, for its error message. */
-  private forgetWaiter(bucket: Bucket, waiter: Waiter): string | undefined {
+  private forgetWaiter(bucket: Bucket<C, D>, waiter: Waiter<C>): string | undefined {
     bucket.waiters.remove(waiter);
     if (bucket.waiters.length === 0) this.stopOverflowTimer(bucket);
     const why = this.describeFull(bucket);
@@ -827,7 +661,7 @@ export class PoolCore {
     return why;
   }
 
-  private describeFull(bucket: Bucket): string | undefined {
+  private describeFull(bucket: Bucket<C, D>): string | undefined {
     const open = bucket.shared.filter((e) => e.acceptsStreams);
     if (open.length > 0 && open.every((e) => e.connection.maxStreams === 0)) {
       return `${bucket.key.origin} allows 0 concurrent streams (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS or QUIC stream credit of 0)`;
@@ -836,21 +670,22 @@ export class PoolCore {
     return `${bucket.entries.size} connection(s) to ${bucket.key.origin} open, all busy (maxPerHost ${this.maxPerHost})`;
   }
 
-  private failWaiters(bucket: Bucket, err: MuxpoolError): void {
+  /** Each waiter gets an error of its own: callers may annotate what they receive. */
+  private failWaiters(bucket: Bucket<C, D>, err: MuxpoolError): void {
     this.stopOverflowTimer(bucket);
     const waiters = bucket.waiters.clear();
-    for (const waiter of waiters) waiter.reject(err);
+    for (const waiter of waiters) waiter.reject(err.forRequest());
   }
 
-  /** An open shared connection speaking one of `protocols`: what overflow waiters wait for. */
-  private hasOpenShared(bucket: Bucket, protocols: readonly ConnectionProtocol[]): boolean {
+  /** An open shared connection `demand` accepts: what overflow waiters wait for. */
+  private hasOpenShared(bucket: Bucket<C, D>, demand: Demand<C>): boolean {
     for (const entry of bucket.shared) {
-      if (entry.acceptsStreams && entry.connection.maxStreams > 0 && protocols.includes(entry.connection.protocol)) return true;
+      if (entry.acceptsStreams && entry.connection.maxStreams > 0 && demand.accepts(entry.connection)) return true;
     }
     return false;
   }
 
-  private armOverflowTimer(bucket: Bucket, dueAt: number): void {
+  private armOverflowTimer(bucket: Bucket<C, D>, dueAt: number): void {
     if (bucket.overflowTimer !== undefined && bucket.overflowDueAt <= dueAt) return;
     bucket.overflowTimer?.cancel();
     bucket.overflowDueAt = dueAt;
@@ -862,7 +697,7 @@ export class PoolCore {
     }, Math.max(1, Math.ceil(dueAt - this.clock.now())));
   }
 
-  private stopOverflowTimer(bucket: Bucket): void {
+  private stopOverflowTimer(bucket: Bucket<C, D>): void {
     bucket.overflowTimer?.cancel();
     bucket.overflowTimer = undefined;
     bucket.overflowDueAt = Infinity;
@@ -871,8 +706,8 @@ export class PoolCore {
   // ---------------------------------------------------------------------------------------
   // Connections
 
-  private addEntry(bucket: Bucket, connection: Connection): PoolEntry {
-    const entry = new PoolEntry(bucket.key, connection, this.maxStreams, this.clock);
+  private addEntry(bucket: Bucket<C, D>, connection: C): PoolEntry<C> {
+    const entry = new PoolEntry<C>(bucket.key, connection, this.maxStreams, this.clock);
     bucket.entries.add(entry);
     if (connection.shareable) bucket.shared.push(entry);
     const observer: ConnectionObserver = {
@@ -885,7 +720,7 @@ export class PoolCore {
     return entry;
   }
 
-  private removeEntry(entry: PoolEntry): Bucket | undefined {
+  private removeEntry(entry: PoolEntry<C>): Bucket<C, D> | undefined {
     const bucket = this.buckets.get(entry.key.id);
     if (bucket === undefined || !bucket.entries.delete(entry)) return undefined;
     this.closedCount++;
@@ -900,7 +735,7 @@ export class PoolCore {
   }
 
   /** Removes and closes a connection the pool no longer keeps. */
-  private closeEntry(entry: PoolEntry, err?: MuxpoolError): void {
+  private closeEntry(entry: PoolEntry<C>, err?: MuxpoolError): void {
     const bucket = this.removeEntry(entry);
     entry.isValid = false;
     entry.connection.destroy(err);
@@ -908,9 +743,16 @@ export class PoolCore {
     this.notifyIfEmpty();
   }
 
-  private invalidateEntry(entry: PoolEntry): void {
+  /** A lent connection leaves the pool's care without being closed: its borrower owns it now. */
+  private handOver(entry: PoolEntry<C>): void {
+    const bucket = this.removeEntry(entry);
     entry.isValid = false;
-    if (entry.activeStreams === 0 && !entry.detached) {
+    if (bucket !== undefined && bucket.isEmpty) this.dropBucket(bucket);
+  }
+
+  private invalidateEntry(entry: PoolEntry<C>): void {
+    entry.isValid = false;
+    if (entry.activeStreams === 0 && !entry.lent) {
       this.closeEntry(entry);
     } else {
       entry.connection.drain();
@@ -919,7 +761,7 @@ export class PoolCore {
     if (bucket !== undefined && bucket.waiters.length > 0) this.dispatch(bucket);
   }
 
-  private onConnectionClosed(entry: PoolEntry): void {
+  private onConnectionClosed(entry: PoolEntry<C>): void {
     entry.isValid = false;
     const bucket = this.removeEntry(entry);
     if (bucket !== undefined) {
@@ -929,9 +771,9 @@ export class PoolCore {
     this.notifyIfEmpty();
   }
 
-  private onCapacityChange(entry: PoolEntry): void {
+  private onCapacityChange(entry: PoolEntry<C>): void {
     if (entry.connection.state !== 'open') entry.isValid = false;
-    if (!entry.isValid && entry.activeStreams === 0 && !entry.detached) {
+    if (!entry.isValid && entry.activeStreams === 0 && !entry.lent) {
       this.closeEntry(entry);
       return;
     }
@@ -939,28 +781,17 @@ export class PoolCore {
     if (bucket !== undefined && bucket.waiters.length > 0) this.dispatch(bucket);
   }
 
-  /** Bounded: a process that talks to many origins must not grow this map forever. */
-  private rememberTcpProtocol(keyId: string, protocol: ConnectionProtocol): void {
-    if (this.learnedTcpProtocol.get(keyId) !== protocol) this.knowledge?.rememberTcpProtocol(keyId, protocol);
-    this.learnedTcpProtocol.delete(keyId);
-    this.learnedTcpProtocol.set(keyId, protocol);
-    if (this.learnedTcpProtocol.size > MAX_REMEMBERED_ORIGINS) {
-      const oldest = this.learnedTcpProtocol.keys().next().value;
-      if (oldest !== undefined) this.learnedTcpProtocol.delete(oldest);
-    }
-  }
-
-  private dropBucket(bucket: Bucket): void {
+  private dropBucket(bucket: Bucket<C, D>): void {
     this.stopOverflowTimer(bucket);
     if (this.buckets.get(bucket.key.id) === bucket) this.buckets.delete(bucket.key.id);
   }
 
   /**
    * Extra shared connections go first when load falls: one with no stream left is surplus while
-   * nobody waits and another open connection of the origin, same protocol, has a free slot (so
+   * nobody waits and another open connection of the key, same protocol, has a free slot (so
    * at least one always stays). The rest close after `maxIdleMs` as usual.
    */
-  private isSurplus(bucket: Bucket, entry: PoolEntry): boolean {
+  private isSurplus(bucket: Bucket<C, D>, entry: PoolEntry<C>): boolean {
     if (bucket.waiters.length > 0) return false;
     const protocol = entry.connection.protocol;
     for (const other of bucket.shared) {
@@ -972,25 +803,8 @@ export class PoolCore {
   // ---------------------------------------------------------------------------------------
   // Expiry
 
-  /** Closes what is expired or dead; returns ms until the next idle connection expires. */
-  private sweep(): number | undefined {
-    const now = this.clock.now();
-    let nextDue = Infinity;
-    for (const bucket of [...this.buckets.values()]) {
-      for (const entry of [...bucket.entries]) {
-        if (entry.activeStreams > 0 || entry.detached) continue;
-        if (!entry.isValid || entry.connection.state !== 'open' || entry.isExpired(this.maxIdleMs, now) || !entry.connection.isUsable()) {
-          this.closeEntry(entry);
-        } else {
-          nextDue = Math.min(nextDue, entry.expiryTime(this.maxIdleMs));
-        }
-      }
-    }
-    return nextDue === Infinity ? undefined : Math.max(0, nextDue - now);
-  }
-
   /** One timer for the whole pool, due when the earliest idle connection expires. */
-  private armIdleTimer(entry: PoolEntry): void {
+  private armIdleTimer(entry: PoolEntry<C>): void {
     if (!this.autoCleanup || this.closing) return;
     const due = entry.expiryTime(this.maxIdleMs);
     if (this.idleTimer !== undefined && this.idleTimerDueAt <= due) return;
@@ -1003,7 +817,7 @@ export class PoolCore {
     this.idleTimer = undefined;
     this.idleTimerDueAt = Infinity;
     if (this.closing) return;
-    const nextInMs = this.sweep();
+    const nextInMs = this.cleanup();
     if (nextInMs !== undefined) {
       this.idleTimerDueAt = this.clock.now() + nextInMs;
       this.idleTimer = this.clock.setTimer(() => this.onIdleTimer(), nextInMs + 1);

@@ -1,7 +1,8 @@
 import type { Clock, Timer } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
+import type { Demand } from './demand.js';
 import type { PoolEntry } from './entry.js';
-import type { ConnectionProtocol } from '../protocol/version.js';
+import type { Poolable } from './poolable.js';
 
 /** How urgently a caller wants a slot when it has to wait for one. Default `'normal'`. */
 export type RequestPriority = 'high' | 'normal' | 'low';
@@ -33,26 +34,26 @@ export function priorityError(priority: unknown): MuxpoolError | undefined {
 
 /**
  * A caller waiting for a stream slot. Settled exactly once: with an entry, with `undefined`
- * (the origin cannot speak any protocol the caller accepts), or with an error.
+ * (the origin can never serve its demand), or with an error.
  */
-export class Waiter {
-  readonly protocols: readonly ConnectionProtocol[];
-  /** getOrCreate semantics: resolve `undefined` when the origin cannot speak these protocols. */
+export class Waiter<C extends Poolable> {
+  readonly demand: Demand<C>;
+  /** getOrCreate semantics: resolve `undefined` when the origin can never serve the demand. */
   readonly allowUnavailable: boolean;
   /** Index into the priority classes: 0 (`'high'`) is served first. */
   readonly priority: number;
   /** Clock time the caller started waiting. */
   readonly enqueuedAt: number;
-  readonly promise: Promise<PoolEntry | undefined>;
+  readonly promise: Promise<PoolEntry<C> | undefined>;
   settled = false;
-  private resolveFn!: (entry: PoolEntry | undefined) => void;
+  private resolveFn!: (entry: PoolEntry<C> | undefined) => void;
   private rejectFn!: (err: MuxpoolError) => void;
   private timer: Timer | undefined;
   private signal: AbortSignal | undefined;
   private readonly onAbort: (() => void) | undefined;
 
   constructor(
-    protocols: readonly ConnectionProtocol[],
+    demand: Demand<C>,
     allowUnavailable: boolean,
     clock: Clock,
     timeoutMs: number,
@@ -62,13 +63,13 @@ export class Waiter {
      * Called when the waiter gives up by itself (deadline, abort), so the queue forgets it;
      * may return why no slot was found, for the deadline's error message.
      */
-    onGiveUp: (waiter: Waiter) => string | undefined | void,
+    onGiveUp: (waiter: Waiter<C>) => string | undefined | void,
   ) {
-    this.protocols = protocols;
+    this.demand = demand;
     this.allowUnavailable = allowUnavailable;
     this.priority = priority;
     this.enqueuedAt = clock.now();
-    this.promise = new Promise<PoolEntry | undefined>((resolve, reject) => {
+    this.promise = new Promise<PoolEntry<C> | undefined>((resolve, reject) => {
       this.resolveFn = resolve;
       this.rejectFn = reject;
     });
@@ -94,7 +95,7 @@ export class Waiter {
     }
   }
 
-  resolve(entry: PoolEntry | undefined): void {
+  resolve(entry: PoolEntry<C> | undefined): void {
     if (this.settled) return;
     this.cleanup();
     this.resolveFn(entry);
@@ -126,12 +127,12 @@ export class Waiter {
  *   first). So a waiter of any class gets a slot within a bounded number of grants, however many
  *   higher ones keep arriving.
  *
- * Waiters whose protocol list is `exhausted` (no slot for them right now) are skipped, so one
- * that cannot be served does not hold up others that can.
+ * Waiters whose demand is `exhausted` (no slot for it right now) are skipped, so one that
+ * cannot be served does not hold up others that can.
  */
-export class WaiterQueue {
+export class WaiterQueue<C extends Poolable> {
   /** One FIFO per class, highest class first. */
-  private readonly classes: Waiter[][] = PRIORITY_CLASSES.map(() => []);
+  private readonly classes: Waiter<C>[][] = PRIORITY_CLASSES.map(() => []);
   /** Grants to higher classes since each class was last served or last empty. */
   private readonly passedOver: number[] = PRIORITY_CLASSES.map(() => 0);
   private count = 0;
@@ -140,17 +141,17 @@ export class WaiterQueue {
     return this.count;
   }
 
-  push(waiter: Waiter): void {
-    (this.classes[waiter.priority] as Waiter[]).push(waiter);
+  push(waiter: Waiter<C>): void {
+    (this.classes[waiter.priority] as Waiter<C>[]).push(waiter);
     this.count++;
   }
 
-  /** The waiter to serve next, skipping those whose protocol list is in `exhausted`. */
-  next(exhausted: ReadonlyArray<readonly ConnectionProtocol[]>): Waiter | undefined {
+  /** The waiter to serve next, skipping those whose demand is in `exhausted`. */
+  next(exhausted: ReadonlyArray<Demand<C>>): Waiter<C> | undefined {
     const classes = this.classes;
     for (let c = 1; c < classes.length; c++) {
       if ((this.passedOver[c] as number) < MAX_PASSED_OVER) continue;
-      const starved = firstServable(classes[c] as Waiter[], exhausted);
+      const starved = firstServable(classes[c] as Waiter<C>[], exhausted);
       if (starved !== undefined) return starved;
     }
     for (const list of classes) {
@@ -161,18 +162,18 @@ export class WaiterQueue {
   }
 
   /** Removes a waiter that got a slot, and counts the grant against the classes below it. */
-  granted(waiter: Waiter): void {
+  granted(waiter: Waiter<C>): void {
     if (!this.remove(waiter)) return;
     const classes = this.classes;
     this.passedOver[waiter.priority] = 0;
     for (let c = waiter.priority + 1; c < classes.length; c++) {
-      if ((classes[c] as Waiter[]).length > 0) this.passedOver[c] = (this.passedOver[c] as number) + 1;
+      if ((classes[c] as Waiter<C>[]).length > 0) this.passedOver[c] = (this.passedOver[c] as number) + 1;
     }
   }
 
   /** Removes a waiter that leaves without a slot (deadline, abort, unavailable); false if absent. */
-  remove(waiter: Waiter): boolean {
-    const list = this.classes[waiter.priority] as Waiter[];
+  remove(waiter: Waiter<C>): boolean {
+    const list = this.classes[waiter.priority] as Waiter<C>[];
     const index = list.indexOf(waiter);
     if (index < 0) return false;
     list.splice(index, 1);
@@ -182,7 +183,7 @@ export class WaiterQueue {
   }
 
   /** The waiter at `index` in class order (starvation aside); for choosing what to dial. */
-  at(index: number): Waiter | undefined {
+  at(index: number): Waiter<C> | undefined {
     let rest = index;
     for (const list of this.classes) {
       if (rest < list.length) return list[rest];
@@ -192,10 +193,10 @@ export class WaiterQueue {
   }
 
   /** Removes and returns the first `n` waiters in class order. */
-  takeFirst(n: number): Waiter[] {
-    const taken: Waiter[] = [];
+  takeFirst(n: number): Waiter<C>[] {
+    const taken: Waiter<C>[] = [];
     for (let c = 0; c < this.classes.length && taken.length < n; c++) {
-      const list = this.classes[c] as Waiter[];
+      const list = this.classes[c] as Waiter<C>[];
       const removed = list.splice(0, n - taken.length);
       for (const waiter of removed) taken.push(waiter);
       if (list.length === 0) this.passedOver[c] = 0;
@@ -205,7 +206,7 @@ export class WaiterQueue {
   }
 
   /** Removes and returns every waiter. */
-  clear(): Waiter[] {
+  clear(): Waiter<C>[] {
     return this.takeFirst(this.count);
   }
 
@@ -214,7 +215,7 @@ export class WaiterQueue {
     let n = 0;
     // Each class is in arrival order, so its early part is the one queued by `time`.
     for (const list of this.classes) {
-      for (let i = 0; i < list.length && (list[i] as Waiter).enqueuedAt <= time; i++) n++;
+      for (let i = 0; i < list.length && (list[i] as Waiter<C>).enqueuedAt <= time; i++) n++;
     }
     return n;
   }
@@ -234,9 +235,9 @@ export class WaiterQueue {
   }
 }
 
-function firstServable(list: readonly Waiter[], exhausted: ReadonlyArray<readonly ConnectionProtocol[]>): Waiter | undefined {
+function firstServable<C extends Poolable>(list: readonly Waiter<C>[], exhausted: ReadonlyArray<Demand<C>>): Waiter<C> | undefined {
   if (exhausted.length === 0) return list[0];
-  for (const waiter of list) if (!exhausted.includes(waiter.protocols)) return waiter;
+  for (const waiter of list) if (!exhausted.includes(waiter.demand)) return waiter;
   return undefined;
 }
 

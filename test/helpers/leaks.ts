@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
-import type { PoolCore } from '../../src/pool/pool.js';
+import type { ConnectionPool } from '../../src/index.js';
+import { statsNow } from '../../src/testing.js';
 
 type Counts = Record<string, number>;
 
@@ -17,12 +18,12 @@ function resourceCounts(): Counts {
 const WATCHED = ['TCPSocketWrap', 'TCPWrap', 'TLSWrap', 'UDPWrap', 'Timeout'];
 
 /** Takes a baseline now; `check()` later waits (bounded) for the counts to come back to it. */
-export function leakCheck(): { check(pool?: PoolCore): Promise<void> } {
+export function leakCheck(): { check(pool?: ConnectionPool): Promise<void> } {
   const before = resourceCounts();
   return {
-    async check(pool?: PoolCore): Promise<void> {
+    async check(pool?: ConnectionPool): Promise<void> {
       if (pool !== undefined) {
-        const stats = pool.statsNow();
+        const stats = statsNow(pool);
         assert.equal(stats.totalConnections, 0, 'pool still holds connections');
         assert.equal(stats.waiters, 0, 'pool still holds waiters');
         assert.equal(stats.pendingDials, 0, 'pool still has dials in flight');

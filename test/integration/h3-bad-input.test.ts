@@ -10,6 +10,7 @@ import type { EventEmitter } from 'node:events';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, type Resolver, type Response } from '../../src/index.js';
+import { statsNow } from '../../src/testing.js';
 import {
   FRAME_DATA,
   FRAME_HEADERS,
@@ -259,7 +260,7 @@ test('response headers over maxHeaderBytes fail that request with HEADERS_TOO_LA
   assert.equal(next.connectionId, first.connectionId, 'the connection did not survive a stream error');
   assert.equal(next.reused, true);
   assert.equal(await next.text(), 'answer to /small');
-  assert.equal(pool.statsNow().http3Connections, 1);
+  assert.equal(statsNow(pool).http3Connections, 1);
   await pool.close();
   await server.close();
   await leaks.check(pool);
@@ -291,7 +292,7 @@ test('a server granting 0 bidirectional streams: the request waits and fails at 
   assert.match(err.message, /allows 0 concurrent streams/);
   assert.equal(err.maybeProcessed, false);
   // One connection was made and kept (it may raise its limit later); no dial storm.
-  const stats = pool.statsNow();
+  const stats = statsNow(pool);
   assert.equal(stats.dialed, 1);
   assert.equal(stats.http3Connections, 1);
   assert.equal(stats.connections[0]?.maxStreams, 0);
@@ -415,16 +416,16 @@ test('server GOAWAY with requests in flight: they complete on the old connection
   const url = `https://localhost:${server.port}`;
   const slow = [1, 2, 3].map((n) => pool.request(`${url}/slow/${n}`, { version: HttpVersion.Http3Only, timeoutMs: 10_000 }));
   await waitFor(() => held.length === 3, 'three requests at the server');
-  assert.equal(pool.statsNow().http3Connections, 1);
+  assert.equal(statsNow(pool).http3Connections, 1);
 
   server.goaway();
-  await waitFor(() => pool.statsNow().connections[0]?.state === 'draining', 'the client to see GOAWAY');
+  await waitFor(() => statsNow(pool).connections[0]?.state === 'draining', 'the client to see GOAWAY');
 
   // A new request while the old ones are still in flight: a new connection.
   const fresh = await pool.request(`${url}/fast`, { version: HttpVersion.Http3Only });
   assert.equal(await fresh.text(), 'fast /fast');
   assert.equal(fresh.reused, false);
-  assert.equal(pool.statsNow().http3Connections, 2);
+  assert.equal(statsNow(pool).http3Connections, 2);
 
   released = true;
   for (const res of held) res.end('slow');
@@ -436,7 +437,7 @@ test('server GOAWAY with requests in flight: they complete on the old connection
   assert.equal(new Set(done.map((r) => r.connectionId)).size, 1, 'the in-flight requests moved');
   assert.notEqual(done[0]?.connectionId, fresh.connectionId);
   // The old connection closes once its last stream is done.
-  await waitFor(() => pool.statsNow().http3Connections === 1, 'the drained connection to close');
+  await waitFor(() => statsNow(pool).http3Connections === 1, 'the drained connection to close');
   await pool.close();
   await server.close();
   await leaks.check(pool);

@@ -4,9 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import type net from 'node:net';
+import net from 'node:net';
 import { test } from 'node:test';
-import { ConnectionPool, HttpVersion, ManualClock, PoolKey } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, PoolKey } from '../../src/index.js';
+import { ManualClock } from '../../src/testing.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpServer, startRawServer } from '../helpers/servers.js';
@@ -259,27 +260,46 @@ test('invalidate closes idle connections of a key; busy ones close when released
   await leaks.check(pool);
 });
 
-test('close() fails waiters, closes idle sockets and waits for busy ones; new work is refused', async () => {
+test('close() fails waiters and refuses new work; it resolves while a socket is lent out, and a socket put back after it is closed', async () => {
   const leaks = leakCheck();
   const server = await startRawServer(() => {});
   const pool = new ConnectionPool({ maxPerHost: 1 });
   const key = keyOf(server.port);
   const busy = await pool.acquireH1(key);
   const waiter = pool.acquireH1(key);
-  let closed = false;
-  const closing = pool.close().then(() => {
-    closed = true;
-  });
+  const closing = pool.close();
   await rejectsWith(waiter, 'MUXPOOL_ERR_POOL_CLOSED');
   await rejectsWith(pool.acquireH1(key), 'MUXPOOL_ERR_POOL_CLOSED');
   await rejectsWith(pool.request(server.url), 'MUXPOOL_ERR_POOL_CLOSED');
-  await new Promise((resolve) => setImmediate(resolve));
-  assert.equal(closed, false, 'close() waits for the busy connection');
-  await pool.putH1(key, busy);
+  // The seed's rule: a socket taken with acquireH1/getH1 is the caller's until putH1. close()
+  // ends what the pool owns and does not wait for it (it used to wait forever).
   await closing;
-  assert.ok(busy.destroyed);
+  assert.equal(busy.destroyed, false, 'the lent socket is still the caller\'s');
+  assert.equal((await pool.stats()).totalConnections, 0);
+  await pool.putH1(key, busy);
+  assert.ok(busy.destroyed, 'a socket put back after close() is closed at once');
   await server.close();
   await leaks.check(pool);
+});
+
+test('close() resolves while a getH1() socket is out; destroy() too', async () => {
+  const leaks = leakCheck();
+  const server = await startRawServer(() => {});
+  for (const end of ['close', 'destroy'] as const) {
+    const pool = new ConnectionPool();
+    const key = keyOf(server.port);
+    await pool.putH1(key, await pool.acquireH1(key));
+    const lent = await pool.getH1(key);
+    assert.ok(lent !== undefined, 'the idle socket is lent out');
+    await pool[end]();
+    assert.equal(lent.destroyed, false);
+    await pool.putH1(key, lent);
+    assert.ok(lent.destroyed);
+    const stats = await pool.stats();
+    assert.ok(stats.closed <= stats.dialed, `${end}: closed ${stats.closed} ≤ dialed ${stats.dialed}`);
+    await leaks.check(pool);
+  }
+  await server.close();
 });
 
 test('destroy() ends busy requests at once', async () => {
@@ -314,4 +334,24 @@ test('stats() reports connections with their state', async () => {
   assert.equal(conn?.origin, server.url);
   await pool.close();
   await server.close();
+});
+
+test('putH1 of a socket the pool never dialed counts it as dialed: closed never exceeds dialed', async () => {
+  const leaks = leakCheck();
+  const server = await startRawServer(() => {});
+  const pool = new ConnectionPool();
+  const key = keyOf(server.port);
+  const foreign = net.connect(server.port, '127.0.0.1');
+  await once(foreign, 'connect');
+  await pool.putH1(key, foreign);
+  let stats = await pool.stats();
+  assert.equal(stats.dialed, 1, 'the adopted socket counts as dialed');
+  assert.equal(stats.http1IdleConnections, 1);
+  await pool.close();
+  stats = await pool.stats();
+  assert.equal(stats.closed, 1);
+  assert.ok(stats.closed <= stats.dialed);
+  assert.ok(foreign.destroyed);
+  await server.close();
+  await leaks.check(pool);
 });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectionPool, HttpVersion, type PoolEntry } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, type PoolEntry, PoolKey } from '../../src/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { type H2ServerOptions, type StreamListener, respondText, startH2Server } from '../helpers/h2.js';
@@ -221,5 +221,24 @@ test('getOrCreate(Http2) on an origin that speaks only HTTP/1.1 resolves undefin
   await pool.close();
   await server.close();
   await h1.close();
+  await leaks.check(pool);
+});
+
+test('a PoolKey built without TLS settings takes the pool\'s: getOrCreate and request() share one bucket and one session', async () => {
+  const leaks = leakCheck();
+  const { server, pool } = await setup(100);
+  // Regression: with pool `tls` options, `new PoolKey(host, port, true)` was a bucket of its own,
+  // so request() opened a second session and left the first with no requests.
+  const key = new PoolKey('localhost', server.port, true);
+  const entries = await takeAll(pool, key, 10);
+  for (const e of entries) await pool.release(e);
+  const responses = await Promise.all(Array.from({ length: 100 }, () => pool.request(`${server.url}/x`)));
+  for (const res of responses) await res.dump();
+  assert.equal(server.sessionCount, 1, 'one session for both paths');
+  const stats = await pool.stats();
+  assert.equal(stats.http2Connections, 1);
+  assert.equal(stats.connections[0]?.requests, 100);
+  await pool.close();
+  await server.close();
   await leaks.check(pool);
 });

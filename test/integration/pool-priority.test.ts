@@ -8,12 +8,13 @@
 import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectionPool, HttpVersion, ManualClock, type RequestOptions } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, type RequestOptions } from '../../src/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { respondText, startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpServer } from '../helpers/servers.js';
+import { ManualClock, statsNow } from '../../src/testing.js';
 
 let certsPromise: Promise<GeneratedCertificates> | undefined;
 function certs(): Promise<GeneratedCertificates> {
@@ -89,7 +90,7 @@ test('a saturated origin serves waiters high before normal before low, first com
     ['normal', '/normal-2'],
   ];
   const done = queued.map(([priority, path]) => send(pool, `${server.url}${path}`, priority));
-  assert.equal(pool.statsNow().waiters, queued.length, 'every request waits for the one busy connection');
+  assert.equal(statsNow(pool).waiters, queued.length, 'every request waits for the one busy connection');
   await unblock();
   await Promise.all(done);
   assert.deepEqual(served, ['/high-1', '/high-2', '/normal-1', '/default-1', '/normal-2', '/low-1', '/low-2']);
@@ -118,7 +119,7 @@ test('no starvation: while high requests keep arriving, waiting normal and low o
   pending.push(send(pool, `${server.url}/normal`, 'normal'));
   sendHigh();
   sendHigh();
-  assert.equal(pool.statsNow().waiters, 4);
+  assert.equal(statsNow(pool).waiters, 4);
   await unblock();
   // Bounded: 22 requests in all, the loop only waits for the ones already sent.
   for (let settled = 0; settled < pending.length; settled++) await pending[settled];
@@ -144,12 +145,12 @@ test('an invalid priority is MUXPOOL_ERR_INVALID_ARGUMENT, whether the origin is
   const socket = await pool.acquireH1(key, { priority: 'low' });
   // Saturated: the request would have to queue; it is refused all the same.
   await rejectsWith(pool.request(server.url, { priority: 'soon' as never }), 'MUXPOOL_ERR_INVALID_ARGUMENT');
-  assert.equal(pool.statsNow().waiters, 0);
+  assert.equal(statsNow(pool).waiters, 0);
   await pool.putH1(key, socket);
   assert.equal(await send(pool, server.url, 'high'), 'ok');
   // An idle connection is ready: the request would take it without queueing; refused all the same.
   await rejectsWith(pool.request(server.url, { priority: 'urgent' as never }), 'MUXPOOL_ERR_INVALID_ARGUMENT');
-  assert.equal(pool.statsNow().http1IdleConnections, 1, 'the idle connection was not taken');
+  assert.equal(statsNow(pool).http1IdleConnections, 1, 'the idle connection was not taken');
   await pool.close();
   await server.close();
   await leaks.check(pool);
@@ -189,11 +190,11 @@ test('overflowWaitMs: a stream freed within the wait serves the next request on 
   const first = pool.request(`${server.url}/hold-1`);
   await until(() => held.has('/hold-1'), 'the first stream is open');
   const second = pool.request(`${server.url}/second`);
-  let stats = pool.statsNow();
+  let stats = statsNow(pool);
   assert.equal(stats.waiters, 1, 'the only stream is taken: the second request waits');
   assert.equal(stats.pendingDials, 0, 'no dial before overflowWaitMs');
   clock.advance(49);
-  assert.equal(pool.statsNow().pendingDials, 0, 'still within overflowWaitMs');
+  assert.equal(statsNow(pool).pendingDials, 0, 'still within overflowWaitMs');
   release('/hold-1');
   const firstRes = await first;
   assert.equal(await firstRes.text(), '/hold-1');
@@ -202,7 +203,7 @@ test('overflowWaitMs: a stream freed within the wait serves the next request on 
   assert.equal(secondRes.connectionId, firstRes.connectionId, 'served on the connection whose stream freed');
   assert.equal(secondRes.protocol, 'h2');
   clock.advance(1_000);
-  stats = pool.statsNow();
+  stats = statsNow(pool);
   assert.equal(stats.pendingDials, 0, 'no late dial once the waiter was served');
   assert.equal(stats.totalConnections, 1);
   assert.equal(server.sessionCount, 1, 'one connection for both requests');
@@ -218,24 +219,24 @@ test('overflowWaitMs: a stream not freed within the wait opens a second connecti
   await until(() => held.has('/hold-1'), 'the first stream is open');
   const second = pool.request(`${server.url}/hold-2`);
   clock.advance(49);
-  assert.equal(pool.statsNow().pendingDials, 0, 'waiting for the first stream to free');
+  assert.equal(statsNow(pool).pendingDials, 0, 'waiting for the first stream to free');
   clock.advance(1);
-  assert.equal(pool.statsNow().pendingDials, 1, 'overflowWaitMs passed: a second connection is dialed');
+  assert.equal(statsNow(pool).pendingDials, 1, 'overflowWaitMs passed: a second connection is dialed');
   await until(() => held.has('/hold-2'), 'the second request reached the server');
   assert.equal(server.sessionCount, 2, 'up to maxPerHost connections');
-  assert.equal(pool.statsNow().totalConnections, 2);
+  assert.equal(statsNow(pool).totalConnections, 2);
   // The second connection falls idle while the first is still full: it is the one with room, kept.
   release('/hold-2');
   const secondRes = await second;
   assert.equal(await secondRes.text(), '/hold-2');
-  assert.equal(pool.statsNow().totalConnections, 2, 'an idle connection stays while the other has no free stream');
+  assert.equal(statsNow(pool).totalConnections, 2, 'an idle connection stays while the other has no free stream');
   // Now the first falls idle while the second has room: one of them is surplus and closes.
   release('/hold-1');
   const firstRes = await first;
   assert.equal(await firstRes.text(), '/hold-1');
   assert.notEqual(firstRes.connectionId, secondRes.connectionId);
-  await until(() => pool.statsNow().totalConnections === 1, 'the surplus idle connection is closed');
-  const [kept] = pool.statsNow().connections;
+  await until(() => statsNow(pool).totalConnections === 1, 'the surplus idle connection is closed');
+  const [kept] = statsNow(pool).connections;
   assert.equal(kept?.state, 'idle');
   assert.equal(kept?.id, secondRes.connectionId, 'the first connection, idle while the second had room, was the one closed');
   // What stays still serves.
@@ -254,7 +255,7 @@ test('overflowWaitMs 0 dials at once; HTTP/1.1 never waits for a busy connection
   const first = pool.request(`${server.url}/hold-1`);
   await until(() => held.has('/hold-1'), 'the first stream is open');
   const second = pool.request(`${server.url}/second`);
-  assert.equal(pool.statsNow().pendingDials, 1, 'no overflow wait: the second connection is dialed at once');
+  assert.equal(statsNow(pool).pendingDials, 1, 'no overflow wait: the second connection is dialed at once');
   assert.equal(await (await second).text(), '/second');
   release('/hold-1');
   assert.equal(await (await first).text(), '/hold-1');
@@ -275,7 +276,7 @@ test('overflowWaitMs 0 dials at once; HTTP/1.1 never waits for a busy connection
   const busy = h1Pool.request(`${h1.url}/hold`);
   await until(() => releaseH1 !== undefined, 'the first connection is busy');
   const next = h1Pool.request(`${h1.url}/next`);
-  assert.equal(h1Pool.statsNow().pendingDials, 1, 'a second HTTP/1.1 connection is dialed without waiting');
+  assert.equal(statsNow(h1Pool).pendingDials, 1, 'a second HTTP/1.1 connection is dialed without waiting');
   assert.equal(await (await next).text(), 'ok');
   releaseH1?.();
   assert.equal(await (await busy).text(), 'held');

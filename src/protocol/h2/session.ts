@@ -136,9 +136,6 @@ export class H2Session {
   goawayLastStreamId: number | undefined;
   closeError: MuxpoolError | undefined;
   readonly views = new Set<H2Connection>();
-  /** Where the connector lists this session for coalescing (its business, kept here for removal). */
-  coalesceSlot: string | undefined;
-  coalescePortGroup: string | undefined;
 
   private readonly session: http2.ClientHttp2Session;
   private readonly socket: Socket | TLSSocket;
@@ -283,6 +280,16 @@ export class H2Session {
     const socket = this.socket as Partial<TLSSocket>;
     if (typeof socket.getPeerCertificate !== 'function' || socket.authorized !== true) return undefined;
     return socket.getPeerCertificate();
+  }
+
+  /** Streams open on the session, across every view (the coalescing index's name for `active`). */
+  get activeStreams(): number {
+    return this.active;
+  }
+
+  /** Streams the peer allows at once, capped by ours (the coalescing index's name for `limit`). */
+  get maxStreams(): number {
+    return this.limit;
   }
 
   /** True while a new stream may be opened. */
