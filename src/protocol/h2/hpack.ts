@@ -10,7 +10,7 @@
  * The encoder indexes what a pool sends again and again, Huffman-codes strings when that is
  * shorter, and keeps the bytes of whole header sets it can send again unchanged.
  */
-import { MuxpoolError } from '../../errors.js';
+import type { MuxpoolError } from '../../errors.js';
 import { HUFFMAN_ERR_EOS, huffmanDecodeInto, huffmanEncodeInto, huffmanEncodedLengthOfString, huffmanMaxDecodedLength } from '../huffman.js';
 import { COMPRESSION_ERROR, h2ConnectionError } from './codes.js';
 import { HPACK_STATIC_TABLE, STATIC_FIELD_INDEX, STATIC_NAME_INDEX } from './hpack-static.js';
