@@ -17,7 +17,7 @@ import type { PoolKey, TlsIdentity } from '../pool/key.js';
 import type { Dialer } from '../pool/demand.js';
 import type { ConnectionProtocol } from '../protocol/version.js';
 import { H1Connection, type H1ConnectionOptions } from '../protocol/h1/connection.js';
-import { H2Session } from '../protocol/h2/session.js';
+import { type H2Engine, startH2Connection } from '../protocol/h2/engine.js';
 import { H3Connection } from '../protocol/h3/connection.js';
 import { QuicDialer, type QuicRoute, quicRoute } from '../connect/quic-dial.js';
 import type { H3Alternative } from './alt-svc-cache.js';
@@ -75,7 +75,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
   private readonly resolver: Resolver;
   private readonly lookup: LookupFunction | undefined;
   /** Live HTTP/2 sessions over TLS that may serve other origins. */
-  private readonly coalescing = new CoalescingIndex<H2Session>();
+  private readonly coalescing = new CoalescingIndex<H2Engine>();
   private readonly quic: QuicDialer;
   /** QUIC attempts that outlived a race TCP won: aborted when the pool closes. */
   private readonly lingering = new Set<AbortController>();
@@ -289,9 +289,8 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     }
     let view;
     try {
-      view = await H2Session.start(
+      view = await startH2Connection(
         result.socket,
-        `${key.isHttps ? 'https' : 'http'}://${key.authority}`,
         key.id,
         {
           clock: this.options.clock,
