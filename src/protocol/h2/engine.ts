@@ -333,6 +333,7 @@ export class H2Engine {
     // reasonable amount of time, it MAY issue a connection error of type SETTINGS_TIMEOUT."
     this.settingsAckTimer = this.options.clock.setTimer(() => {
       this.settingsAckTimer = undefined;
+      if (this.state === 'connecting') return; // the dial's own deadline (readyTimer) says it
       this.connectionError(h2ConnectionError(SETTINGS_TIMEOUT, `our SETTINGS were not acknowledged within ${timeout} ms`, 'remote'));
     }, timeout);
   }
