@@ -46,10 +46,12 @@ export interface NghttpdOptions {
   maxConcurrentStreams?: number;
   /** Answer POST and PUT with the uploaded bytes (`--echo-upload`). */
   echoUpload?: boolean;
+  /** More files in the document root, by name (e.g. a large download). */
+  files?: Record<string, Uint8Array>;
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
-async function freeTcpPort(): Promise<number> {
+export async function freeTcpPort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -61,7 +63,7 @@ async function freeTcpPort(): Promise<number> {
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */
-function accepts(port: number): Promise<boolean> {
+export function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     socket.setTimeout(500);
@@ -83,6 +85,7 @@ export async function startNghttpd(options: NghttpdOptions = {}): Promise<Nghttp
   const files: NghttpdFiles = { hello: 'hello from nghttpd\n', big: randomBytes(1024 * 1024) };
   await writeFile(join(docroot, 'hello.txt'), files.hello);
   await writeFile(join(docroot, 'big.bin'), files.big);
+  for (const [name, bytes] of Object.entries(options.files ?? {})) await writeFile(join(docroot, name), bytes);
 
   let caCert: string | undefined;
   const args = ['-a', '127.0.0.1', '-d', docroot];

@@ -1,0 +1,105 @@
+/**
+ * h2o (`/usr/bin/h2o`, Debian's h2o 2.2) as a third independent HTTP/2 peer on loopback: one
+ * process with a TLS port (ALPN h2) and a cleartext port (HTTP/2 with prior knowledge), serving
+ * a document root, and `/up/` proxied to a backend we run (so uploads reach h2o over HTTP/2 and
+ * the backend can check them). Quirks (see ../shared/INTEROP.md): as root it must be told which
+ * user to run as, and OCSP stapling is turned off (our test CA has no responder).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { generateCertificates, writeCertificates } from '../../src/server/certs.js';
+import { accepts, freeTcpPort } from './nghttpd.js';
+
+export const H2O_BINARY = process.env['MUXPOOL_H2O'] ?? '/usr/bin/h2o';
+
+export interface H2oServer {
+  /** `https://127.0.0.1:PORT` */
+  tlsUrl: string;
+  /** `http://127.0.0.1:PORT` (HTTP/2 prior knowledge) */
+  h2cUrl: string;
+  caCert: string;
+  readonly log: string;
+  stop(): Promise<void>;
+}
+
+export interface H2oOptions {
+  /** Files in the document root, by name. */
+  files: Record<string, Uint8Array>;
+  /** A backend on 127.0.0.1 that `/up/` is proxied to. */
+  backendPort?: number;
+}
+
+export async function startH2o(options: H2oOptions): Promise<H2oServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-h2o-'));
+  const docroot = join(dir, 'htdocs');
+  await mkdir(docroot);
+  for (const [name, bytes] of Object.entries(options.files)) await writeFile(join(docroot, name), bytes);
+  const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
+  const paths = await writeCertificates(join(dir, 'tls'), certs);
+  const tlsPort = await freeTcpPort();
+  const clearPort = await freeTcpPort();
+  const lines = [
+    ...(process.getuid?.() === 0 ? [`user: ${userInfo().username}`] : []),
+    'listen:',
+    `  port: ${tlsPort}`,
+    '  host: 127.0.0.1',
+    '  ssl:',
+    `    certificate-file: ${paths.certPath}`,
+    `    key-file: ${paths.keyPath}`,
+    '    ocsp-update-interval: 0',
+    'listen:',
+    `  port: ${clearPort}`,
+    '  host: 127.0.0.1',
+    'hosts:',
+    '  default:',
+    '    paths:',
+    ...(options.backendPort !== undefined ? ['      /up:', `        proxy.reverse.url: http://127.0.0.1:${options.backendPort}/`] : []),
+    '      /:',
+    `        file.dir: ${docroot}`,
+  ];
+  const config = join(dir, 'h2o.conf');
+  await writeFile(config, `${lines.join('\n')}\n`);
+  const child: ChildProcess = spawn(H2O_BINARY, ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const onOutput = (chunk: Buffer): void => {
+    log += chunk.toString('utf8');
+  };
+  child.stdout?.on('data', onOutput);
+  child.stderr?.on('data', onOutput);
+  let spawnError: Error | undefined;
+  child.once('error', (err) => {
+    spawnError = err;
+  });
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const running = (): boolean => child.exitCode === null && child.signalCode === null && spawnError === undefined;
+  const stop = async (): Promise<void> => {
+    if (running()) {
+      child.kill('SIGTERM');
+      const killTimer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(killTimer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (running() && (await accepts(tlsPort)) && (await accepts(clearPort))) break;
+    if (!running() || Date.now() > deadline) {
+      await stop();
+      throw new Error(`h2o did not start (exit ${String(child.exitCode)}, ${String(spawnError ?? '')}):\n${log}`);
+    }
+    await sleep(25);
+  }
+  return {
+    tlsUrl: `https://127.0.0.1:${tlsPort}`,
+    h2cUrl: `http://127.0.0.1:${clearPort}`,
+    caCert: certs.caCert,
+    get log() {
+      return log;
+    },
+    stop,
+  };
+}
