@@ -14,6 +14,9 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
 import { generateCertificates } from '../../src/server/certs.js';
+import { startEmbeddedServer } from '../../src/server/embedded.js';
+import { rejectsWith } from '../helpers/assert.js';
+import { recordChannel } from '../helpers/diagnostics.js';
 import { startH2Server } from '../helpers/h2.js';
 import { type H2oServer, startH2o } from '../helpers/h2o.js';
 import { leakCheck } from '../helpers/leaks.js';
@@ -219,6 +222,96 @@ describe('node:http2', () => {
     await pool.close();
     for (const s of sessions) s.destroy();
     await new Promise<void>((resolve) => second.close(() => resolve()));
+    await leaks.check(pool);
+  });
+});
+
+/**
+ * Ordinary traffic with cancellations mixed in (1 ms deadlines on 1 MiB responses, aborts
+ * mid-body): every request settles as asked, and the server never takes us for an attacker
+ * (no GOAWAY, no ENHANCE_YOUR_CALM, one connection throughout).
+ */
+async function soak(pool: ConnectionPool, base: string, bigPath: string, smallPath: string, check: (body: string) => void): Promise<void> {
+  const goaways = recordChannel('muxpool:goaway');
+  const outcomes = { ok: 0, timedOut: 0, aborted: 0 };
+  const ids = new Set<string>();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < 600) {
+      const i = next++;
+      if (i % 50 === 7) {
+        await rejectsWith(
+          pool.request(`${base}${bigPath}`, { version: HttpVersion.Http2, timeoutMs: 1 }).then((res) => res.arrayBuffer()),
+          'MUXPOOL_ERR_REQUEST_TIMEOUT',
+        );
+        outcomes.timedOut++;
+      } else if (i % 37 === 5) {
+        const controller = new AbortController();
+        const res = await pool.request(`${base}${bigPath}`, { version: HttpVersion.Http2, signal: controller.signal });
+        ids.add(res.connectionId);
+        const chunks = res.body[Symbol.asyncIterator]();
+        await chunks.next();
+        controller.abort();
+        await rejectsWith(
+          (async () => {
+            for (let r = await chunks.next(); r.done !== true; r = await chunks.next());
+          })(),
+          'MUXPOOL_ERR_ABORTED',
+        );
+        outcomes.aborted++;
+      } else {
+        const res = await pool.request(`${base}${smallPath}`, { version: HttpVersion.Http2 });
+        ids.add(res.connectionId);
+        check(await res.text());
+        outcomes.ok++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  goaways.stop();
+  assert.equal(outcomes.ok + outcomes.timedOut + outcomes.aborted, 600);
+  assert.ok(outcomes.timedOut >= 10 && outcomes.aborted >= 10, JSON.stringify(outcomes));
+  assert.deepEqual(goaways.events, [], 'the server sent GOAWAY');
+  assert.equal(ids.size, 1, `served by ${ids.size} connections`);
+}
+
+describe('soak with cancellations', () => {
+  test('node:http2: 600 requests, 1 ms deadlines and aborts mid-body mixed in, no GOAWAY, one connection', async () => {
+    const leaks = leakCheck();
+    const certs = await generateCertificates({ names: ['localhost'] });
+    const big = randomBytes(MiB);
+    const server = await startH2Server(
+      (stream, headers) => {
+        stream.respond({ ':status': 200 });
+        stream.end(headers[':path'] === '/big' ? big : 'small');
+      },
+      { certs },
+    );
+    const pool = new ConnectionPool({ tls: { ca: certs.caCert }, maxPerHost: 1 });
+    await soak(pool, server.url, '/big', '/small', (body) => assert.equal(body, 'small'));
+    assert.equal(server.sessionCount, 1);
+    await pool.close();
+    await server.close();
+    await leaks.check(pool);
+  });
+
+  test('our embedded server (node:http2 compat API): the same soak', async () => {
+    const leaks = leakCheck();
+    const embedded = await startEmbeddedServer({ certificates: await generateCertificates({ names: ['localhost'] }) });
+    const pool = new ConnectionPool({ tls: { ca: embedded.caCert }, maxPerHost: 1 });
+    await soak(pool, embedded.httpsUrl, `/bytes/${MiB}`, '/', (body) => assert.match(body, /embedded server over HTTP\/2/));
+    await pool.close();
+    await embedded.close();
+    await leaks.check(pool);
+  });
+
+  test('nghttpd: the same soak', async () => {
+    const leaks = leakCheck();
+    const server = await startNghttpd({});
+    const pool = new ConnectionPool({ tls: { ca: server.caCert }, maxPerHost: 1 });
+    await soak(pool, server.url, '/big.bin', '/hello.txt', (body) => assert.equal(body, server.files.hello));
+    await pool.close();
+    await server.stop();
     await leaks.check(pool);
   });
 });
