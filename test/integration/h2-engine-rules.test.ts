@@ -373,6 +373,36 @@ test('accepted shapes: 1xx before the final response, padded HEADERS with priori
     view.destroy();
   }));
 
+test('backpressure: a paused consumer gets the held DATA, then the trailers, then completion, in that order; no credit while paused', () =>
+  withPeer(async (server) => {
+    const { view, peer } = await openEngine(server, { streamWindowBytes: 64 * 1024 });
+    const events: string[] = [];
+    let resolveDone!: () => void;
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    const stream = view.openStream(GET, null, {
+      onResponse: () => events.push('response'),
+      onData: (chunk) => (events.push(`data ${chunk.length}`), false),
+      onTrailers: (t) => events.push(`trailers ${String(t['x-sum'])}`),
+      onComplete: () => (events.push('complete'), resolveDone()),
+      onError: (err) => (events.push(`error ${err.code}`), resolveDone()),
+    });
+    const req = await peer.nextRequest();
+    peer.send(
+      peer.headers(req.streamId, [':status', '200'], false),
+      encodeData(req.streamId, new Uint8Array(16_000), false),
+      encodeData(req.streamId, new Uint8Array(16_001), false),
+      encodeData(req.streamId, new Uint8Array(16_002), false),
+      peer.headers(req.streamId, ['x-sum', '48003'], true),
+    );
+    await peer.waitFor(() => false, 200).catch(() => undefined);
+    assert.deepEqual(events, ['response', 'data 16000']);
+    for (let i = 0; i < 3; i++) stream.resume();
+    await done;
+    assert.deepEqual(events, ['response', 'data 16000', 'data 16001', 'data 16002', 'trailers 48003', 'complete']);
+    assert.equal(peer.frames.filter((f) => f.type === FRAME_WINDOW_UPDATE && f.streamId === req.streamId).length, 0, 'no stream credit for a paused or finished stream');
+    view.destroy();
+  }));
+
 test('PING: each PING gets its ACK with the same payload; a flood beyond the ACK queue (peer not reading) is ENHANCE_YOUR_CALM', () =>
   withPeer(async (server) => {
     const { view, peer } = await openEngine(server, { maxQueuedControlFrames: 100 });

@@ -149,6 +149,8 @@ class EngineStream implements RequestStream {
   paused = false;
   /** DATA that arrived while the consumer paused us. */
   received: Uint8Array[] = [];
+  /** Trailers that arrived while the consumer paused us: delivered after the held DATA. */
+  trailers: IncomingHeaders | undefined;
   /** The peer's window for this stream (may go negative after a SETTINGS change, §6.9.2). */
   sendWindow: number;
   /** Request body bytes waiting for credit or for the socket. */
@@ -674,6 +676,12 @@ export class H2Engine {
     stream.paused = false;
     while (stream.received.length > 0 && !stream.paused && !stream.settled) this.deliver(stream, stream.received.shift() as Uint8Array);
     if (stream.settled || stream.paused) return;
+    const trailers = stream.trailers;
+    if (trailers !== undefined) {
+      stream.trailers = undefined;
+      stream.handler.onTrailers(trailers);
+      if (stream.settled) return;
+    }
     if (stream.endReceived) this.completeStream(stream);
     else {
       this.maybeUpdateStreamWindow(stream);
@@ -770,8 +778,13 @@ export class H2Engine {
       addField(trailers, name, value);
     }
     stream.phase = 'done';
+    // The handler hears the trailers after every byte of the body: wait while bytes are held.
+    if (stream.paused) {
+      stream.trailers = trailers;
+      return;
+    }
     stream.handler.onTrailers(trailers);
-    if (!stream.settled && !stream.paused) this.completeStream(stream);
+    if (!stream.settled) this.completeStream(stream);
   }
 
   /** END_STREAM arrived and the consumer has every byte: the response is complete. */
