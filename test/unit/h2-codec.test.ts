@@ -48,6 +48,7 @@ import {
   encodeWindowUpdate,
 } from '../../src/protocol/h2/frames.js';
 import { HpackDecoder, HpackEncoder } from '../../src/protocol/h2/hpack.js';
+import { type StreamEvent, type StreamState, streamTransition } from '../../src/protocol/h2/stream-state.js';
 import { huffmanDecode } from '../../src/protocol/h3/huffman.js';
 import { hpackCorpus } from './h2-corpus.js';
 import { runH2Fuzz } from '../fuzz/h2.fuzz.js';
@@ -327,4 +328,30 @@ json.dump({'bad': bad, 'theirs': theirs}, sys.stdout)
 
 test('fuzz: frame and HPACK decoders, briefly (npm run fuzz runs the same properties at length)', () => {
   runH2Fuzz(300);
+});
+
+test('stream states (RFC 9113 §5.1): every legal transition, and every other one an internal error', () => {
+  const states: StreamState[] = ['idle', 'open', 'half-closed-local', 'half-closed-remote', 'closed'];
+  const events: StreamEvent[] = ['send-headers', 'send-headers-end-stream', 'send-end-stream', 'recv-end-stream', 'send-rst', 'recv-rst'];
+  const legal: Record<string, StreamState> = {
+    'idle send-headers': 'open',
+    'idle send-headers-end-stream': 'half-closed-local',
+    'open send-end-stream': 'half-closed-local',
+    'open recv-end-stream': 'half-closed-remote',
+    'half-closed-local recv-end-stream': 'closed',
+    'half-closed-remote send-end-stream': 'closed',
+    'open send-rst': 'closed',
+    'open recv-rst': 'closed',
+    'half-closed-local send-rst': 'closed',
+    'half-closed-local recv-rst': 'closed',
+    'half-closed-remote send-rst': 'closed',
+    'half-closed-remote recv-rst': 'closed',
+  };
+  for (const state of states) {
+    for (const event of events) {
+      const expected = legal[`${state} ${event}`];
+      if (expected !== undefined) assert.equal(streamTransition(state, event), expected, `${state} ${event}`);
+      else assert.throws(() => streamTransition(state, event), (err: unknown) => err instanceof MuxpoolError && err.code === 'MUXPOOL_ERR_INTERNAL', `${state} ${event}`);
+    }
+  }
 });
