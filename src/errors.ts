@@ -48,6 +48,10 @@ export const ERROR_CODES = {
   MUXPOOL_ERR_QUIC_IDLE_TIMEOUT: 'the QUIC connection closed after no packet arrived within the idle timeout',
   MUXPOOL_ERR_QUIC_STREAM_LIMIT: 'the peer allows no more QUIC streams until it raises its limit (MAX_STREAMS)',
   MUXPOOL_ERR_QUIC_STREAM_CLOSED: 'the QUIC stream cannot be written: it is finished, reset, or the peer asked to stop sending',
+  MUXPOOL_ERR_REDIRECT: "a redirect could not be followed: redirect: 'error', a Location that is not an http(s) URL, or a body that cannot be sent again",
+  MUXPOOL_ERR_TOO_MANY_REDIRECTS: 'the request was redirected more than maxRedirects times, or in a loop',
+  MUXPOOL_ERR_DECODE: 'the response body could not be decoded (corrupt gzip, deflate, br or zstd content-encoding)',
+  MUXPOOL_ERR_NOT_SUPPORTED: 'the request needs something muxpool does not do (an HTTP upgrade, CONNECT through dispatch)',
   MUXPOOL_ERR_PROTOCOL_UNAVAILABLE: 'the requested HTTP version cannot be used with this origin or is not supported',
   MUXPOOL_ERR_INTERNAL: 'an internal invariant broke (a bug in muxpool: please report it)',
 } as const;

@@ -54,6 +54,13 @@ export interface CleanupTask {
   stop(): void;
 }
 
+/** What happens to connections, for whoever listens (the undici Dispatcher events). */
+export interface PoolEvents<C extends Poolable> {
+  connected(key: PoolKey, connection: C): void;
+  disconnected(key: PoolKey, connection: C, err: MuxpoolError | undefined): void;
+  dialFailed(key: PoolKey, err: MuxpoolError): void;
+}
+
 /** What the core holds right now, for `stats()`. */
 export interface CoreSnapshot<C extends Poolable> {
   entries: Array<PoolEntry<C>>;
@@ -127,6 +134,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   readonly clock: Clock;
   private readonly dialer: Dialer<C, D>;
   private readonly memory: CapacityMemory | undefined;
+  private readonly events: PoolEvents<C> | undefined;
   private readonly autoCleanup: boolean;
   private readonly buckets = new Map<string, Bucket<C, D>>();
   private idleTimer: Timer | undefined;
@@ -136,9 +144,10 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   private dialedCount = 0;
   private closedCount = 0;
 
-  constructor(dialer: Dialer<C, D>, options: PoolCoreOptions = {}, memory?: CapacityMemory) {
+  constructor(dialer: Dialer<C, D>, options: PoolCoreOptions = {}, memory?: CapacityMemory, events?: PoolEvents<C>) {
     this.dialer = dialer;
     this.memory = memory;
+    this.events = events;
     this.maxIdleMs = positiveIntegerOption('maxIdleMs', options.maxIdleMs, 30_000, true);
     this.maxPerHost = positiveIntegerOption('maxPerHost', options.maxPerHost, 6, true);
     this.maxStreams = positiveIntegerOption('maxStreams', options.maxStreams, 100);
@@ -632,6 +641,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
       cause instanceof MuxpoolError
         ? cause
         : new MuxpoolError('MUXPOOL_ERR_CONNECT', `dial to ${bucket.key.origin} failed`, { cause, maybeProcessed: false });
+    this.events?.dialFailed(bucket.key, err);
     dial.reservedFor?.reject(err);
     // The callers this dial was for learn why, each from an error of its own; the others keep
     // waiting for their own dials.
@@ -710,8 +720,9 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
     const entry = new PoolEntry<C>(bucket.key, connection, this.maxStreams, this.clock);
     bucket.entries.add(entry);
     if (connection.shareable) bucket.shared.push(entry);
+    this.events?.connected(bucket.key, connection);
     const observer: ConnectionObserver = {
-      onClose: () => this.onConnectionClosed(entry),
+      onClose: (_connection, err) => this.onConnectionClosed(entry, err),
       onCapacityChange: () => this.onCapacityChange(entry),
     };
     connection.setObserver(observer);
@@ -738,6 +749,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   private closeEntry(entry: PoolEntry<C>, err?: MuxpoolError): void {
     const bucket = this.removeEntry(entry);
     entry.isValid = false;
+    if (bucket !== undefined) this.events?.disconnected(entry.key, entry.connection, err);
     entry.connection.destroy(err);
     if (bucket !== undefined && bucket.isEmpty) this.dropBucket(bucket);
     this.notifyIfEmpty();
@@ -761,9 +773,10 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
     if (bucket !== undefined && bucket.waiters.length > 0) this.dispatch(bucket);
   }
 
-  private onConnectionClosed(entry: PoolEntry<C>): void {
+  private onConnectionClosed(entry: PoolEntry<C>, err?: MuxpoolError): void {
     entry.isValid = false;
     const bucket = this.removeEntry(entry);
+    if (bucket !== undefined) this.events?.disconnected(entry.key, entry.connection, err);
     if (bucket !== undefined) {
       if (bucket.waiters.length > 0) this.dispatch(bucket);
       else if (bucket.isEmpty) this.dropBucket(bucket);
