@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConnectionPool } from '../client/pool.js';
+import { ConnectionPool, type RequestOptions } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
 import { HttpVersion } from '../protocol/version.js';
@@ -258,7 +258,7 @@ async function runDemo(): Promise<number> {
     console.log('| # | url | status | protocol | connection | reused |');
     console.log('|---|---|---|---|---|---|');
     let n = 0;
-    const show = async (url: string, init?: Parameters<ConnectionPool['request']>[1]): Promise<void> => {
+    const show = async (url: string, init?: RequestOptions): Promise<void> => {
       const res = await pool.request(url, init);
       await res.dump();
       n++;

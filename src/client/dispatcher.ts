@@ -20,8 +20,9 @@ export interface DispatchOptions {
   headers?: unknown;
   body?: unknown;
   query?: Record<string, unknown>;
-  upgrade?: string | null;
-  [other: string]: unknown;
+  upgrade?: string | boolean | null;
+  /** Handed back to stream()/pipeline() callers as undici does. */
+  opaque?: unknown;
 }
 
 /** A handler of either shape; every method is optional, as undici treats them. */
@@ -30,7 +31,7 @@ export interface DispatchHandler {
   onResponseStarted?(): void;
   onHeaders?(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean | void;
   onData?(chunk: Buffer): boolean | void;
-  onComplete?(rawTrailers: Buffer[] | null): void;
+  onComplete?(rawTrailers: unknown[] | null): void;
   onError?(err: Error): void;
   onUpgrade?(...args: unknown[]): void;
   onRequestStart?(controller: DispatchController, context: object): void;

@@ -4,7 +4,7 @@
  * onto it, and adds `request()`: protocol choice, retries and timeouts live here.
  */
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from '../pool/entry.js';
@@ -21,6 +21,17 @@ import { verifiesOwnHost } from './coalescing.js';
 import { DefaultConnector } from './connector.js';
 import { type DialPlan, type DialPlans, dialPlans } from './dial-plan.js';
 import { ACCEPT_ENCODING, decodersFor } from './decode.js';
+import {
+  type DispatchBody,
+  type DispatchResponseData,
+  type ResponseStartData,
+  type StreamResult,
+  notSupported,
+  pipelineVia,
+  requestVia,
+  settle,
+  streamVia,
+} from './dispatcher-api.js';
 import { type DispatchHandler, type DispatchOptions, DispatchSink, dispatchBody, dispatchHeaders, dispatchUrl } from './dispatcher.js';
 import { Exchange, type ResponseHeadInfo } from './exchange.js';
 import { OriginFacts } from './origin-facts.js';
@@ -96,6 +107,18 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
    */
   maxRetries?: number;
 }
+
+/** The Dispatcher events the pool emits: the origin, the dispatchers involved (the pool), and the error. */
+export interface PoolEventMap {
+  connect: [origin: URL, targets: readonly ConnectionPool[]];
+  disconnect: [origin: URL, targets: readonly ConnectionPool[], error: Error | null];
+  connectionError: [origin: URL, targets: readonly ConnectionPool[], error: Error];
+  drain: [origin: URL];
+}
+
+type DispatchFunction = (options: DispatchOptions, handler: DispatchHandler) => boolean;
+/** An undici interceptor: takes a dispatch function, returns one that wraps it. */
+export type DispatchInterceptor = (dispatch: DispatchFunction) => DispatchFunction;
 
 /** What one send (one hop, every attempt) needs of the request's options. */
 type SendOptions = Pick<RequestOptions, 'version' | 'acquireTimeoutMs' | 'priority'>;
@@ -252,7 +275,7 @@ export function statsNow(pool: ConnectionPool): PoolStats {
  * the `connect`, `disconnect` and `connectionError` events), so `fetch(url, { dispatcher: pool })`
  * and undici's APIs run on it.
  */
-export class ConnectionPool extends EventEmitter {
+export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private readonly core: PoolCore<Connection, DialPlan>;
   private readonly plans: DialPlans;
   private readonly keys = new Map<string, PoolKey>();
@@ -520,6 +543,63 @@ export class ConnectionPool extends EventEmitter {
     return true;
   }
 
+  /** undici's `stream()`: the response body goes into the Writable `factory` returns. */
+  stream<TOpaque = null>(options: DispatchOptions & { opaque?: TOpaque }, factory: (data: ResponseStartData<TOpaque>) => Writable): Promise<StreamResult<TOpaque>>;
+  stream<TOpaque = null>(
+    options: DispatchOptions & { opaque?: TOpaque },
+    factory: (data: ResponseStartData<TOpaque>) => Writable,
+    callback: (err: Error | null, data: StreamResult<TOpaque>) => void,
+  ): void;
+  stream<TOpaque = null>(
+    options: DispatchOptions & { opaque?: TOpaque },
+    factory: (data: ResponseStartData<TOpaque>) => Writable,
+    callback?: (err: Error | null, data: StreamResult<TOpaque>) => void,
+  ): Promise<StreamResult<TOpaque>> | void {
+    return settle(
+      streamVia((o, h) => this.dispatch(o, h), options, factory),
+      callback,
+    );
+  }
+
+  /** undici's `pipeline()`: write the request body in, read what `handler` makes of the response out. */
+  pipeline<TOpaque = null>(
+    options: DispatchOptions & { opaque?: TOpaque },
+    handler: (data: ResponseStartData<TOpaque> & { body: DispatchBody }) => Readable,
+  ): Duplex {
+    return pipelineVia((o, h) => this.dispatch(o, h), options, handler);
+  }
+
+  /**
+   * undici's `compose()`: a view of this pool whose `dispatch` runs through `interceptors`
+   * (each takes a dispatch function and returns one); everything else is the pool's.
+   */
+  compose(...interceptors: unknown[]): this {
+    // Typed loosely so undici's own interceptor types (of any undici version) fit; each one is
+    // a `DispatchInterceptor`, checked here at run time.
+    let dispatch: DispatchFunction = (o, h) => this.dispatch(o, h);
+    for (const interceptor of interceptors.flat()) {
+      if (typeof interceptor !== 'function') {
+        throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `an interceptor must be a function, got ${typeof interceptor}`);
+      }
+      dispatch = (interceptor as DispatchInterceptor)(dispatch);
+    }
+    return new Proxy(this, { get: (target, name, receiver) => (name === 'dispatch' ? dispatch : Reflect.get(target, name, receiver)) });
+  }
+
+  /** undici's `connect()`: refused, typed (`MUXPOOL_ERR_NOT_SUPPORTED`): muxpool opens no CONNECT tunnels. */
+  connect(options: object): Promise<never>;
+  connect(options: object, callback: (err: Error | null, data: never) => void): void;
+  connect(_options: object, callback?: (err: Error | null, data: never) => void): Promise<never> | void {
+    return settle(notSupported('CONNECT tunnels (connect())'), callback);
+  }
+
+  /** undici's `upgrade()`: refused, typed (`MUXPOOL_ERR_NOT_SUPPORTED`): muxpool switches no protocols. */
+  upgrade(options: object): Promise<never>;
+  upgrade(options: object, callback: (err: Error | null, data: never) => void): void;
+  upgrade(_options: object, callback?: (err: Error | null, data: never) => void): Promise<never> | void {
+    return settle(notSupported('HTTP upgrades (upgrade())'), callback);
+  }
+
   private async dispatchNow(options: DispatchOptions, sink: DispatchSink): Promise<void> {
     let exchange: Exchange | undefined;
     try {
@@ -602,7 +682,28 @@ export class ConnectionPool extends EventEmitter {
    * `maxRetries` times) when that is safe; the error says whether the server may have
    * processed it and how many attempts it took.
    */
-  async request(input: string | URL, options: RequestOptions = {}): Promise<Response> {
+  request(input: string | URL, options?: RequestOptions): Promise<Response>;
+  /**
+   * undici's `request(options)` (with `origin`, `path`, `method`, …), so code written against an
+   * undici Dispatcher runs on the pool: the raw response, `{ statusCode, headers, body, … }`.
+   */
+  request<TOpaque = null>(options: DispatchOptions & { opaque?: TOpaque }): Promise<DispatchResponseData<TOpaque>>;
+  request<TOpaque = null>(
+    options: DispatchOptions & { opaque?: TOpaque },
+    callback: (err: Error | null, data: DispatchResponseData<TOpaque>) => void,
+  ): void;
+  request(
+    input: string | URL | DispatchOptions,
+    options?: RequestOptions | ((err: Error | null, data: DispatchResponseData) => void),
+  ): Promise<Response> | Promise<DispatchResponseData> | void {
+    if (typeof input === 'string' || input instanceof URL) return this.fetchResponse(input, (options ?? {}) as RequestOptions);
+    return settle(
+      requestVia((o, h) => this.dispatch(o, h), input),
+      options as ((err: Error | null, data: DispatchResponseData) => void) | undefined,
+    );
+  }
+
+  private async fetchResponse(input: string | URL, options: RequestOptions): Promise<Response> {
     const url = typeof input === 'string' ? this.parsedUrl(input) : parseUrl(input);
     const redirect = redirectModeOf(options.redirect);
     const maxRedirects = options.maxRedirects === undefined ? 20 : integerOption('maxRedirects', options.maxRedirects, 0);

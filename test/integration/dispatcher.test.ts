@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import * as undici from 'undici';
 import { ConnectionPool, isMuxpoolError } from '../../src/index.js';
 import type { DispatchController } from '../../src/client/dispatcher.js';
+import type { DispatchInterceptor } from '../../src/client/pool.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpServer } from '../helpers/servers.js';
@@ -37,9 +38,10 @@ test("Node's global fetch with { dispatcher }: GET, POST bodies of every kind fe
     });
   });
   const pool = new ConnectionPool();
-  const dispatcher = pool as unknown as undici.Dispatcher;
+  // No cast: the pool is a Dispatcher to TypeScript too.
+  const dispatcher = pool;
   try {
-    const get = await fetch(`${server.url}/hello?x=1`, { dispatcher } as unknown as RequestInit);
+    const get = await fetch(`${server.url}/hello?x=1`, { dispatcher });
     assert.equal(get.status, 200);
     assert.equal(get.headers.get('x-method'), 'GET');
     assert.deepEqual(get.headers.getSetCookie(), ['a=1', 'b=2']);
@@ -87,7 +89,8 @@ test("undici's fetch, request, stream and pipeline with { dispatcher }, and setG
     });
   });
   const pool = new ConnectionPool();
-  const dispatcher = pool as unknown as undici.Dispatcher;
+  // No cast: the pool is a Dispatcher to TypeScript too.
+  const dispatcher = pool;
   const previous = undici.getGlobalDispatcher();
   try {
     const f = await undici.fetch(`${server.url}/f`, { dispatcher });
@@ -138,15 +141,16 @@ test('fetch over HTTP/2, and over HTTP/3 once the origin advertised it (Alt-Svc)
   const leaks = leakCheck();
   const embedded = await startEmbeddedServer();
   const pool = new ConnectionPool({ tls: { ca: embedded.caCert } });
-  const dispatcher = pool as unknown as undici.Dispatcher;
+  // No cast: the pool is a Dispatcher to TypeScript too.
+  const dispatcher = pool;
   try {
-    const first = await fetch(`${embedded.httpsUrl}/`, { dispatcher } as unknown as RequestInit);
+    const first = await fetch(`${embedded.httpsUrl}/`, { dispatcher });
     assert.match(await first.text(), /HTTP\/2/);
     assert.equal((await pool.stats()).http2Connections, 1);
     if (embedded.http3) {
       // The Alt-Svc of the first response prepares an HTTP/3 connection in the background.
       for (let i = 0; i < 200 && (await pool.stats()).http3Connections === 0; i++) await new Promise((r) => setTimeout(r, 10));
-      const later = await fetch(`${embedded.httpsUrl}/`, { dispatcher } as unknown as RequestInit);
+      const later = await fetch(`${embedded.httpsUrl}/`, { dispatcher });
       assert.match(await later.text(), /HTTP\/3/, 'fetch in Node over HTTP/3');
       const echoed = await fetch(`${embedded.httpsUrl}/echo`, { method: 'POST', body: 'over h3', dispatcher } as unknown as RequestInit);
       assert.equal(await echoed.text(), 'over h3');
@@ -174,7 +178,8 @@ test('the controller handler shape (undici 7): start, head, body with pause/resu
     res.end(big);
   });
   const pool = new ConnectionPool();
-  const dispatcher = pool as unknown as undici.Dispatcher;
+  // No cast: the pool is a Dispatcher to TypeScript too.
+  const dispatcher = pool;
   try {
     const got = await new Promise<{ status: number; bytes: number; pauses: number }>((resolve, reject) => {
       let bytes = 0;
@@ -246,4 +251,68 @@ test('upgrade and CONNECT get a typed error through the handler; bad options too
   assert.ok(isMuxpoolError(badPath, 'MUXPOOL_ERR_INVALID_URL'));
   assert.equal((await pool.stats()).dialed, 0);
   await pool.close();
+});
+
+test("the pool's own undici-style request(options), stream(), pipeline(), compose(); connect() and upgrade() refused typed", async () => {
+  const leaks = leakCheck();
+  const server = await startHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      res.setHeader('x-intercepted', String(req.headers['x-intercepted'] ?? 'no'));
+      res.end(`${req.method} ${req.url} ${Buffer.concat(chunks).toString()}`);
+    });
+  });
+  const pool = new ConnectionPool();
+  try {
+    const data = await pool.request({ origin: server.url, path: '/r?x=1', method: 'POST', body: 'abc', opaque: { tag: 7 } });
+    assert.equal(data.statusCode, 200);
+    assert.deepEqual(data.opaque, { tag: 7 });
+    assert.equal(await data.body.text(), 'POST /r?x=1 abc');
+    assert.equal(data.body.bodyUsed, true);
+
+    const sink: Buffer[] = [];
+    const streamed = await pool.stream({ origin: server.url, path: '/s', method: 'GET', opaque: 'o' }, ({ statusCode }) => {
+      assert.equal(statusCode, 200);
+      return new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          sink.push(chunk);
+          cb();
+        },
+      });
+    });
+    assert.equal(streamed.opaque, 'o');
+    assert.equal(Buffer.concat(sink).toString(), 'GET /s ');
+
+    const out: Buffer[] = [];
+    await pipeline(
+      Readable.from(['x', 'y']),
+      pool.pipeline({ origin: server.url, path: '/p', method: 'PUT' }, ({ body }) => body),
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          out.push(chunk);
+          cb();
+        },
+      }),
+    );
+    assert.equal(Buffer.concat(out).toString(), 'PUT /p xy');
+
+    // An interceptor that adds a header: compose() runs it, the pool is unchanged.
+    const addHeader: DispatchInterceptor = (dispatch) => (options, handler) =>
+      dispatch({ ...options, headers: { ...(options.headers as Record<string, string>), 'x-intercepted': 'yes' } }, handler);
+    const composed = pool.compose(addHeader);
+    const viaComposed = await undici.request(`${server.url}/c`, { dispatcher: composed });
+    assert.equal(viaComposed.headers['x-intercepted'], 'yes');
+    await viaComposed.body.dump();
+    const direct = await pool.request(`${server.url}/c`);
+    assert.equal(direct.headers['x-intercepted'], 'no');
+    await direct.dump();
+
+    await assert.rejects(pool.connect({}), { code: 'MUXPOOL_ERR_NOT_SUPPORTED' });
+    await assert.rejects(pool.upgrade({}), { code: 'MUXPOOL_ERR_NOT_SUPPORTED' });
+  } finally {
+    await pool.close();
+    await server.close();
+  }
+  await leaks.check(pool);
 });

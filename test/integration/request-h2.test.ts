@@ -8,7 +8,7 @@ import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectionPool, HttpVersion, MuxpoolError } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, MuxpoolError, type Response } from '../../src/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { respondText, startH2Server, startSilentProxy } from '../helpers/h2.js';
@@ -214,7 +214,7 @@ test('GOAWAY mid-burst: 40 requests all succeed; those above the last stream id 
   })));
   const failed = results.filter((r) => r.status === 'rejected');
   assert.deepEqual(failed, [], 'every request succeeded');
-  const responses = results.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<ConnectionPool['request']>>>).value);
+  const responses = results.map((r) => (r as PromiseFulfilledResult<Response>).value);
   const retried = responses.filter((r) => r.attempts === 2);
   assert.ok(retried.length > 0, 'some requests were above the last stream id and were retried');
   assert.ok(responses.every((r) => r.attempts <= 2));
