@@ -1,9 +1,13 @@
 /**
+ * HTTP/2 peers that misbehave on purpose (raw h2c servers writing frames by hand, see
+ * test/helpers/h2-frames.ts), on the node:http2 client path.
+ *
  * RFC 9113 §8.1: an HTTP/2 response is complete only when a frame with END_STREAM arrives. A
  * body cut short — by RST_STREAM (NO_ERROR or CANCEL), by a node:http2 server closing the stream
  * mid-body, or by the connection closing — fails typed and never reads as a whole body (a cut-off
  * JSON document must not parse as a good one). Raw h2c servers write the frames by hand
- * (test/helpers/h2-frames.ts); one server is node:http2 itself.
+ * (test/helpers/h2-frames.ts); one server is node:http2 itself. Interim (1xx) responses are
+ * bounded as on every protocol.
  */
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
@@ -160,6 +164,28 @@ test('a node:http2 server that closes the stream with NO_ERROR mid-body: BODY_TR
   const second = await pool.request(`${server.url}/whole`, H2);
   assert.equal(await second.text(), 'whole');
   assert.equal(second.connectionId, first.connectionId);
+  await pool.close();
+  await server.close();
+  await leaks.check();
+});
+
+test('an endless stream of interim (1xx) responses fails with HEADERS_TOO_LARGE at the bound, long before timeoutMs', async (t) => {
+  const leaks = leakCheck();
+  const timers = new Set<NodeJS.Timeout>();
+  const server = await startRawH2Server((socket, id) => {
+    const timer = setInterval(() => {
+      if (socket.destroyed) clearInterval(timer);
+      else socket.write(headersFrame(id, [[':status', '103'], ['link', '</style.css>; rel=preload']]));
+    }, 10);
+    timers.add(timer);
+  });
+  const pool = new ConnectionPool({ readTimeoutMs: 60_000 });
+  closeAfter(t, () => pool.destroy(), () => server.close(), async () => timers.forEach((timer) => clearInterval(timer)));
+  const started = performance.now();
+  const err = await rejectsWith(pool.request(`${server.url}/`, { version: HttpVersion.Http2, timeoutMs: 20_000 }), 'MUXPOOL_ERR_HEADERS_TOO_LARGE');
+  assert.match(err.message, /interim/);
+  assert.ok(performance.now() - started < 10_000);
+  for (const timer of timers) clearInterval(timer);
   await pool.close();
   await server.close();
   await leaks.check();
