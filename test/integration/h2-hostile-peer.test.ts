@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
@@ -33,7 +34,7 @@ async function fetchText(pool: ConnectionPool, url: string): Promise<string> {
   return res.text();
 }
 
-const CUTS: Array<{ name: string; cut: (socket: import('node:net').Socket, streamId: number) => void; codes: string[] }> = [
+const CUTS: Array<{ name: string; cut: (socket: Socket, streamId: number) => void; codes: string[] }> = [
   { name: 'RST_STREAM(NO_ERROR)', cut: (socket, id) => socket.write(rstStreamFrame(id, H2_CODE.NO_ERROR)), codes: ['MUXPOOL_ERR_BODY_TRUNCATED'] },
   { name: 'RST_STREAM(CANCEL)', cut: (socket, id) => socket.write(rstStreamFrame(id, H2_CODE.CANCEL)), codes: ['MUXPOOL_ERR_STREAM_RESET'] },
   { name: 'RST_STREAM(INTERNAL_ERROR)', cut: (socket, id) => socket.write(rstStreamFrame(id, H2_CODE.INTERNAL_ERROR)), codes: ['MUXPOOL_ERR_STREAM_RESET'] },
