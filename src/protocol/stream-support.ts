@@ -22,11 +22,13 @@ import { bodyFailure, checkedBody } from './body.js';
  * side by side (a server may answer before the request body is done: RFC 9110 §9.3.3 / RFC 9113
  * §8.1 / RFC 9114 §4.1), so a state names both halves:
  *
- *   held ──► sending ──► waiting ──► receiving ──► trailers ──► ended ──► closed
- *              │            │            ▲  │                     ▲
- *              └──► early ──┼────────────┘  └─────────────────────┘
- *                     │     └──────────────────────────────────────┘
- *                     └──► trailers / ended
+ *   held      → sending
+ *   sending   → waiting, early, ended
+ *   waiting   → receiving, ended
+ *   early     → receiving, trailers, ended
+ *   receiving → trailers, ended
+ *   trailers  → ended
+ *   every state → closed
  *
  *  - held: accepted but not on the wire (HTTP/3: waiting for the handshake or stream credit);
  *  - sending: the request body is still going out; no final response head yet;
@@ -35,7 +37,7 @@ import { bodyFailure, checkedBody } from './body.js';
  *  - receiving: final head in, request out: the body arrives;
  *  - trailers: the trailer section arrived: nothing but the end of the stream may follow;
  *  - ended: the peer ended its side (HTTP/2 END_STREAM) and the transport still delivers what it
- *    buffered;
+ *    buffered; a request body still going out stops (the response is complete, RFC 9113 §8.1);
  *  - closed: the handler heard its last call (onComplete or onError). Every state may close.
  *
  * A driver uses the subset its protocol needs (HTTP/1.1 never holds, HTTP/3 completes at FIN).
@@ -43,8 +45,8 @@ import { bodyFailure, checkedBody } from './body.js';
 export type StreamState = 'held' | 'sending' | 'waiting' | 'early' | 'receiving' | 'trailers' | 'ended' | 'closed';
 
 const NEXT: Readonly<Record<StreamState, readonly StreamState[]>> = {
-  held: ['sending', 'waiting', 'closed'],
-  sending: ['waiting', 'early', 'closed'],
+  held: ['sending', 'closed'],
+  sending: ['waiting', 'early', 'ended', 'closed'],
   waiting: ['receiving', 'ended', 'closed'],
   early: ['receiving', 'trailers', 'ended', 'closed'],
   receiving: ['trailers', 'ended', 'closed'],
@@ -256,8 +258,10 @@ export function waitForDrain(stream: DrainableStream): Promise<void> {
 
 /**
  * RFC 9110 §15.2: any number of 1xx responses may precede the final one, so a client must bound
- * them itself. Every protocol allows this many, and counts their header bytes, together with the
- * final head's, against `maxHeaderBytes` (as the HTTP/1.1 parser does).
+ * them itself. Every protocol allows this many, and their header bytes together at most
+ * `maxHeaderBytes` (the HTTP/1.1 parser counts them with the final head's). Bytes that arrive on a
+ * stream are activity for the read deadline, so without this bound a peer sending 1xx forever
+ * would keep a stream open however short `readTimeoutMs` is.
  */
 export const MAX_INTERIM_RESPONSES = 16;
 

@@ -191,3 +191,31 @@ test('an endless stream of interim (1xx) responses fails with HEADERS_TOO_LARGE 
   await server.close();
   await leaks.check();
 });
+
+test('a server that answers in full before the streamed request body is done: a success, and the upload stops (RFC 9113 §8.1)', async (t) => {
+  const leaks = leakCheck();
+  const server = await startRawH2Server((socket, id) => {
+    // One write: node sees END_STREAM before it has emitted the response head.
+    socket.write(Buffer.concat([headersFrame(id, [[':status', '413']]), dataFrame(id, 'too large', true)]));
+    // "request that the client abort transmission of a request without error".
+    if (id === 3) socket.write(rstStreamFrame(id, H2_CODE.NO_ERROR));
+  });
+  const pool = new ConnectionPool();
+  closeAfter(t, () => pool.destroy(), () => server.close());
+  for (let i = 0; i < 2; i++) {
+    let produced = 0;
+    async function* upload(): AsyncGenerator<Uint8Array> {
+      for (; produced < 100; produced++) {
+        yield Buffer.alloc(1024, 0x63);
+        await sleep(20);
+      }
+    }
+    const res = await pool.request(`${server.url}/upload`, { method: 'POST', body: upload(), version: HttpVersion.Http2, timeoutMs: 10_000 });
+    assert.equal(res.status, 413);
+    assert.equal(await res.text(), 'too large');
+    assert.ok(produced < 100, `the body stopped (${produced} chunks produced)`);
+  }
+  await pool.close();
+  await server.close();
+  await leaks.check();
+});
