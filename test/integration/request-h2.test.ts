@@ -448,3 +448,27 @@ test('read timeout: a stalled stream fails typed after readTimeoutMs; one that k
   await server.close();
   await leaks.check(pool);
 });
+
+test('one connection failure ends many streams: each request gets its own error object', async () => {
+  // Regression: H2Session.destroy handed the same error to every stream, and the client then
+  // set `attempts` on it, so concurrent requests overwrote each other's.
+  const leaks = leakCheck();
+  const h2c = await startH2Server((stream) => stream.respond({ ':status': 200 }));
+  const proxy = await startSilentProxy(h2c.port);
+  const pool = new ConnectionPool({ pingIntervalMs: 100, pingTimeoutMs: 200 });
+  const url = `http://127.0.0.1:${proxy.port}`;
+  const a = await pool.request(`${url}/a`, { version: HttpVersion.Http2 });
+  const b = await pool.request(`${url}/b`, { version: HttpVersion.Http2 });
+  assert.equal(a.connectionId, b.connectionId);
+  proxy.silenceExisting();
+  const [errA, errB] = await Promise.all([rejectsWith(a.text(), 'MUXPOOL_ERR_PING_TIMEOUT'), rejectsWith(b.text(), 'MUXPOOL_ERR_PING_TIMEOUT')]);
+  assert.notEqual(errA, errB, 'two requests, two error objects');
+  assert.equal(errA.message, errB.message);
+  assert.ok(errA.cause instanceof MuxpoolError && errA.cause === errB.cause, 'both chain the connection error as their cause');
+  errA.attempts = 7;
+  assert.notEqual(errB.attempts, 7);
+  await pool.close();
+  await proxy.close();
+  await h2c.close();
+  await leaks.check(pool);
+});
