@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   MUXPOOL_ERR_ACQUIRE_TIMEOUT: 'no connection slot became free within acquireTimeoutMs',
   MUXPOOL_ERR_ABORTED: "the caller's AbortSignal fired",
   MUXPOOL_ERR_REQUEST_TIMEOUT: 'the request did not complete within timeoutMs',
-  MUXPOOL_ERR_READ_TIMEOUT: 'the peer sent nothing for readTimeoutMs while a response was expected',
+  MUXPOOL_ERR_READ_TIMEOUT: 'the stream made no progress for readTimeoutMs: the peer sent nothing and took none of the request body',
   MUXPOOL_ERR_DNS: 'the host name could not be resolved',
   MUXPOOL_ERR_CONNECT_REFUSED: 'the peer refused the connection (nothing listens on that port)',
   MUXPOOL_ERR_CONNECT_TIMEOUT: 'the connection (TCP and TLS handshake) did not complete within connectTimeoutMs',

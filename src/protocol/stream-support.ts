@@ -289,10 +289,7 @@ export function checkInterimBudget(count: number, bytes: number, maxHeaderBytes:
  * client sets `attempts` on the error it hands a caller, so one object must never reach two.
  */
 export function errorForStream(shared: MuxpoolError, maybeProcessed: boolean | undefined = shared.maybeProcessed): MuxpoolError {
-  return new MuxpoolError(shared.code, shared.message, {
-    cause: shared,
-    ...(maybeProcessed !== undefined ? { maybeProcessed } : {}),
-    ...(shared.wireCode !== undefined ? { wireCode: shared.wireCode } : {}),
-    ...(shared.origin !== undefined ? { origin: shared.origin } : {}),
-  });
+  const own = shared.forRequest();
+  own.maybeProcessed = maybeProcessed;
+  return own;
 }
