@@ -92,7 +92,6 @@ const MAX_HOST_CHARS = 255;
 const MAX_ALT_SVC_AHEAD_MS = 30 * 24 * 3_600_000;
 /** Broken marks and backoffs longer than this were not written by a pool: they are dropped. */
 const MAX_BROKEN_MS = 24 * 3_600_000;
-const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 /** Records serialised per turn of the event loop when writing in the background. */
 const RECORDS_PER_TURN = 256;
 
@@ -110,8 +109,9 @@ function plausibleHost(value: unknown): value is string {
   return true;
 }
 
+/** Decoded with `Buffer.from(…, 'base64')` and judged by the TLS stack: only the size matters here. */
 function ticket(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= MAX_TICKET_CHARS && BASE64.test(value);
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_TICKET_CHARS;
 }
 
 /**
@@ -120,7 +120,7 @@ function ticket(value: unknown): value is string {
  * far ahead is clamped to `MAX_ALT_SVC_AHEAD_MS` (an origin may say `ma` of years; a new
  * process checks again sooner); a broken mark beyond `MAX_BROKEN_MS` is dropped (no pool
  * writes one: `brokenUntil: 1e15` would keep HTTP/3 off an origin for ever). Tickets are the
- * TLS stack's to judge, once they are base64 of a sane size.
+ * TLS stack's to judge, once they are strings of a sane size.
  */
 function cleanRecord(raw: unknown, now: number): OriginRecord | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
@@ -192,16 +192,25 @@ function encodeRecord(origin: string, record: OriginRecord): string {
 const FILE_PREFIX = `{"version":${FILE_VERSION},"origins":{`;
 const FILE_SUFFIX = '}}';
 
-/** The file's text from encoded members: the newest that fit under `MAX_STORE_FILE_BYTES`. */
-function assemble(members: string[]): string {
+/** The index of the oldest member kept: the newest members that fit under `MAX_STORE_FILE_BYTES`. */
+function firstFitting(sizes: readonly number[]): number {
   let bytes = FILE_PREFIX.length + FILE_SUFFIX.length;
-  let first = members.length;
+  let first = sizes.length;
   while (first > 0) {
-    const size = Buffer.byteLength(members[first - 1] as string) + 1;
+    const size = (sizes[first - 1] as number) + 1; // and its comma
     if (bytes + size > MAX_STORE_FILE_BYTES) break;
     bytes += size;
     first--;
   }
+  return first;
+}
+
+/** The file's text: every record when they fit (the usual case, one `stringify`), else the newest that fit. */
+function assemble(records: Map<string, OriginRecord>): string {
+  const whole = JSON.stringify({ version: FILE_VERSION, origins: Object.fromEntries(records) });
+  if (whole.length <= MAX_STORE_FILE_BYTES / 3 || Buffer.byteLength(whole) <= MAX_STORE_FILE_BYTES) return whole;
+  const members = [...records].map(([origin, record]) => encodeRecord(origin, record));
+  const first = firstFitting(members.map((member) => Buffer.byteLength(member)));
   return FILE_PREFIX + members.slice(first).join(',') + FILE_SUFFIX;
 }
 
@@ -334,7 +343,7 @@ export class FileOriginStore extends MemoryOriginStore {
     if (!this.dirty && this.writing === 0) return;
     this.dirty = false;
     ++this.generation;
-    const text = assemble([...this.records].map(([origin, record]) => encodeRecord(origin, record)));
+    const text = assemble(this.records);
     const temp = this.tempPath();
     let fd: number | undefined;
     let created = false;
@@ -365,13 +374,24 @@ export class FileOriginStore extends MemoryOriginStore {
     let created = false;
     try {
       // Records are replaced, never changed in place, so this snapshot stays as it was taken.
+      // Encoding is sliced, a few hundred records per turn, so no turn holds the loop for long.
       const entries = [...this.records];
       const members: string[] = [];
+      const sizes: number[] = [];
       for (let i = 0; i < entries.length; i++) {
         if (i > 0 && i % RECORDS_PER_TURN === 0) await nextTurn();
         const [origin, record] = entries[i] as [string, OriginRecord];
-        members.push(encodeRecord(origin, record));
+        const member = encodeRecord(origin, record);
+        members.push(member);
+        sizes.push(Buffer.byteLength(member));
       }
+      const chunks: Buffer[] = [Buffer.from(FILE_PREFIX)];
+      for (let i = firstFitting(sizes); i < members.length; i += RECORDS_PER_TURN) {
+        await nextTurn();
+        const slice = members.slice(i, i + RECORDS_PER_TURN).join(',');
+        chunks.push(Buffer.from(i + RECORDS_PER_TURN < members.length ? `${slice},` : slice));
+      }
+      chunks.push(Buffer.from(FILE_SUFFIX));
       if (generation !== this.generation) return;
       handle = await open(temp, 'wx', 0o600);
       created = true;
@@ -379,7 +399,7 @@ export class FileOriginStore extends MemoryOriginStore {
         await handle.chmod(0o600);
         notPrivate((await handle.stat()).mode);
       }
-      await handle.writeFile(assemble(members));
+      await handle.writeFile(Buffer.concat(chunks));
       await handle.close();
       handle = undefined;
       // Renamed synchronously: a `flush()` that ran meanwhile wrote newer records, and no

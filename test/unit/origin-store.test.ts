@@ -139,7 +139,7 @@ test('values are checked on load: absurd timestamps, wrong types and unknown fie
       'https://far-alt.example:443': { altSvcH3Until: now + 1e12, altSvcH3Host: 'alt.example', altSvcH3Port: 8443 },
       'https://bad-port.example:443': { altSvcH3Until: now + HOUR, altSvcH3Port: 70_000, streamLimit: 1.5 },
       'https://bad-host.example:443': { altSvcH3Until: now + HOUR, altSvcH3Host: 'a b\r\n', tcpProtocol: 'h9' },
-      'https://types.example:443': { altSvcH3Until: '9999999999999', streamLimit: '4', tlsSession: 'not base64!', quicSession: 42, evil: 'x' },
+      'https://types.example:443': { altSvcH3Until: '9999999999999', streamLimit: '4', tlsSession: 'A'.repeat(70_000), quicSession: 42, evil: 'x' },
       'https://nan.example:443': { brokenUntil: null, brokenBackoffMs: -1, altSvcH3Until: Number.MAX_VALUE },
       'https://ok.example:443': { tlsSession: 'dGlja2V0', quicSession: 'cXVpYw==', streamLimit: 100, tcpProtocol: 'http/1.1' },
       'https://array.example:443': [1, 2, 3],
