@@ -11,7 +11,9 @@ import { once } from 'node:events';
 import { test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
+import { generateCertificates } from '../../src/server/certs.js';
 import { leakCheck } from '../helpers/leaks.js';
+import { startHttpsServer } from '../helpers/servers.js';
 
 const SERVER = `
 const http = require('node:http');
@@ -91,4 +93,26 @@ test('the leak check sees an unref\'d timer left armed, and not one that was cle
   });
   clearTimeout(timer);
   await leaks.check();
+});
+
+test('a TLS connection left open is reported, and counts as closed with its socket (no garbage collection needed)', async () => {
+  const certs = await generateCertificates();
+  const server = await startHttpsServer((_req, res) => res.end('tls'), { key: certs.leafKey, cert: certs.leafCert });
+  const leaks = leakCheck();
+  const pool = new ConnectionPool({ tls: { ca: certs.caCert } });
+  try {
+    const res = await pool.request(`${server.url}/`, { version: HttpVersion.Http1_1 });
+    assert.equal(await res.text(), 'tls');
+    await assert.rejects(leaks.check(), (err: Error) => {
+      assert.match(err.message, /TLSWRAP #/);
+      assert.match(err.message, /TCPWRAP #/);
+      return true;
+    });
+  } finally {
+    await pool.close();
+  }
+  // Node emits a TLS wrapper's destroy hook only when it is collected; the socket beneath
+  // closing is what counts, so this passes without a GC.
+  await leaks.check(pool);
+  await server.close();
 });
