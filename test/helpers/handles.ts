@@ -30,6 +30,8 @@ export interface TrackedHandle {
   createdAt: number;
   /** Where it was created, when `MUXPOOL_LEAK_STACKS=1`. */
   stack: string | undefined;
+  /** A socket a listening server accepted (the far end of a client's connection), not one dialed. */
+  accepted: boolean;
   /** TLSWRAP only: the wrapper, weakly (its `_parent` tells whether the socket beneath closed). */
   wrapper: WeakRef<object> | undefined;
 }
@@ -37,6 +39,8 @@ export interface TrackedHandle {
 const live = new Map<number, TrackedHandle>();
 /** A TCP handle's async id, found from the handle object (a TLSWRAP's `_parent`). */
 const handleIds = new WeakMap<object, number>();
+/** Listening TCP handles: a TCPWRAP they trigger is an accepted connection. */
+const listeners = new Set<number>();
 let seq = 0;
 /** Timers the tracker itself arms while it waits are not the test's. */
 let ownTimers = 0;
@@ -52,7 +56,8 @@ function shortStack(): string {
 }
 
 createHook({
-  init(asyncId, type, _triggerAsyncId, resource): void {
+  init(asyncId, type, triggerAsyncId, resource): void {
+    if (type === 'TCPSERVERWRAP') listeners.add(asyncId);
     if (!TRACKED_TYPES.has(type)) return;
     if (type === 'Timeout' && ownTimers > 0) return;
     if (type === 'TCPWRAP') handleIds.set(resource, asyncId);
@@ -62,11 +67,13 @@ createHook({
       seq: ++seq,
       createdAt: Date.now(),
       stack: captureStacks ? shortStack() : undefined,
+      accepted: type === 'TCPWRAP' && listeners.has(triggerAsyncId),
       wrapper: type === 'TLSWRAP' ? new WeakRef(resource) : undefined,
     });
   },
   destroy(asyncId): void {
     live.delete(asyncId);
+    listeners.delete(asyncId);
   },
 }).enable();
 
@@ -115,6 +122,6 @@ export function quietSleep(ms: number): Promise<void> {
 export function describeHandles(handles: readonly TrackedHandle[]): string {
   const now = Date.now();
   return handles
-    .map((h) => `${h.type} #${h.asyncId} (${now - h.createdAt} ms old)${h.stack === undefined ? '' : `\n    ${h.stack}`}`)
+    .map((h) => `${h.type} #${h.asyncId} (${now - h.createdAt} ms old${h.accepted ? ', accepted by a server in this process' : ''})${h.stack === undefined || h.stack === '' ? '' : `\n    ${h.stack}`}`)
     .join('\n  ');
 }
