@@ -211,3 +211,19 @@ test('a pool never writes a file over the size limit: the oldest records go, the
   assert.equal(again.get('https://h1999.example:443')?.tlsSession, ticket);
   assert.equal(again.get('https://h0.example:443'), undefined);
 });
+
+test('a background write overtaken by flush() does not rename its older snapshot over the newer file', async () => {
+  const store = new FileOriginStore(path);
+  for (let i = 0; i < 2_000; i++) store.update(`https://h${i}.example:443`, { streamLimit: i });
+  // Start the debounced write by hand (its timer would, a second later); it snapshots now and
+  // encodes over several turns.
+  const background = (store as unknown as { writeInBackground(): Promise<void> }).writeInBackground();
+  store.update('https://late.example:443', { tcpProtocol: 'h2' });
+  store.flush();
+  await background;
+  const written = parseOriginStore(readFileSync(path, 'utf8'), Date.now());
+  assert.equal(written.get('https://late.example:443')?.tcpProtocol, 'h2', 'the newer records stay');
+  assert.equal(written.size, 2_001);
+  assert.deepEqual(readdirSync(dir), ['origins.json'], 'the abandoned temp file is removed');
+  store.flush();
+});
