@@ -63,6 +63,16 @@ function describe(value: unknown): string {
   return String(value);
 }
 
+/**
+ * A validated duration as `socket.setTimeout()` takes it: there 0 means "no timeout", and
+ * `Infinity` throws (`ERR_OUT_OF_RANGE`), so "no limit" becomes 0. A duration of 0 itself
+ * cannot be said to a socket (it would mean none): it becomes 1 ms, the shortest it keeps.
+ */
+export function socketTimeoutMs(ms: number): number {
+  if (ms === Infinity) return 0;
+  return Math.min(Math.max(1, ms), MAX_TIMER_MS);
+}
+
 const NO_TIMER: Timer = {
   cancel(): void {
     // Nothing was armed.

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { mock, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ManualClock, systemClock } from '../../src/core/clock.js';
-import { MAX_TIMER_MS, durationOption, setTimerSafe } from '../../src/core/durations.js';
+import { MAX_TIMER_MS, durationOption, setTimerSafe, socketTimeoutMs } from '../../src/core/durations.js';
 import { MuxpoolError } from '../../src/errors.js';
 
 function refused(fn: () => unknown, mentions: RegExp): void {
@@ -111,4 +112,15 @@ test('ManualClock: Infinity never falls due', () => {
   clock.setTimer(() => fired++, Infinity);
   clock.advance(Number.MAX_SAFE_INTEGER);
   assert.equal(fired, 0);
+});
+
+test('socketTimeoutMs: Infinity becomes 0 (no timeout) for socket.setTimeout, which throws on Infinity', () => {
+  const socket = new net.Socket();
+  assert.throws(() => socket.setTimeout(Infinity), { code: 'ERR_OUT_OF_RANGE' });
+  assert.equal(socketTimeoutMs(Infinity), 0);
+  socket.setTimeout(socketTimeoutMs(Infinity));
+  assert.equal(socketTimeoutMs(5_000), 5_000);
+  assert.equal(socketTimeoutMs(0), 1, '0 would mean no timeout to a socket');
+  assert.equal(socketTimeoutMs(2 ** 40), MAX_TIMER_MS);
+  socket.destroy();
 });
