@@ -78,6 +78,14 @@ export interface MuxpoolErrorOptions {
   related?: readonly unknown[];
 }
 
+/**
+ * The brand every `MuxpoolError` carries. `Symbol.for` gives the same symbol to every copy of
+ * muxpool loaded in a process (two versions in `node_modules`, or one module loaded under two
+ * URLs), so an error raised by one copy is recognised by another, where `instanceof` against a
+ * different class object would say no.
+ */
+const BRAND: unique symbol = Symbol.for('muxpool.error') as never;
+
 export class MuxpoolError extends Error {
   override readonly name = 'MuxpoolError';
   readonly code: ErrorCode;
@@ -98,22 +106,6 @@ export class MuxpoolError extends Error {
     this.related = options.related;
   }
 
-  /**
-   * A copy of this error for one request, with this one as its cause: a failure shared by many
-   * requests (a connection that died, a pool that closed) reaches each as an object of its own,
-   * so what one request records on it (`attempts`, `maybeProcessed`) never shows in another's.
-   */
-  forRequest(): MuxpoolError {
-    return new MuxpoolError(this.code, this.message, {
-      cause: this,
-      maybeProcessed: this.maybeProcessed,
-      attempts: this.attempts,
-      wireCode: this.wireCode,
-      origin: this.origin,
-      related: this.related,
-    });
-  }
-
   /** A copy of this error with `others` attached as `related` (its own cause kept). */
   withRelated(others: readonly unknown[]): MuxpoolError {
     return new MuxpoolError(this.code, this.message, {
@@ -125,10 +117,55 @@ export class MuxpoolError extends Error {
       related: [...(this.related ?? []), ...others],
     });
   }
+
+  /**
+   * `err instanceof MuxpoolError` is true for an error of any copy of muxpool (it checks the
+   * brand). A subclass keeps the ordinary prototype check, so it does not claim every brand.
+   */
+  static override [Symbol.hasInstance](value: unknown): value is MuxpoolError {
+    if (this !== MuxpoolError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return hasBrand(value);
+  }
+
+  /**
+   * A fresh error for one request, with the same code, message and retry facts and this one as
+   * its `cause`. A failure shared by many requests (a session that died, waiters failed at once)
+   * is never handed out itself: each request sets its own `attempts` on its own copy.
+   */
+  forRequest(): MuxpoolError {
+    return errorForRequest(this);
+  }
 }
 
+// On the prototype, not on each instance: invisible in logs and `JSON.stringify`, and free.
+Object.defineProperty(MuxpoolError.prototype, BRAND, { value: true, enumerable: false, writable: false, configurable: false });
+
+function hasBrand(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
+}
+
+/**
+ * True for a `MuxpoolError` from this or any other copy of muxpool in the process (checked by
+ * brand, not by class), optionally with the given `code`.
+ */
 export function isMuxpoolError(err: unknown, code?: ErrorCode): err is MuxpoolError {
-  return err instanceof MuxpoolError && (code === undefined || err.code === code);
+  return hasBrand(err) && typeof (err as { code?: unknown }).code === 'string' && (code === undefined || (err as MuxpoolError).code === code);
+}
+
+/**
+ * The error one request reports for `shared`, a failure that may reach many requests: a new
+ * `MuxpoolError` (of this copy) with the same code, message, `maybeProcessed`, `wireCode` and
+ * `origin`, and `cause: shared`; `attempts` is left for the request to set. Anything that is
+ * not a `MuxpoolError` is returned as it is.
+ */
+export function errorForRequest<T>(shared: T): T | MuxpoolError {
+  if (!isMuxpoolError(shared)) return shared;
+  const options: MuxpoolErrorOptions = { cause: shared };
+  if (shared.maybeProcessed !== undefined) options.maybeProcessed = shared.maybeProcessed;
+  if (shared.wireCode !== undefined) options.wireCode = shared.wireCode;
+  if (shared.origin !== undefined) options.origin = shared.origin;
+  if (shared.related !== undefined) options.related = shared.related;
+  return new MuxpoolError(shared.code, shared.message, options);
 }
 
 /** Raised when code reaches a state it must never reach: a bug, never the peer's fault. */

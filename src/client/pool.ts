@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
+import { durationOption } from '../core/durations.js';
 import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from '../pool/entry.js';
 import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
@@ -309,23 +310,23 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     this.maxRetries = option('maxRetries', options.maxRetries, 1, 0);
     this.transports = new DefaultConnector({
       clock,
-      connectTimeoutMs: option('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1),
-      readTimeoutMs: option('readTimeoutMs', options.readTimeoutMs, 300_000, 1),
-      keepAliveMarginMs: option('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, 0),
+      connectTimeoutMs: durationOption('connectTimeoutMs', options.connectTimeoutMs, 10_000, { min: 1, allowInfinity: true }),
+      readTimeoutMs: durationOption('readTimeoutMs', options.readTimeoutMs, 300_000, { min: 1, allowInfinity: true }),
+      keepAliveMarginMs: durationOption('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, { min: 0 }),
       maxHeaderBytes: option('maxHeaderBytes', options.maxHeaderBytes, 16_384, 256),
       maxHeaderCount: option('maxHeaderCount', options.maxHeaderCount, 128, 1),
       maxStreams: options.maxStreams ?? 100,
-      pingIntervalMs: option('pingIntervalMs', options.pingIntervalMs, 15_000, 0),
-      pingTimeoutMs: option('pingTimeoutMs', options.pingTimeoutMs, 5_000, 1),
+      pingIntervalMs: durationOption('pingIntervalMs', options.pingIntervalMs, 15_000, { min: 0, allowInfinity: true }),
+      pingTimeoutMs: durationOption('pingTimeoutMs', options.pingTimeoutMs, 5_000, { min: 1, allowInfinity: true }),
       coalesce: options.coalesce !== false,
       tls: options.tls,
       tlsSessionCacheSize: option('tlsSessionCacheSize', options.tlsSessionCacheSize, 256, 0),
       resolver: options.resolver,
-      quicIdleTimeoutMs: option('quicIdleTimeoutMs', options.quicIdleTimeoutMs, 30_000, 1),
-      quicHandshakeTimeoutMs: option('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, 1),
-      h3BrokenBackoffMs: option('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, 0),
+      quicIdleTimeoutMs: durationOption('quicIdleTimeoutMs', options.quicIdleTimeoutMs, 30_000, { min: 1 }),
+      quicHandshakeTimeoutMs: durationOption('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, { min: 1 }),
+      h3BrokenBackoffMs: durationOption('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, { min: 0 }),
       earlyData: options.earlyData === true,
-      h3RaceDelayMs: option('h3RaceDelayMs', options.h3RaceDelayMs, 300, 0),
+      h3RaceDelayMs: durationOption('h3RaceDelayMs', options.h3RaceDelayMs, 300, { min: 0 }),
       store,
       recordFor,
       facts,
@@ -767,10 +768,11 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
 
   /** Timeout and signal for a whole request (every attempt and hop), if it has either. */
   private controlFor(options: RequestOptions): RequestControl | undefined {
-    const timeoutMs = options.timeoutMs === undefined ? undefined : option('timeoutMs', options.timeoutMs, 0, 1);
+    const timeoutMs = options.timeoutMs === undefined ? undefined : durationOption('timeoutMs', options.timeoutMs, 0, { min: 1, allowInfinity: true });
     // Checked here too: the fast path of send() never reaches the queue that would refuse it.
     const badPriority = priorityError(options.priority);
     if (badPriority !== undefined) throw badPriority;
+    if (options.acquireTimeoutMs !== undefined) durationOption('acquireTimeoutMs', options.acquireTimeoutMs, 0, { min: 1, allowInfinity: true });
     if (options.signal?.aborted === true) {
       throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: options.signal.reason, maybeProcessed: false });
     }

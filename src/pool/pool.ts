@@ -6,6 +6,7 @@
  * what a caller wants is a `Demand` the layer above defines, and dialing is its `Dialer`.
  */
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
+import { durationOption } from '../core/durations.js';
 import { MuxpoolError } from '../errors.js';
 import type { Demand, Dialer } from './demand.js';
 import { PoolEntry } from './entry.js';
@@ -148,12 +149,12 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
     this.dialer = dialer;
     this.memory = memory;
     this.events = events;
-    this.maxIdleMs = positiveIntegerOption('maxIdleMs', options.maxIdleMs, 30_000, true);
+    this.maxIdleMs = durationOption('maxIdleMs', options.maxIdleMs, 30_000, { min: 0, allowInfinity: true });
     this.maxPerHost = positiveIntegerOption('maxPerHost', options.maxPerHost, 6, true);
     this.maxStreams = positiveIntegerOption('maxStreams', options.maxStreams, 100);
-    this.acquireTimeoutMs = positiveIntegerOption('acquireTimeoutMs', options.acquireTimeoutMs, 30_000);
+    this.acquireTimeoutMs = durationOption('acquireTimeoutMs', options.acquireTimeoutMs, 30_000, { min: 1, allowInfinity: true });
     this.maxWaiters = positiveIntegerOption('maxWaiters', options.maxWaiters, 10_000, true);
-    this.overflowWaitMs = positiveIntegerOption('overflowWaitMs', options.overflowWaitMs, 50, true);
+    this.overflowWaitMs = durationOption('overflowWaitMs', options.overflowWaitMs, 50, { min: 0, allowInfinity: true });
     this.autoCleanup = options.autoCleanup !== false;
     this.clock = options.clock ?? systemClock;
   }
@@ -850,6 +851,13 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   private refuseNewWork(options: AcquireOptions): MuxpoolError | undefined {
     if (this.closing) return new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closed', { maybeProcessed: false });
     if (options.signal?.aborted === true) return abortError(options.signal);
+    if (options.acquireTimeoutMs !== undefined) {
+      try {
+        durationOption('acquireTimeoutMs', options.acquireTimeoutMs, this.acquireTimeoutMs, { min: 1, allowInfinity: true });
+      } catch (err) {
+        return err as MuxpoolError;
+      }
+    }
     return priorityError(options.priority);
   }
 
