@@ -130,7 +130,7 @@ export class H1Connection implements Connection, ResponseSink {
   private readonly options: H1ConnectionOptions;
   private readonly parser: ResponseParser;
   private observer: ConnectionObserver | undefined;
-  private current: H1Stream | undefined;
+  private activeStream: H1Stream | undefined;
   private detached = false;
   /** The server said `Connection: close` (or framing requires it): no reuse. */
   private reusable = true;
@@ -151,7 +151,7 @@ export class H1Connection implements Connection, ResponseSink {
     this.deadlines = new ReadDeadlines(
       options.clock,
       options.readTimeoutMs,
-      () => (this.current !== undefined ? [this.current] : []),
+      () => (this.activeStream !== undefined ? [this.activeStream] : []),
       (stream) => this.onReadTimeout(stream),
     );
     this.parser = new ResponseParser(this, {
@@ -176,7 +176,7 @@ export class H1Connection implements Connection, ResponseSink {
       this.state === 'open' &&
       this.reusable &&
       !this.strayBytes &&
-      this.current === undefined &&
+      this.activeStream === undefined &&
       !socket.destroyed &&
       socket.readable &&
       socket.writable &&
@@ -190,7 +190,7 @@ export class H1Connection implements Connection, ResponseSink {
     // enough that its progress should count as activity).
     const pumped = body !== null && (!(body instanceof Uint8Array) || body.byteLength > COALESCE_BODY_BYTES);
     const stream = new H1Stream(this, handler, pumped ? 'sending' : 'waiting', framing === 'chunked', this.options.clock.now());
-    if (this.state !== 'open' || this.current !== undefined || this.detached || !this.isUsable()) {
+    if (this.state !== 'open' || this.activeStream !== undefined || this.detached || !this.isUsable()) {
       // Nothing was written: the caller may safely send this request elsewhere.
       stream.to('closed');
       handler.onError(
@@ -202,7 +202,7 @@ export class H1Connection implements Connection, ResponseSink {
       return stream;
     }
     const headText = encodeRequestHead(head, framing);
-    this.current = stream;
+    this.activeStream = stream;
     this.requestCount++;
     this.expiresAt = undefined;
     this.parser.start(head.method);
@@ -237,17 +237,17 @@ export class H1Connection implements Connection, ResponseSink {
     if (this.state !== 'open') return;
     this.state = 'draining';
     this.reusable = false;
-    if (this.current === undefined && !this.detached) this.destroy();
+    if (this.activeStream === undefined && !this.detached) this.destroy();
     else this.observer?.onCapacityChange(this);
   }
 
   destroy(err?: MuxpoolError): void {
     if (this.state === 'closed') return;
     if (err !== undefined && this.closeError === undefined) this.closeError = err;
-    if (this.current !== undefined) {
+    if (this.activeStream !== undefined) {
       // The stream gets its own copy: `err` is also the connection's close error.
       this.failStream(
-        this.current,
+        this.activeStream,
         err !== undefined
           ? errorForStream(err)
           : new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`, { maybeProcessed: true }),
@@ -260,7 +260,7 @@ export class H1Connection implements Connection, ResponseSink {
   }
 
   detachSocket(): Duplex {
-    if (this.current !== undefined || this.detached) throw internalError(`connection ${this.id} is busy; it cannot be detached`);
+    if (this.activeStream !== undefined || this.detached) throw internalError(`connection ${this.id} is busy; it cannot be detached`);
     this.detached = true;
     this.detachReading();
     this.socket.ref?.();
@@ -280,7 +280,7 @@ export class H1Connection implements Connection, ResponseSink {
   // ResponseSink: called by the parser
 
   onHead(head: ResponseHead): void {
-    const stream = this.current;
+    const stream = this.activeStream;
     if (stream === undefined) throw internalError('response head without a request');
     if (!head.keepAlive) this.reusable = false;
     if (head.keepAliveTimeoutMs !== undefined) this.keepAliveTimeoutMs = head.keepAliveTimeoutMs;
@@ -289,19 +289,19 @@ export class H1Connection implements Connection, ResponseSink {
   }
 
   onBody(chunk: Buffer): void {
-    const stream = this.current;
+    const stream = this.activeStream;
     if (stream === undefined || stream.state === 'closed') return;
     if (!stream.handler.onData(chunk)) this.socket.pause();
   }
 
   onTrailers(trailers: IncomingHeaders): void {
-    this.current?.handler.onTrailers(trailers);
+    this.activeStream?.handler.onTrailers(trailers);
   }
 
   onComplete(): void {
-    const stream = this.current;
+    const stream = this.activeStream;
     if (stream === undefined) throw internalError('response completed without a request');
-    this.current = undefined;
+    this.activeStream = undefined;
     if (isSending(stream.state)) {
       // The server answered before our body was done (e.g. 413): the rest of the body cannot
       // be skipped, so this socket cannot carry another request.
@@ -339,7 +339,7 @@ export class H1Connection implements Connection, ResponseSink {
   failStream(stream: H1Stream, err: MuxpoolError): void {
     if (stream.state === 'closed') return;
     stream.to('closed');
-    if (this.current === stream) this.current = undefined;
+    if (this.activeStream === stream) this.activeStream = undefined;
     this.reusable = false;
     stream.handler.onError(err);
   }
@@ -360,7 +360,7 @@ export class H1Connection implements Connection, ResponseSink {
   }
 
   private onData(chunk: Buffer): void {
-    const stream = this.current;
+    const stream = this.activeStream;
     if (stream === undefined) {
       // RFC 9112 §9.3.2 forbids unsolicited responses; a server that sends bytes on an idle
       // connection (often a 408 before closing) has made it unusable.
@@ -373,7 +373,7 @@ export class H1Connection implements Connection, ResponseSink {
       this.parser.execute(chunk);
     } catch (err) {
       const error = err instanceof MuxpoolError ? err : internalError(`HTTP/1.1 parser failed: ${String(err)}`);
-      if (this.current === stream) error.maybeProcessed = true;
+      if (this.activeStream === stream) error.maybeProcessed = true;
       this.destroy(error);
     }
   }
@@ -381,7 +381,7 @@ export class H1Connection implements Connection, ResponseSink {
   private onEnd(): void {
     // The peer will send nothing more. A close-delimited body ends here; anything else that
     // was still expected is truncated.
-    const stream = this.current;
+    const stream = this.activeStream;
     this.reusable = false;
     if (stream !== undefined && stream.state !== 'closed') {
       try {
@@ -398,7 +398,7 @@ export class H1Connection implements Connection, ResponseSink {
   }
 
   private onReadTimeout(stream: H1Stream): void {
-    if (stream !== this.current) return;
+    if (stream !== this.activeStream) return;
     this.destroy(
       readTimeoutError(
         isSending(stream.state)
@@ -413,13 +413,13 @@ export class H1Connection implements Connection, ResponseSink {
     const mapped = mapSocketError(err, 'request');
     mapped.maybeProcessed = true;
     if (this.closeError === undefined) this.closeError = mapped;
-    if (this.current !== undefined) this.failStream(this.current, errorForStream(mapped));
+    if (this.activeStream !== undefined) this.failStream(this.activeStream, errorForStream(mapped));
     this.deadlines.stop();
     this.state = 'closed';
   }
 
   private onSocketClose(): void {
-    const stream = this.current;
+    const stream = this.activeStream;
     if (stream !== undefined && stream.state !== 'closed') {
       this.failStream(
         stream,

@@ -210,9 +210,9 @@ export class H2Session {
   readonly resumed: boolean | undefined;
   state: H2SessionState = 'connecting';
   /** Streams the peer allows at once (SETTINGS_MAX_CONCURRENT_STREAMS), capped by ours. */
-  limit = 0;
+  maxStreams = 0;
   /** Streams open on the session, across every view. */
-  active = 0;
+  activeStreams = 0;
   requestCount = 0;
   /** Highest stream id the peer will process, once it sent GOAWAY. */
   goawayLastStreamId: number | undefined;
@@ -378,16 +378,6 @@ export class H2Session {
     return socket.getPeerCertificate();
   }
 
-  /** Streams open on the session, across every view (the coalescing index's name for `active`). */
-  get activeStreams(): number {
-    return this.active;
-  }
-
-  /** Streams the peer allows at once, capped by ours (the coalescing index's name for `limit`). */
-  get maxStreams(): number {
-    return this.limit;
-  }
-
   /** True while a new stream may be opened. */
   get acceptsStreams(): boolean {
     return this.state === 'open' && !this.session.closed && !this.session.destroyed;
@@ -425,15 +415,15 @@ export class H2Session {
       return stream;
     }
     const now = this.options.clock.now();
-    if (this.active === 0) {
+    if (this.activeStreams === 0) {
       this.session.ref();
       // A session that sat silent for a while may be dead (NAT timeout, peer gone without a
       // FIN): ask it now. The request goes out at once; if the PING fails, it fails with it and
       // an idempotent request is retried by the client.
       if (this.options.pingIntervalMs > 0 && now - this.lastActivity >= this.options.pingIntervalMs) this.ping();
     }
-    this.active++;
-    view.active++;
+    this.activeStreams++;
+    view.activeStreams++;
     this.requestCount++;
     this.streams.add(stream);
     stream.req = req;
@@ -463,14 +453,14 @@ export class H2Session {
     if (stream.state === 'closed') return;
     stream.to('closed');
     this.streams.delete(stream);
-    this.active--;
-    stream.view.active--;
+    this.activeStreams--;
+    stream.view.activeStreams--;
     // The health and read timers stay armed: they find nothing to do when no stream is open,
     // which is cheaper than a timer made and cancelled per request.
-    if (this.active === 0) this.session.unref();
+    if (this.activeStreams === 0) this.session.unref();
     // Coalesced views share the session's streams: a slot freed by one may serve another.
     if (this.views.size > 1) for (const view of this.views) if (view !== stream.view) view.notifyCapacity();
-    if (this.state === 'draining' && this.active === 0) this.closeGracefully();
+    if (this.state === 'draining' && this.activeStreams === 0) this.closeGracefully();
   }
 
   /** @internal the stream listeners above call these. */
@@ -635,7 +625,7 @@ export class H2Session {
 
   private onRemoteSettings(settings: http2.Settings): void {
     const peer = settings.maxConcurrentStreams ?? 0xffffffff;
-    this.limit = Math.min(peer, this.options.maxStreams);
+    this.maxStreams = Math.min(peer, this.options.maxStreams);
     this.lastActivity = this.options.clock.now();
     if (this.state === 'connecting') {
       this.state = 'open';
@@ -719,7 +709,7 @@ export class H2Session {
     if (this.state === 'closed' || this.state === 'draining') return;
     this.state = 'draining';
     for (const view of this.views) view.onSessionDraining();
-    if (this.active === 0) this.closeGracefully();
+    if (this.activeStreams === 0) this.closeGracefully();
   }
 
   /** A view is gone; the session goes when its last view does. */
@@ -778,7 +768,7 @@ export class H2Session {
 
   private onHealthTimer(): void {
     this.healthTimer = undefined;
-    if (this.active === 0 || this.state === 'closed') return;
+    if (this.activeStreams === 0 || this.state === 'closed') return;
     if (this.options.clock.now() - this.lastActivity >= this.options.pingIntervalMs) this.ping();
     this.armHealthTimer();
   }
