@@ -123,6 +123,8 @@ const READ_SCRATCH = Buffer.allocUnsafe(64 * 1024);
 /** Bounds per turn, so one busy connection cannot hold the event loop. */
 const MAX_PACKETS_PER_TURN = 256;
 const MAX_READS_PER_STREAM = 32;
+/** Reads of 64 KiB that `consumeBuffered` may take: 64 MiB, more than any stream window we grant. */
+const MAX_CONSUME_READS = 1024;
 /**
  * Up to this many tracked streams, a turn asks each stream whether it is readable (or stopped)
  * rather than asking quiche for its readable (writable) set: the binding builds an iterator
@@ -389,8 +391,14 @@ export class QuicConnection {
   /** Asks the peer to stop sending (STOP_SENDING with `appErrorCode`); data still queued is dropped. */
   stopSending(streamId: number, appErrorCode: number): void {
     const record = this.streams.get(streamId);
-    if (record === undefined || !record.readOpen || this.native === undefined) return;
-    this.shutdown(streamId, Shutdown.Read, appErrorCode);
+    const native = this.native;
+    if (record === undefined || !record.readOpen || native === undefined) return;
+    // quiche 0.18 drops what a stream holds unread on a read shutdown without counting it as
+    // consumed, so its connection-level credit (MAX_DATA, RFC 9000 §4.1) never comes back:
+    // enough dropped bodies and the peer can send nothing on any stream until the idle timeout.
+    // Reading the bytes out first counts them; what arrives after the shutdown quiche counts
+    // itself. A stream that ended meanwhile needs no STOP_SENDING.
+    if (this.consumeBuffered(native, streamId)) this.shutdown(streamId, Shutdown.Read, appErrorCode);
     record.readOpen = false;
     this.forgetIfDone(streamId, record);
     this.scheduleTurn();
@@ -816,6 +824,25 @@ export class QuicConnection {
       if (this.native === undefined || record.paused || !record.readOpen) return false;
     }
     return true;
+  }
+
+  /**
+   * Reads and drops what quiche holds for a stream, so the bytes count as consumed for flow
+   * control. False when the stream ended on the way (FIN or reset): nothing more will arrive.
+   */
+  private consumeBuffered(native: NativeConnection, id: number): boolean {
+    try {
+      // Bounded by the stream's flow-control window, which caps what quiche can hold.
+      for (let reads = 0; reads < MAX_CONSUME_READS; reads++) {
+        const result = native.streamRecv(id, READ_SCRATCH);
+        if (result === null) return true;
+        if (result[1]) return false;
+      }
+      return true;
+    } catch {
+      // Reset by the peer, or collected: either way the stream has ended.
+      return false;
+    }
   }
 
   private discard(native: NativeConnection, id: number): void {
