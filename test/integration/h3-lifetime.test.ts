@@ -5,6 +5,8 @@
  * idle timeout strikes.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
@@ -104,4 +106,63 @@ test('STOP_SENDING on a stream holding unread data gives its connection credit b
   await connection.close();
   await server.close();
   await leaks.check();
+});
+
+test('the process exits soon after its last HTTP/3 request, without pool.close()', async () => {
+  const { server, url } = await startH3(bytesHandler);
+  // The child makes one request, reads the body, says so, and does nothing more: it exits once
+  // nothing keeps its event loop alive. The old code kept the UDP socket referenced as long as
+  // the HTTP/3 control stream was open: until the 30 s idle timeout.
+  const index = new URL('../../src/index.js', import.meta.url).href;
+  const script = `
+    import { ConnectionPool, HttpVersion } from ${JSON.stringify(index)};
+    const pool = new ConnectionPool({ tls: { ca: process.env.TEST_CA } });
+    const res = await pool.request(${JSON.stringify(`${url}/bytes/65536`)}, { version: HttpVersion.Http3Only });
+    const body = await res.bytes();
+    console.log(res.protocol, body.byteLength);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, TEST_CA: (await certs()).caCert },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  let doneAt = 0;
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    doneAt ||= performance.now();
+  });
+  const exitLimitMs = 5_000;
+  // A bound on waiting, not a speed test: the child gets 15 s before it is killed.
+  const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+  clearTimeout(killer);
+  const lingeredMs = performance.now() - doneAt;
+  await server.close();
+  assert.equal(output.trim(), 'h3 65536');
+  assert.equal(signal, null, 'the child was still alive 15 s after starting');
+  assert.equal(code, 0);
+  assert.ok(lingeredMs < exitLimitMs, `the child lived ${Math.round(lingeredMs)} ms after its response`);
+});
+
+test('an idle connection retires a margin before the idle timeout agreed with the server, not only ours', async () => {
+  const leaks = leakCheck();
+  // RFC 9000 §10.1: the idle timeout is the smaller of both sides'. Ours is 30 s, the server's
+  // 1.5 s: with the 1 s margin, the connection may be handed out for about 0.5 s after the last
+  // packet. The old code counted from our own 30 s and would hand it out until the server's
+  // timeout struck, a request then racing the server forgetting the connection.
+  const { server, url } = await startH3(bytesHandler, { idleTimeoutMs: 1_500 });
+  const pool = new ConnectionPool({ tls: { ca: (await certs()).caCert }, quicIdleTimeoutMs: 30_000, keepAliveMarginMs: 1_000 });
+  const first = await pool.request(`${url}/`, H3);
+  assert.equal(await first.text(), 'ok');
+  const again = await pool.request(`${url}/`, H3);
+  assert.equal(await again.text(), 'ok');
+  assert.equal(again.connectionId, first.connectionId, 'reused at once');
+  // Past the retirement point, before the server's timeout.
+  await sleep(800);
+  const later = await pool.request(`${url}/`, H3);
+  assert.equal(await later.text(), 'ok');
+  assert.notEqual(later.connectionId, first.connectionId, 'a connection this close to the server’s idle timeout is not reused');
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
 });

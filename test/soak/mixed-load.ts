@@ -167,7 +167,9 @@ async function one(
 export async function runMixedLoad(base: string, caCert: string, options: MixedLoadOptions): Promise<PhaseReport[]> {
   const next = random(options.seed ?? 1);
   const limitMs = options.requestTimeoutMs ?? 60_000;
-  const pool = new ConnectionPool({ ...options.pool, tls: { ca: caCert } });
+  // As many connections per origin as requests in flight: HTTP/1.1 then has no queue, whose
+  // waits on a dropped body (freed only when the garbage collector runs) would dominate.
+  const pool = new ConnectionPool({ maxPerHost: options.concurrency, ...options.pool, tls: { ca: caCert } });
   const reports: PhaseReport[] = [];
   try {
     for (const phase of options.phases) {

@@ -63,7 +63,7 @@ export interface H3ConnectionOptions {
   /** Response header limits; the size is also advertised as SETTINGS_MAX_FIELD_SECTION_SIZE. */
   maxHeaderBytes: number;
   maxHeaderCount: number;
-  /** Our QUIC idle timeout: an idle connection is not handed out close to it. */
+  /** Our QUIC idle timeout (the server's may be shorter): an idle connection is not handed out close to it. */
   idleTimeoutMs: number;
   keepAliveMarginMs: number;
   /** Receives the session ticket for resumption when the server sends one. */
@@ -193,9 +193,16 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     return Math.min(this.options.maxStreams, this.peakStreams);
   }
 
+  /**
+   * An idle connection retires a margin before the QUIC idle timeout can strike. That timeout is
+   * the smaller of both sides' (RFC 9000 §10.1) and counts from the last packet received, which
+   * the driver tracks; our own setting is the fallback before it knows.
+   */
   get expiresAt(): number | undefined {
     if (this.streams.size > 0 || this.held.length > 0) return undefined;
-    return this.lastActivityAt + this.options.idleTimeoutMs - this.options.keepAliveMarginMs;
+    const own = this.lastActivityAt + this.options.idleTimeoutMs;
+    const idle = this.quic.idleDeadline;
+    return (idle !== undefined && idle < own ? idle : own) - this.options.keepAliveMarginMs;
   }
 
   get resumed(): boolean {
@@ -251,6 +258,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     }
     if (this.held.length > 0 || !this.canStart(head, body)) {
       this.held.push({ stream, head, body, headersFrame });
+      this.quic.holdProcess(true);
       if (this.sweepTimer === undefined) this.armSweep(this.options.readTimeoutMs);
       return stream;
     }
@@ -280,6 +288,8 @@ export class H3Connection implements Connection, QuicConnectionHandler {
         i++;
       }
     }
+    // Only request streams keep the process alive, and a held request has none yet.
+    this.quic.holdProcess(this.held.length > 0);
   }
 
   private startStream(stream: H3RequestStream, head: RequestHead, body: RequestBody, headersFrame: Uint8Array): void {
@@ -429,6 +439,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       // Held for the handshake or for credit: nothing was sent.
       stream.done = true;
       this.held = this.held.filter((entry) => entry.stream !== stream);
+      this.quic.holdProcess(this.held.length > 0);
       if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
       reason.maybeProcessed = false;
       stream.handler.onError(reason);
