@@ -166,3 +166,31 @@ test('an idle connection retires a margin before the idle timeout agreed with th
   await server.close();
   await leaks.check(pool);
 });
+
+test('a request held for stream credit keeps the process alive until it completes', async () => {
+  // One stream at a time: the second request waits for the first, then for the MAX_STREAMS that
+  // follows it a round trip later, with no request stream open meanwhile.
+  const c = await certs();
+  const server = await H3Server.listen({ cert: c.leafCert, key: c.leafKey, maxConcurrentStreams: 1, handler: bytesHandler });
+  const url = `https://localhost:${server.port}`;
+  const index = new URL('../../src/index.js', import.meta.url).href;
+  const script = `
+    import { ConnectionPool, HttpVersion } from ${JSON.stringify(index)};
+    const pool = new ConnectionPool({ tls: { ca: process.env.TEST_CA } });
+    const one = async () => (await (await pool.request(${JSON.stringify(`${url}/bytes/1000`)}, { version: HttpVersion.Http3Only })).bytes()).byteLength;
+    for (let round = 0; round < 5; round++) console.log((await Promise.all([one(), one(), one()])).join(' '));
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, TEST_CA: c.caCert },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(killer);
+  await server.close();
+  // Node exits with 13 when the event loop empties under a pending top-level await.
+  assert.equal(code, 0, `exit code ${code}, output ${JSON.stringify(output)}`);
+  assert.equal(output.trim().split('\n').length, 5);
+});
