@@ -196,6 +196,7 @@ export class QuicConnection {
   private readonly retiredPeerBidi: RetiredIds;
   private readonly retiredPeerUni: RetiredIds;
 
+  private sentCount = 0;
   private readonly recvInfo: RecvInfo;
   private spare: Buffer | undefined;
   private turnScheduled: NodeJS.Immediate | undefined;
@@ -317,6 +318,14 @@ export class QuicConnection {
   /** The idle timeout both sides agreed on (ms), once established; undefined when there is none. */
   get idleTimeoutMs(): number | undefined {
     return this.agreedIdleMs === 0 ? undefined : this.agreedIdleMs;
+  }
+
+  /**
+   * Datagrams sent so far. Unchanged since a stream was written to means none of its bytes left:
+   * a request the connection failed before that provably never reached the peer.
+   */
+  get packetsSent(): number {
+    return this.sentCount;
   }
 
   /** Streams the driver still tracks (open in at least one direction). */
@@ -991,6 +1000,7 @@ export class QuicConnection {
         return true;
       }
       this.transport.send(out, result[0], result[1].to);
+      this.sentCount++;
     }
     return false;
   }

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
+import { ManualClock } from '../../src/core/clock.js';
 import { connectQuic } from '../../src/quic/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { H3Server, type H3RequestHandler } from '../../src/server/h3.js';
@@ -193,4 +194,28 @@ test('a request held for stream credit keeps the process alive until it complete
   // Node exits with 13 when the event loop empties under a pending top-level await.
   assert.equal(code, 0, `exit code ${code}, output ${JSON.stringify(output)}`);
   assert.equal(output.trim().split('\n').length, 5);
+});
+
+test('a request the idle timeout overtook before it left is retried as not processed (a POST too)', async () => {
+  const leaks = leakCheck();
+  // The server forgets an idle connection after 1 s. The pool runs on a manual clock, so it
+  // hands that connection out however long it really sat idle; the driver's timers fire only
+  // when the test says: the idle timer fires between the request's write and the turn that
+  // would have sent it, as it does when the event loop is late.
+  const { server, url } = await startH3(bytesHandler, { idleTimeoutMs: 1_000 });
+  const clock = new ManualClock();
+  const pool = new ConnectionPool({ tls: { ca: (await certs()).caCert }, clock });
+  const first = await pool.request(`${url}/`, H3);
+  assert.equal(await first.text(), 'ok');
+  // Past the idle timeout for real (quiche makes it at least 3 × PTO; far less on loopback).
+  await sleep(2_500);
+  const pending = pool.request(`${url}/`, { ...H3, method: 'POST', body: new Uint8Array([1, 2, 3]) });
+  // The stream was opened and written synchronously by request(); its turn is still to come.
+  clock.advance(1_000);
+  const res = await pending;
+  assert.equal(await res.text(), 'ok');
+  assert.notEqual(res.connectionId, first.connectionId);
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
 });

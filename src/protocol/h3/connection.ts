@@ -94,6 +94,8 @@ class H3RequestStream implements RequestStream {
   /** Our side has sent its FIN, or was reset or stopped: nothing more to write. */
   writeClosed = false;
   lastActivityAt: number;
+  /** The QUIC connection's `packetsSent` when the stream opened: none since, nothing was sent. */
+  packetsAtOpen = 0;
   /** Response body bytes the head announced (`undefined`: no length, or no body by rule). */
   expectedLength: number | undefined;
   receivedLength = 0;
@@ -302,6 +304,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       stream.handler.onError(error);
       return;
     }
+    stream.packetsAtOpen = this.quic.packetsSent;
     this.streams.set(stream.id, stream);
     this.requestCount++;
     if (this.sweepTimer === undefined) this.armSweep(this.options.readTimeoutMs);
@@ -887,7 +890,9 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     this.sweepTimer = undefined;
     for (const stream of [...this.streams.values()]) {
       const reason = err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`, { maybeProcessed: true });
-      const notProcessed = this.goawayId !== undefined && stream.id >= this.goawayId;
+      // Not processed: above the GOAWAY id (RFC 9114 §5.2), or not one packet left since the
+      // stream opened (say the idle timeout struck before the turn that would have sent it).
+      const notProcessed = (this.goawayId !== undefined && stream.id >= this.goawayId) || this.quic.packetsSent === stream.packetsAtOpen;
       const perStream = new MuxpoolError(reason.code, reason.message, {
         cause: reason,
         maybeProcessed: notProcessed ? false : (reason.maybeProcessed ?? true),
