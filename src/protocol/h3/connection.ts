@@ -79,7 +79,7 @@ export interface H3ConnectionOptions {
   /** Response header limits; the size is also advertised as SETTINGS_MAX_FIELD_SECTION_SIZE. */
   maxHeaderBytes: number;
   maxHeaderCount: number;
-  /** Our QUIC idle timeout: an idle connection is not handed out close to it. */
+  /** Our QUIC idle timeout (the server's may be shorter): an idle connection is not handed out close to it. */
   idleTimeoutMs: number;
   keepAliveMarginMs: number;
   /** Receives the session ticket for resumption when the server sends one. */
@@ -116,6 +116,8 @@ class H3RequestStream implements RequestStream, BodySink {
   state: StreamState = 'held';
   lastActivityAt: number;
   awaitingSource = false;
+  /** The QUIC connection's `packetsSent` when the stream opened: none since, nothing was sent. */
+  packetsAtOpen = 0;
   /** Response body bytes the head announced (`undefined`: no length, or no body by rule). */
   expectedLength: number | undefined;
   receivedLength = 0;
@@ -251,9 +253,16 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     return Math.min(this.options.maxStreams, this.peakStreams);
   }
 
+  /**
+   * An idle connection retires a margin before the QUIC idle timeout can strike. That timeout is
+   * the smaller of both sides' (RFC 9000 §10.1) and counts from the last packet received, which
+   * the driver tracks; our own setting is the fallback before it knows.
+   */
   get expiresAt(): number | undefined {
     if (this.streams.size > 0 || this.held.length > 0) return undefined;
-    return this.lastActivityAt + this.options.idleTimeoutMs - this.options.keepAliveMarginMs;
+    const own = this.lastActivityAt + this.options.idleTimeoutMs;
+    const idle = this.quic.idleDeadline;
+    return (idle !== undefined && idle < own ? idle : own) - this.options.keepAliveMarginMs;
   }
 
   get resumed(): boolean {
@@ -310,6 +319,8 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     if (this.held.length > 0 || !this.canStart(head, body)) {
       this.held.push({ stream, head, body, headersFrame });
       this.deadlines.watch();
+      // A request waiting for stream credit has no stream yet: it keeps the process alive itself.
+      this.quic.holdProcess(true);
       return stream;
     }
     this.startStream(stream, head, body, headersFrame);
@@ -338,6 +349,8 @@ export class H3Connection implements Connection, QuicConnectionHandler {
         i++;
       }
     }
+    // Only request streams keep the process alive, and a held request has none yet.
+    this.quic.holdProcess(this.held.length > 0);
   }
 
   private startStream(stream: H3RequestStream, head: RequestHead, body: RequestBody, headersFrame: Uint8Array): void {
@@ -350,6 +363,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       stream.handler.onError(error);
       return;
     }
+    stream.packetsAtOpen = this.quic.packetsSent;
     this.streams.set(stream.id, stream);
     this.requestCount++;
     this.deadlines.watch();
@@ -499,6 +513,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       // Held for the handshake or for credit: nothing was sent.
       stream.to('closed');
       this.held = this.held.filter((entry) => entry.stream !== stream);
+      this.quic.holdProcess(this.held.length > 0);
       if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
       reason.maybeProcessed = false;
       stream.handler.onError(reason);
@@ -916,7 +931,9 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     this.deadlines.stop();
     // Each stream its own error (cause: the shared one): the client sets `attempts` on it.
     for (const stream of [...this.streams.values()]) {
-      const notProcessed = this.goawayId !== undefined && stream.id >= this.goawayId;
+      // Not processed: above the GOAWAY id (RFC 9114 §5.2), or not one packet left since the
+      // stream opened (say the idle timeout struck before the turn that would have sent it).
+      const notProcessed = (this.goawayId !== undefined && stream.id >= this.goawayId) || this.quic.packetsSent === stream.packetsAtOpen;
       const perStream =
         err !== undefined
           ? errorForStream(err, notProcessed ? false : (err.maybeProcessed ?? true))
