@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   MUXPOOL_ERR_ACQUIRE_TIMEOUT: 'no connection slot became free within acquireTimeoutMs',
   MUXPOOL_ERR_ABORTED: "the caller's AbortSignal fired",
   MUXPOOL_ERR_REQUEST_TIMEOUT: 'the request did not complete within timeoutMs',
-  MUXPOOL_ERR_READ_TIMEOUT: 'the peer sent nothing for readTimeoutMs while a response was expected',
+  MUXPOOL_ERR_READ_TIMEOUT: 'the stream made no progress for readTimeoutMs: the peer sent nothing and took none of the request body',
   MUXPOOL_ERR_DNS: 'the host name could not be resolved',
   MUXPOOL_ERR_CONNECT_REFUSED: 'the peer refused the connection (nothing listens on that port)',
   MUXPOOL_ERR_CONNECT_TIMEOUT: 'the connection (TCP and TLS handshake) did not complete within connectTimeoutMs',
@@ -48,6 +48,10 @@ export const ERROR_CODES = {
   MUXPOOL_ERR_QUIC_IDLE_TIMEOUT: 'the QUIC connection closed after no packet arrived within the idle timeout',
   MUXPOOL_ERR_QUIC_STREAM_LIMIT: 'the peer allows no more QUIC streams until it raises its limit (MAX_STREAMS)',
   MUXPOOL_ERR_QUIC_STREAM_CLOSED: 'the QUIC stream cannot be written: it is finished, reset, or the peer asked to stop sending',
+  MUXPOOL_ERR_REDIRECT: "a redirect could not be followed: redirect: 'error', a Location that is not an http(s) URL, or a body that cannot be sent again",
+  MUXPOOL_ERR_TOO_MANY_REDIRECTS: 'the request was redirected more than maxRedirects times, or in a loop',
+  MUXPOOL_ERR_DECODE: 'the response body could not be decoded (corrupt gzip, deflate, br or zstd content-encoding)',
+  MUXPOOL_ERR_NOT_SUPPORTED: 'the request needs something muxpool does not do (an HTTP upgrade, CONNECT through dispatch)',
   MUXPOOL_ERR_PROTOCOL_UNAVAILABLE: 'the requested HTTP version cannot be used with this origin or is not supported',
   MUXPOOL_ERR_INTERNAL: 'an internal invariant broke (a bug in muxpool: please report it)',
 } as const;
@@ -74,6 +78,14 @@ export interface MuxpoolErrorOptions {
   related?: readonly unknown[];
 }
 
+/**
+ * The brand every `MuxpoolError` carries. `Symbol.for` gives the same symbol to every copy of
+ * muxpool loaded in a process (two versions in `node_modules`, or one module loaded under two
+ * URLs), so an error raised by one copy is recognised by another, where `instanceof` against a
+ * different class object would say no.
+ */
+const BRAND: unique symbol = Symbol.for('muxpool.error') as never;
+
 export class MuxpoolError extends Error {
   override readonly name = 'MuxpoolError';
   readonly code: ErrorCode;
@@ -94,22 +106,6 @@ export class MuxpoolError extends Error {
     this.related = options.related;
   }
 
-  /**
-   * A copy of this error for one request, with this one as its cause: a failure shared by many
-   * requests (a connection that died, a pool that closed) reaches each as an object of its own,
-   * so what one request records on it (`attempts`, `maybeProcessed`) never shows in another's.
-   */
-  forRequest(): MuxpoolError {
-    return new MuxpoolError(this.code, this.message, {
-      cause: this,
-      maybeProcessed: this.maybeProcessed,
-      attempts: this.attempts,
-      wireCode: this.wireCode,
-      origin: this.origin,
-      related: this.related,
-    });
-  }
-
   /** A copy of this error with `others` attached as `related` (its own cause kept). */
   withRelated(others: readonly unknown[]): MuxpoolError {
     return new MuxpoolError(this.code, this.message, {
@@ -121,10 +117,55 @@ export class MuxpoolError extends Error {
       related: [...(this.related ?? []), ...others],
     });
   }
+
+  /**
+   * `err instanceof MuxpoolError` is true for an error of any copy of muxpool (it checks the
+   * brand). A subclass keeps the ordinary prototype check, so it does not claim every brand.
+   */
+  static override [Symbol.hasInstance](value: unknown): value is MuxpoolError {
+    if (this !== MuxpoolError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return hasBrand(value);
+  }
+
+  /**
+   * A fresh error for one request, with the same code, message and retry facts and this one as
+   * its `cause`. A failure shared by many requests (a session that died, waiters failed at once)
+   * is never handed out itself: each request sets its own `attempts` on its own copy.
+   */
+  forRequest(): MuxpoolError {
+    return errorForRequest(this);
+  }
 }
 
+// On the prototype, not on each instance: invisible in logs and `JSON.stringify`, and free.
+Object.defineProperty(MuxpoolError.prototype, BRAND, { value: true, enumerable: false, writable: false, configurable: false });
+
+function hasBrand(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
+}
+
+/**
+ * True for a `MuxpoolError` from this or any other copy of muxpool in the process (checked by
+ * brand, not by class), optionally with the given `code`.
+ */
 export function isMuxpoolError(err: unknown, code?: ErrorCode): err is MuxpoolError {
-  return err instanceof MuxpoolError && (code === undefined || err.code === code);
+  return hasBrand(err) && typeof (err as { code?: unknown }).code === 'string' && (code === undefined || (err as MuxpoolError).code === code);
+}
+
+/**
+ * The error one request reports for `shared`, a failure that may reach many requests: a new
+ * `MuxpoolError` (of this copy) with the same code, message, `maybeProcessed`, `wireCode` and
+ * `origin`, and `cause: shared`; `attempts` is left for the request to set. Anything that is
+ * not a `MuxpoolError` is returned as it is.
+ */
+export function errorForRequest<T>(shared: T): T | MuxpoolError {
+  if (!isMuxpoolError(shared)) return shared;
+  const options: MuxpoolErrorOptions = { cause: shared };
+  if (shared.maybeProcessed !== undefined) options.maybeProcessed = shared.maybeProcessed;
+  if (shared.wireCode !== undefined) options.wireCode = shared.wireCode;
+  if (shared.origin !== undefined) options.origin = shared.origin;
+  if (shared.related !== undefined) options.related = shared.related;
+  return new MuxpoolError(shared.code, shared.message, options);
 }
 
 /** Raised when code reaches a state it must never reach: a bug, never the peer's fault. */

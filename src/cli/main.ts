@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConnectionPool } from '../client/pool.js';
+import { ConnectionPool, type RequestOptions } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
 import { HttpVersion } from '../protocol/version.js';
@@ -24,7 +24,8 @@ const USAGE = `usage:
   muxpool bench URL [options]  load test: -c N, -n COUNT | -d SECONDS, --protocol h1|h2|h3,
                                --rate R, --workers W, --json (muxpool bench --help)
 options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insecure,
-         --cacert FILE, --http1.1, --http2, --http3, --http3-only, --max-time SECONDS`;
+         --cacert FILE, --http1.1, --http2, --http3, --http3-only, --max-time SECONDS,
+         -L/--location, --max-redirs N, --compressed`;
 
 /**
  * The embedded server pulls in certificate generation (@peculiar/x509, half a second to load):
@@ -54,6 +55,10 @@ function exitCodeFor(err: unknown): number {
     case 'MUXPOOL_ERR_INVALID_URL':
     case 'MUXPOOL_ERR_UNSUPPORTED_SCHEME':
       return 3;
+    case 'MUXPOOL_ERR_TOO_MANY_REDIRECTS':
+      return 47;
+    case 'MUXPOOL_ERR_DECODE':
+      return 61;
     default:
       return 1;
   }
@@ -82,6 +87,11 @@ interface FetchArgs {
   cacert: string | undefined;
   version: HttpVersion;
   maxTimeMs: number | undefined;
+  /** -L: follow redirects (curl does not by default). */
+  location: boolean;
+  maxRedirects: number;
+  /** --compressed: ask for and decode a compressed body (curl does not by default). */
+  compressed: boolean;
 }
 
 function parseFetchArgs(argv: string[]): FetchArgs {
@@ -97,6 +107,9 @@ function parseFetchArgs(argv: string[]): FetchArgs {
     cacert: undefined,
     version: HttpVersion.Auto,
     maxTimeMs: undefined,
+    location: false,
+    maxRedirects: 50,
+    compressed: false,
   };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
@@ -135,6 +148,20 @@ function parseFetchArgs(argv: string[]): FetchArgs {
       case '--http3-only':
         args.version = HttpVersion.Http3Only;
         break;
+      case '-L':
+      case '--location':
+        args.location = true;
+        break;
+      case '--max-redirs': {
+        const n = Number(value(i++, arg));
+        // curl: -1 means no limit; a large bound keeps our loop finite all the same.
+        if (!Number.isInteger(n) || n < -1) throw new UsageError('--max-redirs needs a whole number (-1 for no limit)');
+        args.maxRedirects = n === -1 ? 1_000 : n;
+        break;
+      }
+      case '--compressed':
+        args.compressed = true;
+        break;
       case '--max-time': {
         const seconds = Number(value(i++, arg));
         if (!(seconds > 0)) throw new UsageError('--max-time needs a positive number of seconds');
@@ -166,10 +193,13 @@ async function runFetch(argv: string[]): Promise<number> {
       headers: args.headers,
       body,
       version: args.version,
+      redirect: args.location ? 'follow' : 'manual',
+      maxRedirects: args.maxRedirects,
+      decompress: args.compressed,
       ...(args.maxTimeMs !== undefined ? { timeoutMs: args.maxTimeMs } : {}),
     });
     if (args.verbose) process.stderr.write(await describeConnection(pool, res.connectionId, res.protocol, res.reused, res.attempts));
-    const head = `${res.protocol === 'http/1.1' ? 'HTTP/1.1' : res.protocol.toUpperCase()} ${res.status} ${res.statusText}\n${Object.entries(
+    const head = `${statusLine(res)}\n${Object.entries(
       res.headers,
     )
       .flatMap(([name, v]) => (Array.isArray(v) ? v.map((x) => `${name}: ${x}`) : [`${name}: ${v}`]))
@@ -186,6 +216,13 @@ async function runFetch(argv: string[]): Promise<number> {
   } finally {
     await pool.destroy();
   }
+}
+
+/** The status line as curl prints it: `HTTP/1.1 200 OK`, `HTTP/2 200`, `HTTP/3 200`. */
+export function statusLine(res: { protocol: string; status: number; statusText: string }): string {
+  if (res.protocol === 'h2') return `HTTP/2 ${res.status}`;
+  if (res.protocol === 'h3') return `HTTP/3 ${res.status}`;
+  return `HTTP/1.1 ${res.status}${res.statusText === '' ? '' : ` ${res.statusText}`}`;
 }
 
 /** What -v says the pool did: dial or reuse, the transport and ALPN, resumption, retries. */
@@ -221,7 +258,7 @@ async function runDemo(): Promise<number> {
     console.log('| # | url | status | protocol | connection | reused |');
     console.log('|---|---|---|---|---|---|');
     let n = 0;
-    const show = async (url: string, init?: Parameters<ConnectionPool['request']>[1]): Promise<void> => {
+    const show = async (url: string, init?: RequestOptions): Promise<void> => {
       const res = await pool.request(url, init);
       await res.dump();
       n++;

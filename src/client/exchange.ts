@@ -18,7 +18,15 @@ const UNREAD_HIGH_WATER_BYTES = 64 * 1024;
 /** `dump()` reads and discards up to this much before it closes the stream instead. */
 const DUMP_LIMIT_BYTES = 1024 * 1024;
 
-type BodyMode = 'buffer' | 'collect' | 'stream' | 'dump';
+type BodyMode = 'buffer' | 'collect' | 'stream' | 'dump' | 'forward';
+
+/** Where a forwarded body goes (the undici Dispatcher adapter): chunk by chunk, with backpressure. */
+export interface BodySink {
+  /** Returns false to pause: call `Exchange.resumeBody()` to go on. */
+  onBodyData(chunk: Uint8Array): boolean;
+  onBodyEnd(trailers: IncomingHeaders | undefined): void;
+  onBodyError(err: MuxpoolError): void;
+}
 
 export interface ResponseHeadInfo {
   status: number;
@@ -42,6 +50,7 @@ export class Exchange implements StreamHandler, Abandonable {
   private bufferedBytes = 0;
   private paused = false;
   private dumpedBytes = 0;
+  private sink: BodySink | undefined;
   /**
    * The body stream, weakly: a body nobody ever read from can be collected, and its stream is
    * then cancelled (lifetime.ts). Once the consumer asked for data it is held strongly in
@@ -111,6 +120,12 @@ export class Exchange implements StreamHandler, Abandonable {
         }
         return true;
       }
+      case 'forward':
+        if (!(this.sink as BodySink).onBodyData(chunk)) {
+          this.paused = true;
+          return false;
+        }
+        return true;
       case 'dump':
         this.dumpedBytes += chunk.byteLength;
         if (this.dumpedBytes > DUMP_LIMIT_BYTES) {
@@ -142,6 +157,9 @@ export class Exchange implements StreamHandler, Abandonable {
         (this.reader ?? this.readable?.deref())?.push(null);
         this.reader = undefined;
         break;
+      case 'forward':
+        (this.sink as BodySink).onBodyEnd(this.trailers);
+        break;
       default:
         break;
     }
@@ -159,6 +177,7 @@ export class Exchange implements StreamHandler, Abandonable {
     this.collectResolve = this.collectReject = undefined;
     collectReject?.(err);
     if (this.mode === 'stream') (this.reader ?? this.readable?.deref())?.destroy(err);
+    else if (this.mode === 'forward') (this.sink as BodySink).onBodyError(err);
     this.reader = undefined;
     this.chunks = [];
   }
@@ -208,6 +227,32 @@ export class Exchange implements StreamHandler, Abandonable {
       this.readable = new WeakRef(readable);
     }
     return readable;
+  }
+
+  /**
+   * Hands the body to `sink` as it arrives (what was buffered first), then its end or failure.
+   * The sink holds this exchange's stream: nothing here is left to garbage collection.
+   */
+  forward(sink: BodySink): void {
+    this.takeBody();
+    this.sink = sink;
+    const buffered = this.chunks;
+    this.chunks = [];
+    this.mode = 'forward';
+    let sinkFull = false;
+    for (const chunk of buffered) {
+      if (!sink.onBodyData(chunk)) sinkFull = true;
+    }
+    if (this.error !== undefined) sink.onBodyError(this.error);
+    else if (this.finished) sink.onBodyEnd(this.trailers);
+    // Paused while buffering: the sink takes over the decision.
+    else if (sinkFull) this.paused = true;
+    else this.unpause();
+  }
+
+  /** Undoes a pause a forward sink asked for. */
+  resumeBody(): void {
+    this.unpause();
   }
 
   /** Reads and discards the rest of the body, keeping the connection reusable when it is short. */

@@ -3,8 +3,10 @@
  * transports through dial plans and the connector, maps the seed API (getH1, getOrCreate, …)
  * onto it, and adds `request()`: protocol choice, retries and timeouts live here.
  */
-import type { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
+import { durationOption } from '../core/durations.js';
 import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from '../pool/entry.js';
 import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
@@ -19,9 +21,23 @@ import { AltSvcCache } from './alt-svc-cache.js';
 import { verifiesOwnHost } from './coalescing.js';
 import { DefaultConnector } from './connector.js';
 import { type DialPlan, type DialPlans, dialPlans } from './dial-plan.js';
-import { Exchange } from './exchange.js';
+import { ACCEPT_ENCODING, decodersFor } from './decode.js';
+import {
+  type DispatchBody,
+  type DispatchResponseData,
+  type ResponseStartData,
+  type StreamResult,
+  notSupported,
+  pipelineVia,
+  requestVia,
+  settle,
+  streamVia,
+} from './dispatcher-api.js';
+import { type DispatchHandler, type DispatchOptions, DispatchSink, dispatchBody, dispatchHeaders, dispatchUrl } from './dispatcher.js';
+import { Exchange, type ResponseHeadInfo } from './exchange.js';
 import { OriginFacts } from './origin-facts.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
+import { type RedirectMode, isRedirect, nextHop, redirectModeOf } from './redirect.js';
 import { Response } from './response.js';
 import { type PoolStats, poolStats } from './stats.js';
 
@@ -93,6 +109,21 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   maxRetries?: number;
 }
 
+/** The Dispatcher events the pool emits: the origin, the dispatchers involved (the pool), and the error. */
+export interface PoolEventMap {
+  connect: [origin: URL, targets: readonly ConnectionPool[]];
+  disconnect: [origin: URL, targets: readonly ConnectionPool[], error: Error | null];
+  connectionError: [origin: URL, targets: readonly ConnectionPool[], error: Error];
+  drain: [origin: URL];
+}
+
+type DispatchFunction = (options: DispatchOptions, handler: DispatchHandler) => boolean;
+/** An undici interceptor: takes a dispatch function, returns one that wraps it. */
+export type DispatchInterceptor = (dispatch: DispatchFunction) => DispatchFunction;
+
+/** What one send (one hop, every attempt) needs of the request's options. */
+type SendOptions = Pick<RequestOptions, 'version' | 'acquireTimeoutMs' | 'priority'>;
+
 export interface RequestOptions {
   method?: string;
   headers?: HeadersInit;
@@ -106,6 +137,20 @@ export interface RequestOptions {
   acquireTimeoutMs?: number;
   /** When callers must wait for a slot, higher classes go first (FIFO within one, no starvation). Default `'normal'`. */
   priority?: RequestPriority;
+  /**
+   * What a redirect (301, 302, 303, 307, 308 with a Location) does: `'follow'` it (default, as
+   * fetch does), hand it back as the response (`'manual'`), or fail (`'error'`). 303, and 301/302
+   * after POST, become GET without a body; 307/308 keep method and body. A redirect to another
+   * origin drops `authorization`, `cookie` and `proxy-authorization`.
+   */
+  redirect?: 'follow' | 'manual' | 'error';
+  /** Redirects followed before `MUXPOOL_ERR_TOO_MANY_REDIRECTS`. Default 20. */
+  maxRedirects?: number;
+  /**
+   * Send `accept-encoding` (unless set) and decode a gzip, deflate, br (or zstd) body as it is
+   * read. Default true; false hands the body over as it was sent.
+   */
+  decompress?: boolean;
 }
 
 const MAX_CACHED_KEYS = 1024;
@@ -115,6 +160,13 @@ function option(name: string, value: number | undefined, fallback: number, min: 
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || Number.isNaN(value) || value < min) {
     throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `${name} must be a number ≥ ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function integerOption(name: string, value: number, min: number): number {
+  if (!Number.isInteger(value) || value < min) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `${name} must be an integer ≥ ${min}, got ${String(value)}`);
   }
   return value;
 }
@@ -219,7 +271,12 @@ export function statsNow(pool: ConnectionPool): PoolStats {
   return poolStats(core.snapshot(), core.clock.now());
 }
 
-export class ConnectionPool {
+/**
+ * The pool. Also an undici `Dispatcher` (an EventEmitter with `dispatch`, `close`, `destroy` and
+ * the `connect`, `disconnect` and `connectionError` events), so `fetch(url, { dispatcher: pool })`
+ * and undici's APIs run on it.
+ */
+export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private readonly core: PoolCore<Connection, DialPlan>;
   private readonly plans: DialPlans;
   private readonly keys = new Map<string, PoolKey>();
@@ -239,6 +296,7 @@ export class ConnectionPool {
   }
 
   constructor(options: ConnectionPoolOptions = {}) {
+    super();
     const clock = options.clock ?? systemClock;
     const store = options.originStore ?? new MemoryOriginStore();
     // Keys without TLS settings of their own use the pool's: their records carry its fingerprint,
@@ -252,23 +310,23 @@ export class ConnectionPool {
     this.maxRetries = option('maxRetries', options.maxRetries, 1, 0);
     this.transports = new DefaultConnector({
       clock,
-      connectTimeoutMs: option('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1),
-      readTimeoutMs: option('readTimeoutMs', options.readTimeoutMs, 300_000, 1),
-      keepAliveMarginMs: option('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, 0),
+      connectTimeoutMs: durationOption('connectTimeoutMs', options.connectTimeoutMs, 10_000, { min: 1, allowInfinity: true }),
+      readTimeoutMs: durationOption('readTimeoutMs', options.readTimeoutMs, 300_000, { min: 1, allowInfinity: true }),
+      keepAliveMarginMs: durationOption('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, { min: 0 }),
       maxHeaderBytes: option('maxHeaderBytes', options.maxHeaderBytes, 16_384, 256),
       maxHeaderCount: option('maxHeaderCount', options.maxHeaderCount, 128, 1),
       maxStreams: options.maxStreams ?? 100,
-      pingIntervalMs: option('pingIntervalMs', options.pingIntervalMs, 15_000, 0),
-      pingTimeoutMs: option('pingTimeoutMs', options.pingTimeoutMs, 5_000, 1),
+      pingIntervalMs: durationOption('pingIntervalMs', options.pingIntervalMs, 15_000, { min: 0, allowInfinity: true }),
+      pingTimeoutMs: durationOption('pingTimeoutMs', options.pingTimeoutMs, 5_000, { min: 1, allowInfinity: true }),
       coalesce: options.coalesce !== false,
       tls: options.tls,
       tlsSessionCacheSize: option('tlsSessionCacheSize', options.tlsSessionCacheSize, 256, 0),
       resolver: options.resolver,
-      quicIdleTimeoutMs: option('quicIdleTimeoutMs', options.quicIdleTimeoutMs, 30_000, 1),
-      quicHandshakeTimeoutMs: option('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, 1),
-      h3BrokenBackoffMs: option('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, 0),
+      quicIdleTimeoutMs: durationOption('quicIdleTimeoutMs', options.quicIdleTimeoutMs, 30_000, { min: 1 }),
+      quicHandshakeTimeoutMs: durationOption('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, { min: 1 }),
+      h3BrokenBackoffMs: durationOption('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, { min: 0 }),
       earlyData: options.earlyData === true,
-      h3RaceDelayMs: option('h3RaceDelayMs', options.h3RaceDelayMs, 300, 0),
+      h3RaceDelayMs: durationOption('h3RaceDelayMs', options.h3RaceDelayMs, 300, { min: 0 }),
       store,
       recordFor,
       facts,
@@ -282,7 +340,18 @@ export class ConnectionPool {
         if (key?.isHttps === true) this.learnAltSvc(key, value, HttpVersion.Auto);
       },
     });
-    this.core = new PoolCore<Connection, DialPlan>(this.transports, { ...options, clock }, facts);
+    this.core = new PoolCore<Connection, DialPlan>(this.transports, { ...options, clock }, facts, {
+      // undici's Dispatcher events: (origin URL, [dispatchers], error?). Nothing is built unheard.
+      connected: (key) => {
+        if (this.listenerCount('connect') > 0) this.emit('connect', new URL(key.origin), [this]);
+      },
+      disconnected: (key, _connection, err) => {
+        if (this.listenerCount('disconnect') > 0) this.emit('disconnect', new URL(key.origin), [this], err ?? null);
+      },
+      dialFailed: (key, err) => {
+        if (this.listenerCount('connectionError') > 0) this.emit('connectionError', new URL(key.origin), [this], err);
+      },
+    });
     cores.set(this, this.core);
     this.altSvc = new AltSvcCache(
       clock,
@@ -426,17 +495,134 @@ export class ConnectionPool {
    * and the bodies still being read; bound it with the requests' `timeoutMs` or `signal`, or use
    * `destroy()`. Sockets lent out with `getH1()`/`acquireH1()` are their borrowers'.
    */
-  async close(): Promise<void> {
+  close(): Promise<void>;
+  /** undici's callback form. */
+  close(callback: (err: Error | null) => void): void;
+  close(callback?: (err: Error | null) => void): Promise<void> | void {
+    const closing = this.closeNow();
+    if (callback === undefined) return closing;
+    closing.then(() => callback(null), (err: unknown) => callback(err as Error));
+  }
+
+  /** Ends everything now: waiters fail, dials abort, connections are destroyed with `err`. */
+  destroy(err?: Error | null): Promise<void>;
+  /** undici's callback forms. */
+  destroy(callback: (err: Error | null) => void): void;
+  destroy(err: Error | null, callback: (err: Error | null) => void): void;
+  destroy(
+    errOrCallback?: Error | null | ((err: Error | null) => void),
+    callback?: (err: Error | null) => void,
+  ): Promise<void> | void {
+    const done = typeof errOrCallback === 'function' ? errOrCallback : callback;
+    const err = typeof errOrCallback === 'function' || errOrCallback === null ? undefined : errOrCallback;
+    const destroying = this.destroyNow(err);
+    if (done === undefined) return destroying;
+    destroying.then(() => done(null), (e: unknown) => done(e as Error));
+  }
+
+  private async closeNow(): Promise<void> {
     this.transports.abortPending();
     await this.core.close();
     this.store.flush();
   }
 
-  /** Ends everything now: waiters fail, dials abort, connections are destroyed with `err`. */
-  async destroy(err?: Error): Promise<void> {
+  private async destroyNow(err: Error | undefined): Promise<void> {
     this.transports.abortPending();
     await this.core.destroy(err);
     this.store.flush();
+  }
+
+  /**
+   * undici's Dispatcher contract: sends `options` and drives `handler` (either handler shape)
+   * with the raw response — no redirects followed, nothing decoded (fetch does both itself).
+   * Errors, bad options included, reach the handler's error callback. Returns true: the pool
+   * queues what it cannot serve at once, so callers never need to wait for 'drain'.
+   */
+  dispatch(options: DispatchOptions, handler: DispatchHandler): boolean {
+    const sink = new DispatchSink(handler);
+    void this.dispatchNow(options, sink);
+    return true;
+  }
+
+  /** undici's `stream()`: the response body goes into the Writable `factory` returns. */
+  stream<TOpaque = null>(options: DispatchOptions & { opaque?: TOpaque }, factory: (data: ResponseStartData<TOpaque>) => Writable): Promise<StreamResult<TOpaque>>;
+  stream<TOpaque = null>(
+    options: DispatchOptions & { opaque?: TOpaque },
+    factory: (data: ResponseStartData<TOpaque>) => Writable,
+    callback: (err: Error | null, data: StreamResult<TOpaque>) => void,
+  ): void;
+  stream<TOpaque = null>(
+    options: DispatchOptions & { opaque?: TOpaque },
+    factory: (data: ResponseStartData<TOpaque>) => Writable,
+    callback?: (err: Error | null, data: StreamResult<TOpaque>) => void,
+  ): Promise<StreamResult<TOpaque>> | void {
+    return settle(
+      streamVia((o, h) => this.dispatch(o, h), options, factory),
+      callback,
+    );
+  }
+
+  /** undici's `pipeline()`: write the request body in, read what `handler` makes of the response out. */
+  pipeline<TOpaque = null>(
+    options: DispatchOptions & { opaque?: TOpaque },
+    handler: (data: ResponseStartData<TOpaque> & { body: DispatchBody }) => Readable,
+  ): Duplex {
+    return pipelineVia((o, h) => this.dispatch(o, h), options, handler);
+  }
+
+  /**
+   * undici's `compose()`: a view of this pool whose `dispatch` runs through `interceptors`
+   * (each takes a dispatch function and returns one); everything else is the pool's.
+   */
+  compose(...interceptors: unknown[]): this {
+    // Typed loosely so undici's own interceptor types (of any undici version) fit; each one is
+    // a `DispatchInterceptor`, checked here at run time.
+    let dispatch: DispatchFunction = (o, h) => this.dispatch(o, h);
+    for (const interceptor of interceptors.flat()) {
+      if (typeof interceptor !== 'function') {
+        throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `an interceptor must be a function, got ${typeof interceptor}`);
+      }
+      dispatch = (interceptor as DispatchInterceptor)(dispatch);
+    }
+    return new Proxy(this, { get: (target, name, receiver) => (name === 'dispatch' ? dispatch : Reflect.get(target, name, receiver)) });
+  }
+
+  /** undici's `connect()`: refused, typed (`MUXPOOL_ERR_NOT_SUPPORTED`): muxpool opens no CONNECT tunnels. */
+  connect(options: object): Promise<never>;
+  connect(options: object, callback: (err: Error | null, data: never) => void): void;
+  connect(_options: object, callback?: (err: Error | null, data: never) => void): Promise<never> | void {
+    return settle(notSupported('CONNECT tunnels (connect())'), callback);
+  }
+
+  /** undici's `upgrade()`: refused, typed (`MUXPOOL_ERR_NOT_SUPPORTED`): muxpool switches no protocols. */
+  upgrade(options: object): Promise<never>;
+  upgrade(options: object, callback: (err: Error | null, data: never) => void): void;
+  upgrade(_options: object, callback?: (err: Error | null, data: never) => void): Promise<never> | void {
+    return settle(notSupported('HTTP upgrades (upgrade())'), callback);
+  }
+
+  private async dispatchNow(options: DispatchOptions, sink: DispatchSink): Promise<void> {
+    let exchange: Exchange | undefined;
+    try {
+      const url = dispatchUrl(options);
+      const abort = new AbortController();
+      sink.start((reason) => abort.abort(reason));
+      if (sink.aborted) throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: false });
+      const prepared = prepareRequest(url, options.method, dispatchHeaders(options.headers), dispatchBody(options.body), undefined);
+      const control = new RequestControl(this.core.clock, abort.signal, undefined);
+      ({ exchange } = await this.send(prepared, {}, control));
+      const settled = exchange;
+      if (settled.finished) control.dispose();
+      else settled.onFinish = () => control.dispose();
+      const head = settled.head as ResponseHeadInfo;
+      sink.resumeBody = () => settled.resumeBody();
+      sink.head(head.status, head.headers, head.statusText);
+      settled.forward(sink);
+    } catch (err) {
+      const failure = err instanceof Error ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'dispatch failed', { cause: err });
+      if (exchange !== undefined && !exchange.finished) exchange.cancel(failure instanceof MuxpoolError ? failure : new MuxpoolError('MUXPOOL_ERR_INTERNAL', failure.message, { cause: failure }));
+      sink.onBodyError(failure);
+    }
   }
 
   /**
@@ -492,23 +678,125 @@ export class ConnectionPool {
 
   /**
    * Sends a request and resolves at the response head. The body is read from the `Response`.
-   * A request that failed before its head is sent again (up to `maxRetries` times) when that is
-   * safe; the error says whether the server may have processed it and how many attempts it took.
+   * Redirects are followed (`redirect`, `maxRedirects`), and a compressed body is decoded
+   * (`decompress`), as fetch does. A request that failed before its head is sent again (up to
+   * `maxRetries` times) when that is safe; the error says whether the server may have
+   * processed it and how many attempts it took.
    */
-  async request(input: string | URL, options: RequestOptions = {}): Promise<Response> {
+  request(input: string | URL, options?: RequestOptions): Promise<Response>;
+  /**
+   * undici's `request(options)` (with `origin`, `path`, `method`, …), so code written against an
+   * undici Dispatcher runs on the pool: the raw response, `{ statusCode, headers, body, … }`.
+   */
+  request<TOpaque = null>(options: DispatchOptions & { opaque?: TOpaque }): Promise<DispatchResponseData<TOpaque>>;
+  request<TOpaque = null>(
+    options: DispatchOptions & { opaque?: TOpaque },
+    callback: (err: Error | null, data: DispatchResponseData<TOpaque>) => void,
+  ): void;
+  request(
+    input: string | URL | DispatchOptions,
+    options?: RequestOptions | ((err: Error | null, data: DispatchResponseData) => void),
+  ): Promise<Response> | Promise<DispatchResponseData> | void {
+    if (typeof input === 'string' || input instanceof URL) return this.fetchResponse(input, (options ?? {}) as RequestOptions);
+    return settle(
+      requestVia((o, h) => this.dispatch(o, h), input),
+      options as ((err: Error | null, data: DispatchResponseData) => void) | undefined,
+    );
+  }
+
+  private async fetchResponse(input: string | URL, options: RequestOptions): Promise<Response> {
     const url = typeof input === 'string' ? this.parsedUrl(input) : parseUrl(input);
-    const prepared = prepareRequest(url, options.method, options.headers, options.body);
-    const key = this.keyFor(url);
-    const plan = this.planFor(url, key, options.version);
-    const timeoutMs = options.timeoutMs === undefined ? undefined : option('timeoutMs', options.timeoutMs, 0, 1);
-    // Checked here too: the fast path below never reaches the queue that would refuse it.
+    const redirect = redirectModeOf(options.redirect);
+    const maxRedirects = options.maxRedirects === undefined ? 20 : integerOption('maxRedirects', options.maxRedirects, 0);
+    const decompress = options.decompress !== false;
+    let prepared = prepareRequest(url, options.method, options.headers, options.body, decompress ? ACCEPT_ENCODING : undefined);
+    const control = this.controlFor(options);
+    let hops = 0;
+    // Bounded: each turn follows one redirect, and at most maxRedirects are followed.
+    for (;;) {
+      const { exchange, attempt } = await this.send(prepared, options, control);
+      const head = exchange.head as ResponseHeadInfo;
+      const location = redirect !== 'manual' && isRedirect(head.status) ? head.headers.location : undefined;
+      if (typeof location === 'string') {
+        prepared = this.followRedirect(prepared, exchange, head.status, location, redirect, hops, maxRedirects, options.body, control);
+        hops++;
+        continue;
+      }
+      if (control !== undefined) {
+        if (exchange.finished) control.dispose();
+        else exchange.onFinish = () => control.dispose();
+      }
+      const encoding = decompress ? head.headers['content-encoding'] : undefined;
+      const decoders = encoding === undefined || prepared.head.method === 'HEAD' ? undefined : decodersFor(encoding);
+      return new Response(exchange, prepared.url.href, attempt, hops > 0, decoders);
+    }
+  }
+
+  /** The request after a redirect, or a typed error (the redirect's body is freed either way). */
+  private followRedirect(
+    prepared: PreparedRequest,
+    exchange: Exchange,
+    status: number,
+    location: string,
+    redirect: RedirectMode,
+    hops: number,
+    maxRedirects: number,
+    body: BodyInit,
+    control: RequestControl | undefined,
+  ): PreparedRequest {
+    // The redirect's own body is read and dropped (or the stream reset if it is large), so the
+    // connection can serve the next hop.
+    void exchange.dump();
+    const refuse = (code: 'MUXPOOL_ERR_REDIRECT' | 'MUXPOOL_ERR_TOO_MANY_REDIRECTS', message: string): never => {
+      control?.dispose();
+      throw new MuxpoolError(code, message, { maybeProcessed: true });
+    };
+    if (redirect === 'error') refuse('MUXPOOL_ERR_REDIRECT', `${prepared.url.href} redirected (${status}) and redirect is 'error'`);
+    if (hops >= maxRedirects) refuse('MUXPOOL_ERR_TOO_MANY_REDIRECTS', `more than ${maxRedirects} redirects, the last from ${prepared.url.href}`);
+    const hop = nextHop(status, location, prepared.url, prepared.head.method, prepared.head.headers);
+    if (hop.url.href === prepared.url.href && hop.method === prepared.head.method && hop.keepBody) {
+      refuse('MUXPOOL_ERR_TOO_MANY_REDIRECTS', `${prepared.url.href} redirects to itself`);
+    }
+    // 307 and 308 send the body again: only a body that can be (not a one-shot stream).
+    if (hop.keepBody && prepared.body !== null && !prepared.replayable) {
+      refuse('MUXPOOL_ERR_REDIRECT', `${prepared.url.href} redirected (${status}) a request whose body is a one-shot stream: it cannot be sent again`);
+    }
+    const pairs: Array<[string, string]> = [];
+    for (let i = 0; i < hop.headers.length; i += 2) pairs.push([hop.headers[i] as string, hop.headers[i + 1] as string]);
+    return prepareRequest(hop.url, hop.method, pairs, hop.keepBody ? body : undefined, undefined);
+  }
+
+  /** Timeout and signal for a whole request (every attempt and hop), if it has either. */
+  private controlFor(options: RequestOptions): RequestControl | undefined {
+    const timeoutMs = options.timeoutMs === undefined ? undefined : durationOption('timeoutMs', options.timeoutMs, 0, { min: 1, allowInfinity: true });
+    // Checked here too: the fast path of send() never reaches the queue that would refuse it.
     const badPriority = priorityError(options.priority);
     if (badPriority !== undefined) throw badPriority;
-    const control =
-      options.signal !== undefined || timeoutMs !== undefined ? new RequestControl(this.core.clock, options.signal, timeoutMs) : undefined;
+    if (options.acquireTimeoutMs !== undefined) durationOption('acquireTimeoutMs', options.acquireTimeoutMs, 0, { min: 1, allowInfinity: true });
     if (options.signal?.aborted === true) {
-      control?.dispose();
       throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: options.signal.reason, maybeProcessed: false });
+    }
+    return options.signal !== undefined || timeoutMs !== undefined ? new RequestControl(this.core.clock, options.signal, timeoutMs) : undefined;
+  }
+
+  /**
+   * One request, retried when safe, up to its response head: the exchange whose body is still
+   * to be read. Fails typed, with `control` disposed.
+   */
+  private async send(
+    prepared: PreparedRequest,
+    options: SendOptions,
+    control: RequestControl | undefined,
+  ): Promise<{ exchange: Exchange; attempt: number }> {
+    const url = prepared.url;
+    let key: PoolKey;
+    let plan: DialPlan;
+    try {
+      key = this.keyFor(url);
+      plan = this.planFor(url, key, options.version);
+    } catch (err) {
+      control?.dispose();
+      throw err;
     }
     const acquireOptions = { signal: control?.controller.signal, acquireTimeoutMs: options.acquireTimeoutMs, priority: options.priority };
     // A retry after a stale HTTP/1.1 socket needs a connection of its own (the next idle one may
@@ -580,12 +868,9 @@ export class ConnectionPool {
       }
       const head = exchange.head;
       if (head !== undefined && key.isHttps && head.headers['alt-svc'] !== undefined) this.learnAltSvc(key, head.headers['alt-svc'], options.version);
-      if (control !== undefined) {
-        if (exchange.finished) control.dispose();
-        else exchange.onFinish = () => control.dispose();
-      }
-      return new Response(exchange, url.href, attempt);
+      return { exchange, attempt };
     }
+    control?.dispose();
     throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'request retry loop ended without a result');
   }
 

@@ -7,7 +7,19 @@ import { MuxpoolError } from '../errors.js';
 import type { RequestBody, RequestHead } from '../protocol/message.js';
 import { normalizeHeaders, validateMethod } from '../protocol/fields.js';
 
-export type BodyInit = string | Uint8Array | ArrayBuffer | Readable | AsyncIterable<Uint8Array | string> | null | undefined;
+export type BodyInit =
+  | string
+  | Uint8Array
+  | ArrayBuffer
+  | ArrayBufferView
+  | URLSearchParams
+  | Blob
+  | FormData
+  | Readable
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array | string>
+  | null
+  | undefined;
 
 export type HeadersInit =
   | Record<string, string | number | readonly string[] | undefined>
@@ -64,6 +76,15 @@ async function* bytesOf(source: AsyncIterable<Uint8Array | string>): AsyncIterab
   }
 }
 
+async function* blobChunks(blob: Blob): AsyncGenerator<Uint8Array> {
+  for await (const chunk of blob.stream() as unknown as AsyncIterable<Uint8Array>) yield chunk;
+}
+
+function hasField(headers: readonly string[], name: string): boolean {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return true;
+  return false;
+}
+
 function isAsyncIterable(value: unknown): value is AsyncIterable<Uint8Array | string> {
   return value !== null && typeof value === 'object' && typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 }
@@ -73,6 +94,8 @@ export function prepareRequest(
   methodInput: string | undefined,
   headersInput: HeadersInit,
   bodyInput: BodyInit,
+  /** Sent as `accept-encoding` when the caller did not set that field (decompression on). */
+  acceptEncoding: string | undefined,
 ): PreparedRequest {
   const method = methodInput === undefined ? 'GET' : methodInput;
   if (!KNOWN_METHODS.has(method)) validateMethod(method);
@@ -112,6 +135,7 @@ export function prepareRequest(
   let body: RequestBody;
   let contentLength: number | null | undefined;
   let replayable = true;
+  let defaultContentType: string | undefined;
   if (bodyInput === undefined || bodyInput === null) {
     if (declaredLength !== undefined && declaredLength !== 0) {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_BODY', `content-length is ${declaredLength} but there is no body`);
@@ -132,6 +156,27 @@ export function prepareRequest(
   } else if (bodyInput instanceof ArrayBuffer) {
     body = new Uint8Array(bodyInput);
     contentLength = body.byteLength;
+  } else if (ArrayBuffer.isView(bodyInput)) {
+    body = new Uint8Array(bodyInput.buffer, bodyInput.byteOffset, bodyInput.byteLength);
+    contentLength = body.byteLength;
+  } else if (bodyInput instanceof URLSearchParams) {
+    // As fetch: a form, UTF-8, with its media type unless the caller named one.
+    body = Buffer.from(bodyInput.toString(), 'utf8');
+    contentLength = body.byteLength;
+    defaultContentType = 'application/x-www-form-urlencoded;charset=UTF-8';
+  } else if (bodyInput instanceof Blob) {
+    // Read again for every attempt: a Blob can be, so a retry or a 307 may resend it.
+    const blob = bodyInput;
+    body = { [Symbol.asyncIterator]: () => blobChunks(blob) };
+    contentLength = blob.size;
+    if (blob.type !== '') defaultContentType = blob.type;
+  } else if (bodyInput instanceof FormData) {
+    // multipart/form-data as fetch encodes it (RFC 7578), boundary included in the media type.
+    const encoded = new globalThis.Response(bodyInput);
+    defaultContentType = encoded.headers.get('content-type') ?? undefined;
+    body = bytesOf(encoded.body as unknown as AsyncIterable<Uint8Array>);
+    contentLength = declaredLength;
+    replayable = false;
   } else if (bodyInput instanceof Readable || isAsyncIterable(bodyInput)) {
     body = bytesOf(bodyInput);
     contentLength = declaredLength;
@@ -145,6 +190,10 @@ export function prepareRequest(
       `content-length says ${declaredLength} but the body has ${contentLength} bytes`,
     );
   }
+  if (defaultContentType !== undefined && !hasField(headers, 'content-type')) {
+    headers.push('content-type', defaultContentType);
+  }
+  if (acceptEncoding !== undefined && !hasField(headers, 'accept-encoding')) headers.push('accept-encoding', acceptEncoding);
   const head: RequestHead = {
     method,
     path: url.pathname + url.search,

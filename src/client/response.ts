@@ -8,6 +8,7 @@ import { MuxpoolError } from '../errors.js';
 import type { IncomingHeaders } from '../protocol/message.js';
 import type { ConnectionProtocol } from '../protocol/version.js';
 import type { Exchange } from './exchange.js';
+import { type Decoder, decodeBody } from './decode.js';
 import { watchBody, watchResponse } from './lifetime.js';
 
 function concat(chunks: Uint8Array[]): Buffer {
@@ -31,10 +32,14 @@ export class Response {
   readonly url: string;
   /** How many times the request was sent (2 after a safe retry). */
   readonly attempts: number;
+  /** Whether the request was redirected on its way here (`url` then differs from the one asked for). */
+  readonly redirected: boolean;
   private readonly exchange: Exchange;
+  /** Undoes the body's content-encoding, when the request asked for decompression and it has one. */
+  private readonly decoders: readonly Decoder[] | undefined;
   private bodyStream: Readable | undefined;
 
-  constructor(exchange: Exchange, url: string, attempts: number) {
+  constructor(exchange: Exchange, url: string, attempts: number, redirected = false, decoders?: readonly Decoder[]) {
     const head = exchange.head;
     if (head === undefined) throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'response built before its head arrived');
     this.exchange = exchange;
@@ -46,6 +51,8 @@ export class Response {
     this.connectionId = exchange.entry.connection.id;
     this.url = url;
     this.attempts = attempts;
+    this.redirected = redirected;
+    this.decoders = decoders;
     watchResponse(this, exchange);
   }
 
@@ -58,13 +65,22 @@ export class Response {
     return this.exchange.trailers;
   }
 
-  /** The body as a Readable; the same object on every call. */
+  /** The body as a Readable (decoded when it has a content-encoding and `decompress` is on); the same object on every call. */
   get body(): Readable {
     if (this.bodyStream === undefined) {
-      this.bodyStream = this.exchange.toReadable();
+      const raw = this.exchange.toReadable();
+      this.bodyStream = this.decoders === undefined ? raw : decodeBody(raw, this.decoders, this.url);
       watchBody(this.bodyStream, this.exchange);
     }
     return this.bodyStream;
+  }
+
+  /** Every body chunk, decoded: straight from the exchange when there is nothing to decode. */
+  private async chunks(): Promise<Uint8Array[]> {
+    if (this.decoders === undefined) return this.exchange.collect();
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of this.body) chunks.push(chunk as Uint8Array);
+    return chunks;
   }
 
   get bodyUsed(): boolean {
@@ -72,17 +88,17 @@ export class Response {
   }
 
   async arrayBuffer(): Promise<ArrayBuffer> {
-    const bytes = concat(await this.exchange.collect());
+    const bytes = concat(await this.chunks());
     return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   }
 
   /** The body as a Buffer (no copy when it arrived in one chunk). */
   async bytes(): Promise<Buffer> {
-    return concat(await this.exchange.collect());
+    return concat(await this.chunks());
   }
 
   async text(): Promise<string> {
-    const chunks = await this.exchange.collect();
+    const chunks = await this.chunks();
     if (chunks.length === 1) {
       const only = chunks[0] as Uint8Array;
       return Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
@@ -90,10 +106,11 @@ export class Response {
     return Buffer.concat(chunks).toString('utf8');
   }
 
-  async json(): Promise<unknown> {
+  /** The body parsed as JSON; `T` is the caller's promise about its shape (nothing checks it). */
+  async json<T = unknown>(): Promise<T> {
     const text = await this.text();
     try {
-      return JSON.parse(text) as unknown;
+      return JSON.parse(text) as T;
     } catch (cause) {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_JSON', `response body of ${this.url} is not valid JSON`, { cause });
     }

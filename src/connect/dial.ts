@@ -10,6 +10,7 @@ import { MuxpoolError } from '../errors.js';
 import type { TlsIdentity } from '../pool/key.js';
 import type { TlsSessionCache } from './session-cache.js';
 import { clientSecureContext } from './trust.js';
+import { setTimerSafe } from '../core/durations.js';
 
 export interface DialOptions {
   host: string;
@@ -91,7 +92,7 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
     const finish = (err: MuxpoolError | undefined): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      timer.cancel();
       signal?.removeEventListener('abort', onAbort);
       socket.off(readyEvent, onReady);
       socket.off('error', onError);
@@ -121,7 +122,8 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
           ? signal.reason
           : new MuxpoolError('MUXPOOL_ERR_ABORTED', 'dial aborted', { cause: signal?.reason, maybeProcessed: false }),
       );
-    const timer = setTimeout(
+    // setTimerSafe: connectTimeoutMs may be Infinity (no deadline).
+    const timer = setTimerSafe(
       () =>
         finish(
           new MuxpoolError(
@@ -131,6 +133,7 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
           ),
         ),
       options.connectTimeoutMs,
+      true,
     );
     try {
       if (options.isHttps) {
@@ -168,7 +171,7 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
         });
       }
     } catch (err) {
-      clearTimeout(timer);
+      timer.cancel();
       reject(err instanceof MuxpoolError ? err : mapSocketError(err, 'connect'));
       return;
     }

@@ -3,6 +3,8 @@
  * `Clock`, so tests replace it with `ManualClock` and make time pass without sleeping.
  */
 
+import { setTimerSafe } from './durations.js';
+
 export interface Timer {
   /** Stops the timer; calling it again, or after it fired, does nothing. */
   cancel(): void;
@@ -12,29 +14,16 @@ export interface Clock {
   /** Monotonic milliseconds; only differences between two readings mean anything. */
   now(): number;
   /**
-   * Calls `fn` once after `ms`. Timers never keep the process alive: a pool with nothing to do
-   * must not stop a program from exiting.
+   * Calls `fn` once after `ms` (`Infinity`: never). Timers never keep the process alive: a pool
+   * with nothing to do must not stop a program from exiting.
    */
   setTimer(fn: () => void, ms: number): Timer;
 }
 
-class NodeTimer implements Timer {
-  private handle: NodeJS.Timeout | undefined;
-  constructor(fn: () => void, ms: number) {
-    this.handle = setTimeout(fn, ms);
-    this.handle.unref();
-  }
-  cancel(): void {
-    if (this.handle !== undefined) {
-      clearTimeout(this.handle);
-      this.handle = undefined;
-    }
-  }
-}
-
 export const systemClock: Clock = {
   now: () => performance.now(),
-  setTimer: (fn, ms) => new NodeTimer(fn, ms),
+  // Unref'd; Infinity arms nothing and delays beyond 2^31 - 1 ms are kept, not fired after 1 ms.
+  setTimer: (fn, ms) => setTimerSafe(fn, ms),
 };
 
 interface ManualTimerEntry {

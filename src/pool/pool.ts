@@ -6,6 +6,7 @@
  * what a caller wants is a `Demand` the layer above defines, and dialing is its `Dialer`.
  */
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
+import { durationOption } from '../core/durations.js';
 import { MuxpoolError } from '../errors.js';
 import type { Demand, Dialer } from './demand.js';
 import { PoolEntry } from './entry.js';
@@ -52,6 +53,13 @@ export interface AcquireOptions {
 
 export interface CleanupTask {
   stop(): void;
+}
+
+/** What happens to connections, for whoever listens (the undici Dispatcher events). */
+export interface PoolEvents<C extends Poolable> {
+  connected(key: PoolKey, connection: C): void;
+  disconnected(key: PoolKey, connection: C, err: MuxpoolError | undefined): void;
+  dialFailed(key: PoolKey, err: MuxpoolError): void;
 }
 
 /** What the core holds right now, for `stats()`. */
@@ -127,6 +135,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   readonly clock: Clock;
   private readonly dialer: Dialer<C, D>;
   private readonly memory: CapacityMemory | undefined;
+  private readonly events: PoolEvents<C> | undefined;
   private readonly autoCleanup: boolean;
   private readonly buckets = new Map<string, Bucket<C, D>>();
   private idleTimer: Timer | undefined;
@@ -136,15 +145,16 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   private dialedCount = 0;
   private closedCount = 0;
 
-  constructor(dialer: Dialer<C, D>, options: PoolCoreOptions = {}, memory?: CapacityMemory) {
+  constructor(dialer: Dialer<C, D>, options: PoolCoreOptions = {}, memory?: CapacityMemory, events?: PoolEvents<C>) {
     this.dialer = dialer;
     this.memory = memory;
-    this.maxIdleMs = positiveIntegerOption('maxIdleMs', options.maxIdleMs, 30_000, true);
+    this.events = events;
+    this.maxIdleMs = durationOption('maxIdleMs', options.maxIdleMs, 30_000, { min: 0, allowInfinity: true });
     this.maxPerHost = positiveIntegerOption('maxPerHost', options.maxPerHost, 6, true);
     this.maxStreams = positiveIntegerOption('maxStreams', options.maxStreams, 100);
-    this.acquireTimeoutMs = positiveIntegerOption('acquireTimeoutMs', options.acquireTimeoutMs, 30_000);
+    this.acquireTimeoutMs = durationOption('acquireTimeoutMs', options.acquireTimeoutMs, 30_000, { min: 1, allowInfinity: true });
     this.maxWaiters = positiveIntegerOption('maxWaiters', options.maxWaiters, 10_000, true);
-    this.overflowWaitMs = positiveIntegerOption('overflowWaitMs', options.overflowWaitMs, 50, true);
+    this.overflowWaitMs = durationOption('overflowWaitMs', options.overflowWaitMs, 50, { min: 0, allowInfinity: true });
     this.autoCleanup = options.autoCleanup !== false;
     this.clock = options.clock ?? systemClock;
   }
@@ -632,6 +642,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
       cause instanceof MuxpoolError
         ? cause
         : new MuxpoolError('MUXPOOL_ERR_CONNECT', `dial to ${bucket.key.origin} failed`, { cause, maybeProcessed: false });
+    this.events?.dialFailed(bucket.key, err);
     dial.reservedFor?.reject(err);
     // The callers this dial was for learn why, each from an error of its own; the others keep
     // waiting for their own dials.
@@ -710,8 +721,9 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
     const entry = new PoolEntry<C>(bucket.key, connection, this.maxStreams, this.clock);
     bucket.entries.add(entry);
     if (connection.shareable) bucket.shared.push(entry);
+    this.events?.connected(bucket.key, connection);
     const observer: ConnectionObserver = {
-      onClose: () => this.onConnectionClosed(entry),
+      onClose: (_connection, err) => this.onConnectionClosed(entry, err),
       onCapacityChange: () => this.onCapacityChange(entry),
     };
     connection.setObserver(observer);
@@ -738,6 +750,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   private closeEntry(entry: PoolEntry<C>, err?: MuxpoolError): void {
     const bucket = this.removeEntry(entry);
     entry.isValid = false;
+    if (bucket !== undefined) this.events?.disconnected(entry.key, entry.connection, err);
     entry.connection.destroy(err);
     if (bucket !== undefined && bucket.isEmpty) this.dropBucket(bucket);
     this.notifyIfEmpty();
@@ -761,9 +774,10 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
     if (bucket !== undefined && bucket.waiters.length > 0) this.dispatch(bucket);
   }
 
-  private onConnectionClosed(entry: PoolEntry<C>): void {
+  private onConnectionClosed(entry: PoolEntry<C>, err?: MuxpoolError): void {
     entry.isValid = false;
     const bucket = this.removeEntry(entry);
+    if (bucket !== undefined) this.events?.disconnected(entry.key, entry.connection, err);
     if (bucket !== undefined) {
       if (bucket.waiters.length > 0) this.dispatch(bucket);
       else if (bucket.isEmpty) this.dropBucket(bucket);
@@ -837,6 +851,13 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   private refuseNewWork(options: AcquireOptions): MuxpoolError | undefined {
     if (this.closing) return new MuxpoolError('MUXPOOL_ERR_POOL_CLOSED', 'the pool is closed', { maybeProcessed: false });
     if (options.signal?.aborted === true) return abortError(options.signal);
+    if (options.acquireTimeoutMs !== undefined) {
+      try {
+        durationOption('acquireTimeoutMs', options.acquireTimeoutMs, this.acquireTimeoutMs, { min: 1, allowInfinity: true });
+      } catch (err) {
+        return err as MuxpoolError;
+      }
+    }
     return priorityError(options.priority);
   }
 

@@ -9,7 +9,7 @@ import { MuxpoolError } from '../errors.js';
  * match `declaredLength` when one was announced (a longer body fails at the chunk that overruns
  * it, a shorter one at its end). A consumer that stops early never sees the end check.
  */
-export async function* checkedBody(body: AsyncIterable<Uint8Array>, declaredLength: number | undefined): AsyncGenerator<Uint8Array> {
+export async function* checkedBody(body: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, declaredLength: number | undefined): AsyncGenerator<Uint8Array> {
   let sent = 0;
   for await (const chunk of body) {
     if (!(chunk instanceof Uint8Array)) {

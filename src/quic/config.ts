@@ -14,7 +14,14 @@ import { loadQuiche, type NativeConfig } from './native.js';
 export interface QuicTransportOptions {
   /** max_idle_timeout: the connection closes after this long without a packet; 0 = never. Default 30 000. */
   idleTimeoutMs?: number;
-  /** initial_max_data: bytes the peer may send on all streams before we extend it. Default 10 MiB. */
+  /**
+   * initial_max_data: bytes the peer may send on all streams before we extend it. Default: no
+   * connection-level limit (2^53 - 1). Past this first credit, quiche 0.18 extends it by a window
+   * of its own that starts at 48 KiB, so a single stream whose reader is paused (a response body
+   * nobody reads yet) would hold all of it and stall every other stream. Per-stream windows still
+   * bound what each stream can hold unread (`initialMaxStreamData*`, then quiche's stream window,
+   * at most 16 MiB), so memory is bounded by streams open × that.
+   */
   initialMaxData?: number;
   /** initial_max_stream_data_bidi_local (streams we open). Default 1 MiB. */
   initialMaxStreamDataBidiLocal?: number;
@@ -70,7 +77,8 @@ interface ResolvedTransport {
 const MIB = 1024 * 1024;
 const DEFAULT_TRANSPORT: ResolvedTransport = {
   idleTimeoutMs: 30_000,
-  initialMaxData: 10 * MIB,
+  // Varints go up to 2^62 - 1 (RFC 9000 §16); this is the largest a number holds exactly.
+  initialMaxData: Number.MAX_SAFE_INTEGER,
   initialMaxStreamDataBidiLocal: MIB,
   initialMaxStreamDataBidiRemote: MIB,
   initialMaxStreamDataUni: MIB,

@@ -123,6 +123,8 @@ const READ_SCRATCH = Buffer.allocUnsafe(64 * 1024);
 /** Bounds per turn, so one busy connection cannot hold the event loop. */
 const MAX_PACKETS_PER_TURN = 256;
 const MAX_READS_PER_STREAM = 32;
+/** Reads of 64 KiB that `consumeBuffered` may take: 64 MiB, more than any stream window we grant. */
+const MAX_CONSUME_READS = 1024;
 /**
  * Up to this many tracked streams, a turn asks each stream whether it is readable (or stopped)
  * rather than asking quiche for its readable (writable) set: the binding builds an iterator
@@ -137,6 +139,17 @@ const WRITABLE_LOW_WATER = 16 * 1024;
 const ALERT_BAD_CERTIFICATE = 42;
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * RFC 9000 §10.1: "each endpoint advertises a max_idle_timeout, but the effective value at an
+ * endpoint is computed as the minimum of the two advertised values"; 0 (or absent) means none.
+ * quiche also never lets it fall below 3 × PTO, so the real timeout is never shorter than this.
+ */
+export function agreedIdleTimeout(ownMs: number, peerMs: number): number {
+  if (ownMs === 0) return peerMs;
+  if (peerMs === 0) return ownMs;
+  return Math.min(ownMs, peerMs);
+}
 
 function streamError(streamId: number, message: string, wireCode?: number): MuxpoolError {
   return new MuxpoolError(
@@ -163,16 +176,27 @@ export class QuicConnection {
   private current: QuicConnectionState = 'handshaking';
 
   private readonly streams = new Map<number, StreamRecord>();
+  /** Tracked bidirectional streams: requests, which keep the process alive (see `updateActive`). */
+  private bidiStreams = 0;
+  /** The user has work waiting that needs no stream yet (`holdProcess`). */
+  private userHold = false;
   private writeOpenCount = 0;
   /** Streams with a short write or a FIN waiting for room: only these need the writable scan. */
   private waitingWrites = 0;
   /** A datagram arrived since the last writable scan (it may carry STOP_SENDING or credit). */
   private receivedSinceScan = false;
+  /** A datagram arrived since the last turn re-armed the timer. */
+  private receivedSinceTurn = false;
+  /** When the turn after the latest datagram ran (clock time): the idle timer restarted then. */
+  private lastReceivedAt = 0;
+  /** The idle timeout both sides agreed on (ms), known once established; 0: none. */
+  private agreedIdleMs = 0;
   private nextBidi: number;
   private nextUni: number;
   private readonly retiredPeerBidi: RetiredIds;
   private readonly retiredPeerUni: RetiredIds;
 
+  private sentCount = 0;
   private readonly recvInfo: RecvInfo;
   private spare: Buffer | undefined;
   private turnScheduled: NodeJS.Immediate | undefined;
@@ -280,6 +304,30 @@ export class QuicConnection {
     return this.native?.session() ?? undefined;
   }
 
+  /**
+   * When (clock time) the idle timeout closes this connection if nothing arrives before, give or
+   * take the few ms a turn takes: a connection retired a margin before it is not handed out when
+   * the peer may already have dropped it. Undefined before the handshake, once closed, and when
+   * neither side has an idle timeout.
+   */
+  get idleDeadline(): number | undefined {
+    if (this.current !== 'established' || this.agreedIdleMs === 0) return undefined;
+    return this.lastReceivedAt + this.agreedIdleMs;
+  }
+
+  /** The idle timeout both sides agreed on (ms), once established; undefined when there is none. */
+  get idleTimeoutMs(): number | undefined {
+    return this.agreedIdleMs === 0 ? undefined : this.agreedIdleMs;
+  }
+
+  /**
+   * Datagrams sent so far. Unchanged since a stream was written to means none of its bytes left:
+   * a request the connection failed before that provably never reached the peer.
+   */
+  get packetsSent(): number {
+    return this.sentCount;
+  }
+
   /** Streams the driver still tracks (open in at least one direction). */
   get openStreams(): number {
     return this.streams.size;
@@ -288,6 +336,16 @@ export class QuicConnection {
   /** Why the connection ended, once it did. */
   get closeReason(): QuicCloseInfo | undefined {
     return this.closeInfo;
+  }
+
+  /**
+   * Keeps the process alive while `hold` is true even without an open bidirectional stream: for
+   * work that waits for the connection (a request held until the peer grants stream credit).
+   */
+  holdProcess(hold: boolean): void {
+    if (this.userHold === hold) return;
+    this.userHold = hold;
+    this.updateActive();
   }
 
   setHandler(handler: QuicConnectionHandler | undefined): void {
@@ -323,6 +381,7 @@ export class QuicConnection {
     if (bidirectional) this.nextBidi += 4;
     else this.nextUni += 4;
     this.streams.set(id, { readOpen: bidirectional, writeOpen: true, blocked: false, pendingFin: false, paused: false });
+    if (bidirectional) this.bidiStreams++;
     this.writeOpenCount++;
     this.updateActive();
     return id;
@@ -389,8 +448,14 @@ export class QuicConnection {
   /** Asks the peer to stop sending (STOP_SENDING with `appErrorCode`); data still queued is dropped. */
   stopSending(streamId: number, appErrorCode: number): void {
     const record = this.streams.get(streamId);
-    if (record === undefined || !record.readOpen || this.native === undefined) return;
-    this.shutdown(streamId, Shutdown.Read, appErrorCode);
+    const native = this.native;
+    if (record === undefined || !record.readOpen || native === undefined) return;
+    // quiche 0.18 drops what a stream holds unread on a read shutdown without counting it as
+    // consumed, so its connection-level credit (MAX_DATA, RFC 9000 §4.1) never comes back:
+    // enough dropped bodies and the peer can send nothing on any stream until the idle timeout.
+    // Reading the bytes out first counts them; what arrives after the shutdown quiche counts
+    // itself. A stream that ended meanwhile needs no STOP_SENDING.
+    if (this.consumeBuffered(native, streamId)) this.shutdown(streamId, Shutdown.Read, appErrorCode);
     record.readOpen = false;
     this.forgetIfDone(streamId, record);
     this.scheduleTurn();
@@ -465,6 +530,7 @@ export class QuicConnection {
       info = { from, to: this.localAddress };
     }
     this.receivedSinceScan = true;
+    this.receivedSinceTurn = true;
     try {
       native.recv(packet, info);
     } catch {
@@ -534,6 +600,7 @@ export class QuicConnection {
   private forgetIfDone(streamId: number, record: StreamRecord): void {
     if (record.readOpen || record.writeOpen) return;
     this.streams.delete(streamId);
+    if ((streamId & 2) === 0) this.bidiStreams--;
     if (!this.isLocalStream(streamId)) {
       if ((streamId & 2) === 0) this.retiredPeerBidi.add(streamId);
       else this.retiredPeerUni.add(streamId);
@@ -714,6 +781,8 @@ export class QuicConnection {
     const proto = native.applicationProto();
     this.negotiatedAlpn = Buffer.from(proto.buffer, proto.byteOffset, proto.byteLength).toString('latin1');
     this.resumed = native.isResumed();
+    this.agreedIdleMs = agreedIdleTimeout(this.config.idleTimeoutMs, native.stats().peerMaxIdleTimeout);
+    this.lastReceivedAt = this.clock.now();
     this.handshakeTimer?.cancel();
     this.handshakeTimer = undefined;
     const waiter = this.waiter;
@@ -768,7 +837,10 @@ export class QuicConnection {
         record = { readOpen: true, writeOpen: bidi, blocked: false, pendingFin: false, paused: false };
         this.streams.set(id, record);
         fresh = true;
-        if (bidi) this.writeOpenCount++;
+        if (bidi) {
+          this.writeOpenCount++;
+          this.bidiStreams++;
+        }
         handler.onPeerStream?.(id, bidi);
         if (this.native === undefined) return false;
       }
@@ -816,6 +888,25 @@ export class QuicConnection {
       if (this.native === undefined || record.paused || !record.readOpen) return false;
     }
     return true;
+  }
+
+  /**
+   * Reads and drops what quiche holds for a stream, so the bytes count as consumed for flow
+   * control. False when the stream ended on the way (FIN or reset): nothing more will arrive.
+   */
+  private consumeBuffered(native: NativeConnection, id: number): boolean {
+    try {
+      // Bounded by the stream's flow-control window, which caps what quiche can hold.
+      for (let reads = 0; reads < MAX_CONSUME_READS; reads++) {
+        const result = native.streamRecv(id, READ_SCRATCH);
+        if (result === null) return true;
+        if (result[1]) return false;
+      }
+      return true;
+    } catch {
+      // Reset by the peer, or collected: either way the stream has ended.
+      return false;
+    }
   }
 
   private discard(native: NativeConnection, id: number): void {
@@ -909,19 +1000,26 @@ export class QuicConnection {
         return true;
       }
       this.transport.send(out, result[0], result[1].to);
+      this.sentCount++;
     }
     return false;
   }
 
   private armTimer(native: NativeConnection): void {
     const ms = native.timeout();
+    const now = this.clock.now();
+    if (this.receivedSinceTurn) {
+      this.receivedSinceTurn = false;
+      // A few ms after quiche restarted its idle timer (this turn's work): within any margin.
+      this.lastReceivedAt = now;
+    }
     if (ms === null) {
       this.timer?.cancel();
       this.timer = undefined;
       return;
     }
     // quiche's timers fire at their deadline; one extra millisecond makes sure it has passed.
-    const due = this.clock.now() + ms + 1;
+    const due = now + ms + 1;
     // A timer that fires early is harmless (quiche checks its own deadlines), so a later
     // deadline keeps the armed timer and only an earlier one re-arms.
     if (this.timer !== undefined && due >= this.timerDue) return;
@@ -932,7 +1030,11 @@ export class QuicConnection {
 
   private updateActive(): void {
     // Draining is short (3 × PTO) and someone may await `closed`: it keeps the process alive too.
-    const active = this.native !== undefined && (this.current !== 'established' || this.streams.size > 0);
+    // Only bidirectional streams count: HTTP/3's control and QPACK streams are unidirectional and
+    // stay open for the connection's whole life (RFC 9114 §6.2.1), so counting them would keep
+    // the process alive until the idle timeout after the last request.
+    const active =
+      this.native !== undefined && (this.current !== 'established' || this.bidiStreams > 0 || this.userHold);
     if (active === this.active) return;
     this.active = active;
     this.transport.setActive(active);
@@ -1025,6 +1127,7 @@ export class QuicConnection {
     this.spare = undefined;
     this.handler = undefined;
     this.streams.clear();
+    this.bidiStreams = 0;
     this.writeOpenCount = 0;
     this.waitingWrites = 0;
     this.active = false;

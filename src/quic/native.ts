@@ -26,6 +26,12 @@ export interface SendInfo {
   to: HostPort;
 }
 
+/** `Connection.stats()`: quiche's `Stats`, fields camel-cased. */
+export interface NativeStats {
+  /** The peer's max_idle_timeout transport parameter in ms (RFC 9000 §18.2); 0 when it has none. */
+  peerMaxIdleTimeout: number;
+}
+
 /** A CONNECTION_CLOSE as quiche reports it (RFC 9000 §19.19). */
 export interface NativeConnectionError {
   isApp: boolean;
@@ -87,6 +93,8 @@ export interface NativeConnection {
   onTimeout(): void;
   close(isApp: boolean, errorCode: number, reason: Uint8Array): void | null;
   traceId(): string;
+  /** Counters, and the peer's transport parameters once the handshake has them (only what we use). */
+  stats(): NativeStats;
   applicationProto(): Uint8Array;
   peerCertChain(): Uint8Array[] | null;
   /** The serialized TLS session once the peer sent a ticket, for `setSession` later. */

@@ -5,13 +5,15 @@
  * advertise the HTTP/3 endpoint in Alt-Svc (RFC 7838), as real servers do.
  *
  * Routes: `/` a short greeting naming the protocol, `/echo` the request body back, `/bytes/N`
- * N bytes, `/delay/MS` an answer after MS milliseconds (capped), `/status/CODE` an empty response.
+ * N bytes, `/gzip/N` N bytes gzip-encoded, `/redirect/N` N redirects before `/`, `/delay/MS` an
+ * answer after MS milliseconds (capped), `/status/CODE` an empty response.
  */
 import { once } from 'node:events';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { type GeneratedCertificates, generateCertificates } from './certs.js';
 import { H3Server } from './h3.js';
 
@@ -66,6 +68,22 @@ function handle(req: RequestLike, res: ResponseLike & NodeJS.WritableStream): vo
     const n = Math.min(Number(bytes[1]), MAX_BYTES);
     res.setHeader('content-length', n);
     res.end(Buffer.alloc(n, 120));
+    return;
+  }
+  const gzip = /^\/gzip\/(\d+)$/.exec(url);
+  if (gzip !== null) {
+    const encoded = gzipSync(Buffer.alloc(Math.min(Number(gzip[1]), MAX_BYTES), 120));
+    res.setHeader('content-encoding', 'gzip');
+    res.setHeader('content-length', encoded.length);
+    res.end(encoded);
+    return;
+  }
+  const redirect = /^\/redirect\/(\d+)$/.exec(url);
+  if (redirect !== null) {
+    const left = Math.min(Number(redirect[1]), 50);
+    res.statusCode = 302;
+    res.setHeader('location', left > 1 ? `/redirect/${left - 1}` : '/');
+    res.end();
     return;
   }
   const delay = /^\/delay\/(\d+)$/.exec(url);

@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { requirePeer } from './peers.js';
 
 export const CADDY_BINARY = process.env['MUXPOOL_CADDY'] ?? '/usr/bin/caddy';
 const START_LIMIT_MS = 20_000;
@@ -84,6 +85,7 @@ ${directives}
 }
 
 export async function startCaddy(options: CaddyOptions = {}): Promise<CaddyServer> {
+  requirePeer('caddy');
   const dir = await mkdtemp(join(tmpdir(), 'muxpool-caddy-'));
   const port = await freePort();
   const configPath = join(dir, 'Caddyfile');

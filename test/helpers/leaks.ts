@@ -1,45 +1,37 @@
 /**
  * Every test ends by checking that nothing is left behind: the pool holds no connection, no
- * waiter and no dial, and the process has no socket or timer more than when the test began.
+ * waiter and no dial, and no socket (TCP, TLS, UDP) or timer created since the test began is
+ * still open, whether ref'd or not (see `handles.ts`: tracked from creation).
  */
 import assert from 'node:assert/strict';
-import { setImmediate as tick } from 'node:timers/promises';
-import type { ConnectionPool } from '../../src/index.js';
-import { statsNow } from '../../src/testing.js';
+import { describeHandles, handleMark, openSince, quietSleep } from './handles.js';
 
-type Counts = Record<string, number>;
-
-function resourceCounts(): Counts {
-  const counts: Counts = {};
-  for (const name of process.getActiveResourcesInfo()) counts[name] = (counts[name] ?? 0) + 1;
-  return counts;
+/** What the check needs of a pool: anything with `stats()` (a `ConnectionPool`, a core). */
+export interface PoolStatsSource {
+  stats(): Promise<{ totalConnections: number; waiters: number; pendingDials: number }>;
 }
 
-const WATCHED = ['TCPSocketWrap', 'TCPWrap', 'TLSWrap', 'UDPWrap', 'Timeout'];
+/** How long a handle may take to close after the pool let it go (closes are asynchronous). */
+const SETTLE_MS = 2_000;
 
-/** Takes a baseline now; `check()` later waits (bounded) for the counts to come back to it. */
-export function leakCheck(): { check(pool?: ConnectionPool): Promise<void> } {
-  const before = resourceCounts();
+/** Takes a baseline now; `check()` later waits (bounded) until every handle created since is closed. */
+export function leakCheck(): { check(pool?: PoolStatsSource): Promise<void> } {
+  const mark = handleMark();
   return {
-    async check(pool?: ConnectionPool): Promise<void> {
+    async check(pool?: PoolStatsSource): Promise<void> {
       if (pool !== undefined) {
-        const stats = statsNow(pool);
+        const stats = await pool.stats();
         assert.equal(stats.totalConnections, 0, 'pool still holds connections');
         assert.equal(stats.waiters, 0, 'pool still holds waiters');
         assert.equal(stats.pendingDials, 0, 'pool still has dials in flight');
       }
-      let after = resourceCounts();
-      // Socket handles close asynchronously: give them up to ~2 s of event-loop turns.
-      for (let i = 0; i < 400; i++) {
-        if (WATCHED.every((name) => (after[name] ?? 0) <= (before[name] ?? 0))) return;
-        await tick();
-        if (i > 20) await new Promise((resolve) => setTimeout(resolve, 5));
-        after = resourceCounts();
+      const deadline = Date.now() + SETTLE_MS;
+      let open = openSince(mark);
+      for (let turn = 0; open.length > 0 && Date.now() < deadline; turn++) {
+        await quietSleep(turn < 20 ? 1 : 10);
+        open = openSince(mark);
       }
-      const leaked = WATCHED.filter((name) => (after[name] ?? 0) > (before[name] ?? 0)).map(
-        (name) => `${name}: ${before[name] ?? 0} → ${after[name] ?? 0}`,
-      );
-      assert.deepEqual(leaked, [], `resources left behind: ${leaked.join(', ')}`);
+      assert.equal(open.length, 0, `handles left open since the test began:\n  ${describeHandles(open)}${open.some((h) => h.stack !== undefined) ? '' : '\n  (MUXPOOL_LEAK_STACKS=1 shows where each was created)'}`);
     },
   };
 }

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateCertificates, writeCertificates } from '../../src/server/certs.js';
+import { requirePeer } from './peers.js';
 
 export const NGHTTPD_BINARY = process.env['MUXPOOL_NGHTTPD'] ?? '/usr/sbin/nghttpd';
 const START_LIMIT_MS = 10_000;
@@ -78,6 +79,7 @@ export function accepts(port: number): Promise<boolean> {
 }
 
 export async function startNghttpd(options: NghttpdOptions = {}): Promise<NghttpdServer> {
+  requirePeer('nghttpd');
   const useTls = options.tls !== false;
   const dir = await mkdtemp(join(tmpdir(), 'muxpool-nghttpd-'));
   const docroot = join(dir, 'htdocs');

@@ -156,3 +156,33 @@ test('serve: prints its URL and CA path, answers over HTTP/3 with that CA, stops
   const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
   assert.ok(code === 0 || signal === 'SIGTERM', `exit ${code} ${signal}`);
 });
+
+test('fetch: status lines as curl prints them (HTTP/2 200, HTTP/3 200); -L and --max-redirs; --compressed', async () => {
+  const embedded = await startEmbeddedServer();
+  const dir = await mkdtemp(join(tmpdir(), 'muxpool-cli-'));
+  const caPath = join(dir, 'ca.pem');
+  await writeFile(caPath, embedded.caCert);
+  try {
+    const h2 = await run(['--cacert', caPath, '--http2', '-i', `${embedded.httpsUrl}/`]);
+    assert.match(h2.stdout, /^HTTP\/2 200\n/);
+    const h3 = await run(['--cacert', caPath, '--http3-only', '-i', `${embedded.httpsUrl}/`]);
+    assert.match(h3.stdout, /^HTTP\/3 200\n/);
+    // curl's defaults: redirects are not followed, bodies are not decoded.
+    const noFollow = await run(['--cacert', caPath, '-i', `${embedded.httpsUrl}/redirect/2`]);
+    assert.match(noFollow.stdout, /^HTTP\/2 302\n/);
+    const followed = await run(['--cacert', caPath, '-L', `${embedded.httpsUrl}/redirect/2`]);
+    assert.match(followed.stdout, /^hello from muxpool/);
+    const tooMany = await run(['--cacert', caPath, '-L', '--max-redirs', '1', `${embedded.httpsUrl}/redirect/3`]);
+    assert.equal(tooMany.code, 47, "curl's exit code for too many redirects");
+    assert.match(tooMany.stderr, /MUXPOOL_ERR_TOO_MANY_REDIRECTS/);
+    const raw = await run(['--cacert', caPath, '-o', join(dir, 'raw'), `${embedded.httpsUrl}/gzip/1000`]);
+    assert.equal(raw.code, 0);
+    assert.notEqual((await readFile(join(dir, 'raw'))).length, 1000, 'without --compressed the gzip bytes are kept');
+    const decoded = await run(['--cacert', caPath, '--compressed', '-o', join(dir, 'decoded'), `${embedded.httpsUrl}/gzip/1000`]);
+    assert.equal(decoded.code, 0);
+    assert.deepEqual(await readFile(join(dir, 'decoded')), Buffer.alloc(1000, 120));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await embedded.close();
+  }
+});

@@ -524,3 +524,43 @@ test('a client that goes away mid-response: our HTTP/3 server emits no error tha
   await leaks.check(pool);
   assert.deepEqual(unheard, [], "'error' events with no listener (each would have thrown)");
 });
+
+// -------------------------------------------------------------------------------------------
+// Interim responses are bounded (RFC 9110 §15.2 sets no limit; stream-support.ts does, for every
+// protocol).
+
+test('an endless stream of interim (1xx) responses fails with HEADERS_TOO_LARGE at the bound, not at timeoutMs', async (t) => {
+  // Regression: each interim response counted as activity and their number was unbounded, so a
+  // server sending 103s forever defeated readTimeoutMs: the request waited for timeoutMs.
+  const leaks = leakCheck();
+  const c = await certs();
+  const interim = encodeHeadersFrame(encodeFieldSection([[':status', '103'], ['link', '</style.css>; rel=preload']]));
+  const timers = new Set<NodeJS.Timeout>();
+  const server = await startRawH3Server({
+    respond: ({ connection, streamId }) => {
+      const timer = setInterval(() => {
+        try {
+          connection.quic.write(streamId, interim, false);
+        } catch {
+          clearInterval(timer); // the client reset the stream, or the connection is gone
+        }
+      }, 30);
+      timers.add(timer);
+      return undefined;
+    },
+  });
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, resolver: loopback, connectTimeoutMs: 5_000, readTimeoutMs: 300 });
+  closeAfter(t, () => pool.destroy(), () => server.close(), async () => timers.forEach((timer) => clearInterval(timer)));
+  const started = performance.now();
+  const err = await rejectsWith(
+    pool.request(`https://localhost:${server.port}/`, { version: HttpVersion.Http3Only, timeoutMs: 8_000 }),
+    'MUXPOOL_ERR_HEADERS_TOO_LARGE',
+  );
+  assert.match(err.message, /interim/);
+  assert.equal(err.maybeProcessed, true);
+  assert.ok(performance.now() - started < 5_000, 'failed at the bound, long before timeoutMs');
+  for (const timer of timers) clearInterval(timer);
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
+});

@@ -8,7 +8,7 @@ import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectionPool, HttpVersion, MuxpoolError } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, MuxpoolError, type Response } from '../../src/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { respondText, startH2Server, startSilentProxy } from '../helpers/h2.js';
@@ -214,7 +214,7 @@ test('GOAWAY mid-burst: 40 requests all succeed; those above the last stream id 
   })));
   const failed = results.filter((r) => r.status === 'rejected');
   assert.deepEqual(failed, [], 'every request succeeded');
-  const responses = results.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<ConnectionPool['request']>>>).value);
+  const responses = results.map((r) => (r as PromiseFulfilledResult<Response>).value);
   const retried = responses.filter((r) => r.attempts === 2);
   assert.ok(retried.length > 0, 'some requests were above the last stream id and were retried');
   assert.ok(responses.every((r) => r.attempts <= 2));
@@ -446,5 +446,29 @@ test('read timeout: a stalled stream fails typed after readTimeoutMs; one that k
   for (const timer of timers) clearInterval(timer);
   await pool.close();
   await server.close();
+  await leaks.check(pool);
+});
+
+test('one connection failure ends many streams: each request gets its own error object', async () => {
+  // Regression: H2Session.destroy handed the same error to every stream, and the client then
+  // set `attempts` on it, so concurrent requests overwrote each other's.
+  const leaks = leakCheck();
+  const h2c = await startH2Server((stream) => stream.respond({ ':status': 200 }));
+  const proxy = await startSilentProxy(h2c.port);
+  const pool = new ConnectionPool({ pingIntervalMs: 100, pingTimeoutMs: 200 });
+  const url = `http://127.0.0.1:${proxy.port}`;
+  const a = await pool.request(`${url}/a`, { version: HttpVersion.Http2 });
+  const b = await pool.request(`${url}/b`, { version: HttpVersion.Http2 });
+  assert.equal(a.connectionId, b.connectionId);
+  proxy.silenceExisting();
+  const [errA, errB] = await Promise.all([rejectsWith(a.text(), 'MUXPOOL_ERR_PING_TIMEOUT'), rejectsWith(b.text(), 'MUXPOOL_ERR_PING_TIMEOUT')]);
+  assert.notEqual(errA, errB, 'two requests, two error objects');
+  assert.equal(errA.message, errB.message);
+  assert.ok(errA.cause instanceof MuxpoolError && errA.cause === errB.cause, 'both chain the connection error as their cause');
+  errA.attempts = 7;
+  assert.notEqual(errB.attempts, 7);
+  await pool.close();
+  await proxy.close();
+  await h2c.close();
   await leaks.check(pool);
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MuxpoolError } from '../../src/errors.js';
 import { peerAddress } from '../../src/quic/address.js';
+import { agreedIdleTimeout } from '../../src/quic/connection.js';
 import { closeError, describeCloseCode, nativeFailure, tlsAlertOf } from '../../src/quic/error-map.js';
 import { transition } from '../../src/quic/state.js';
 
@@ -86,4 +87,12 @@ test('CONNECTION_CLOSE codes map to TLS and QUIC errors with wire code and origi
   const app = closeError(close(true, 0x101), remote);
   assert.equal(app.code, 'MUXPOOL_ERR_QUIC');
   assert.equal(app.wireCode, 0x101);
+});
+
+test('the idle timeout is the smaller of both sides\' (RFC 9000 §10.1); 0 on one side means that side sets none', () => {
+  assert.equal(agreedIdleTimeout(30_000, 1_500), 1_500);
+  assert.equal(agreedIdleTimeout(1_500, 30_000), 1_500);
+  assert.equal(agreedIdleTimeout(0, 1_500), 1_500);
+  assert.equal(agreedIdleTimeout(30_000, 0), 30_000);
+  assert.equal(agreedIdleTimeout(0, 0), 0);
 });

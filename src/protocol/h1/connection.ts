@@ -7,7 +7,6 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../../core/clock.js';
 import { nextConnectionId } from '../../core/ids.js';
-import { checkedBody, bodyFailure } from '../body.js';
 import { MuxpoolError, internalError } from '../../errors.js';
 import type { Connection } from '../connection.js';
 import type { ConnectionObserver, ConnectionState } from '../../pool/poolable.js';
@@ -15,10 +14,27 @@ import type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHa
 import { mapSocketError } from '../../connect/dial.js';
 import { type ResponseHead, ResponseParser, type ResponseSink } from './parser.js';
 import { LAST_CHUNK, chunkHeader, encodeRequestHead } from './writer.js';
+import {
+  type BodySink,
+  ReadDeadlines,
+  type StreamState,
+  afterHead,
+  afterSending,
+  bodySlices,
+  errorForStream,
+  isSending,
+  pumpBody,
+  readTimeoutError,
+  streamTransition,
+  waitForDrain,
+} from '../stream-support.js';
 
 export interface H1ConnectionOptions {
   clock: Clock;
-  /** Fail a request when the peer sends nothing for this long while a response is due. */
+  /**
+   * Fail a request whose stream makes no progress (no response bytes, no request bytes taken) for
+   * this long. `Infinity`: never.
+   */
   readTimeoutMs: number;
   /**
    * Retire an idle socket this long before the server's `Keep-Alive: timeout`, so a request is
@@ -37,30 +53,65 @@ const COALESCE_BODY_BYTES = 64 * 1024;
 
 const CRLF = '\r\n';
 
-/** The one request in flight on a connection. */
-class H1Stream implements RequestStream {
+/**
+ * The one request in flight on a connection. States (stream-support.ts): sending → waiting →
+ * receiving → closed, or sending → early → receiving when the server answers before the body is
+ * done; HTTP/1.1 has no trailers or END_STREAM states of its own (the parser completes the
+ * response).
+ */
+class H1Stream implements RequestStream, BodySink {
   readonly connection: H1Connection;
   readonly handler: StreamHandler;
-  /** Set once the handler saw onComplete or onError. */
-  done = false;
-  /** The request body is still being written. */
-  sendingBody = false;
-  gotResponse = false;
+  state: StreamState;
+  lastActivityAt: number;
+  awaitingSource = false;
+  /** The request body goes out in chunked framing (RFC 9112 §7.1). */
+  readonly chunked: boolean;
 
-  constructor(connection: H1Connection, handler: StreamHandler) {
+  constructor(connection: H1Connection, handler: StreamHandler, state: StreamState, chunked: boolean, now: number) {
     this.connection = connection;
     this.handler = handler;
+    this.state = state;
+    this.chunked = chunked;
+    this.lastActivityAt = now;
+  }
+
+  to(next: StreamState): void {
+    this.state = streamTransition(this.state, next, `HTTP/1.1 connection ${this.connection.id}`);
   }
 
   resume(): void {
-    if (!this.done) this.connection.resumeReading();
+    if (this.state !== 'closed') this.connection.resumeReading();
   }
 
   cancel(reason: MuxpoolError): void {
-    if (this.done) return;
+    if (this.state === 'closed') return;
     // HTTP/1.1 cannot skip the rest of a response: the connection goes with the stream.
     this.connection.failStream(this, reason);
     this.connection.destroy(reason);
+  }
+
+  // BodySink: the request-body pump writes through these.
+
+  get acceptsBody(): boolean {
+    return isSending(this.state) && this.connection.state !== 'closed';
+  }
+
+  writeBody(chunk: Uint8Array): boolean {
+    return this.connection.writeBodyChunk(chunk, this.chunked);
+  }
+
+  bodyDrained(): Promise<void> {
+    return this.connection.drained();
+  }
+
+  endBody(): void {
+    this.connection.endBody(this);
+  }
+
+  failBody(err: MuxpoolError): void {
+    this.connection.failStream(this, err);
+    this.connection.destroy(err);
   }
 }
 
@@ -79,7 +130,7 @@ export class H1Connection implements Connection, ResponseSink {
   private readonly options: H1ConnectionOptions;
   private readonly parser: ResponseParser;
   private observer: ConnectionObserver | undefined;
-  private current: H1Stream | undefined;
+  private activeStream: H1Stream | undefined;
   private detached = false;
   /** The server said `Connection: close` (or framing requires it): no reuse. */
   private reusable = true;
@@ -87,15 +138,22 @@ export class H1Connection implements Connection, ResponseSink {
   private strayBytes = false;
   private closeError: MuxpoolError | undefined;
 
+  private readonly deadlines: ReadDeadlines<H1Stream>;
+
   private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
   private readonly onEndBound = (): void => this.onEnd();
-  private readonly onTimeoutBound = (): void => this.onTimeout();
 
   constructor(socket: Duplex, options: H1ConnectionOptions) {
     this.socket = socket as Socket;
     this.options = options;
     this.remoteAddress = options.remoteAddress ?? this.socket.remoteAddress;
     this.resumed = options.resumed;
+    this.deadlines = new ReadDeadlines(
+      options.clock,
+      options.readTimeoutMs,
+      () => (this.activeStream !== undefined ? [this.activeStream] : []),
+      (stream) => this.onReadTimeout(stream),
+    );
     this.parser = new ResponseParser(this, {
       maxHeaderBytes: options.maxHeaderBytes,
       maxHeaderCount: options.maxHeaderCount,
@@ -118,7 +176,7 @@ export class H1Connection implements Connection, ResponseSink {
       this.state === 'open' &&
       this.reusable &&
       !this.strayBytes &&
-      this.current === undefined &&
+      this.activeStream === undefined &&
       !socket.destroyed &&
       socket.readable &&
       socket.writable &&
@@ -127,10 +185,14 @@ export class H1Connection implements Connection, ResponseSink {
   }
 
   openStream(head: RequestHead, body: RequestBody, handler: StreamHandler): RequestStream {
-    const stream = new H1Stream(this, handler);
-    if (this.state !== 'open' || this.current !== undefined || this.detached || !this.isUsable()) {
+    const framing = head.contentLength === null ? 'none' : head.contentLength === undefined ? 'chunked' : 'length';
+    // A body that is not written whole with the head goes through the pump (streamed, or large
+    // enough that its progress should count as activity).
+    const pumped = body !== null && (!(body instanceof Uint8Array) || body.byteLength > COALESCE_BODY_BYTES);
+    const stream = new H1Stream(this, handler, pumped ? 'sending' : 'waiting', framing === 'chunked', this.options.clock.now());
+    if (this.state !== 'open' || this.activeStream !== undefined || this.detached || !this.isUsable()) {
       // Nothing was written: the caller may safely send this request elsewhere.
-      stream.done = true;
+      stream.to('closed');
       handler.onError(
         new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} is no longer usable`, {
           cause: this.closeError,
@@ -139,40 +201,34 @@ export class H1Connection implements Connection, ResponseSink {
       );
       return stream;
     }
-    const framing = head.contentLength === null ? 'none' : head.contentLength === undefined ? 'chunked' : 'length';
     const headText = encodeRequestHead(head, framing);
-    this.current = stream;
+    this.activeStream = stream;
     this.requestCount++;
     this.expiresAt = undefined;
     this.parser.start(head.method);
+    this.deadlines.watch();
     const socket = this.socket;
     socket.ref?.();
     if (body === null) {
       socket.write(headText, 'latin1');
-    } else if (body instanceof Uint8Array) {
-      if (framing === 'chunked') {
-        socket.cork();
-        socket.write(headText, 'latin1');
-        if (body.byteLength > 0) {
-          socket.write(chunkHeader(body.byteLength), 'latin1');
-          socket.write(body);
-          socket.write(CRLF, 'latin1');
-        }
-        socket.write(LAST_CHUNK, 'latin1');
-        socket.uncork();
-      } else if (body.byteLength <= COALESCE_BODY_BYTES) {
-        socket.cork();
-        socket.write(headText, 'latin1');
-        if (body.byteLength > 0) socket.write(body);
-        socket.uncork();
-      } else {
-        socket.write(headText, 'latin1');
-        socket.write(body);
-      }
-    } else {
+    } else if (pumped) {
       socket.write(headText, 'latin1');
-      stream.sendingBody = true;
-      void this.pumpBody(stream, body, framing === 'chunked', head.contentLength ?? undefined);
+      void pumpBody(stream, body instanceof Uint8Array ? bodySlices(body) : body, head.contentLength ?? undefined, this.options.clock);
+    } else if (framing === 'chunked') {
+      socket.cork();
+      socket.write(headText, 'latin1');
+      if (body.byteLength > 0) {
+        socket.write(chunkHeader(body.byteLength), 'latin1');
+        socket.write(body);
+        socket.write(CRLF, 'latin1');
+      }
+      socket.write(LAST_CHUNK, 'latin1');
+      socket.uncork();
+    } else {
+      socket.cork();
+      socket.write(headText, 'latin1');
+      if (body.byteLength > 0) socket.write(body);
+      socket.uncork();
     }
     return stream;
   }
@@ -181,26 +237,30 @@ export class H1Connection implements Connection, ResponseSink {
     if (this.state !== 'open') return;
     this.state = 'draining';
     this.reusable = false;
-    if (this.current === undefined && !this.detached) this.destroy();
+    if (this.activeStream === undefined && !this.detached) this.destroy();
     else this.observer?.onCapacityChange(this);
   }
 
   destroy(err?: MuxpoolError): void {
     if (this.state === 'closed') return;
     if (err !== undefined && this.closeError === undefined) this.closeError = err;
-    if (this.current !== undefined) {
+    if (this.activeStream !== undefined) {
+      // The stream gets its own copy: `err` is also the connection's close error.
       this.failStream(
-        this.current,
-        err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`, { maybeProcessed: true }),
+        this.activeStream,
+        err !== undefined
+          ? errorForStream(err)
+          : new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`, { maybeProcessed: true }),
       );
     }
+    this.deadlines.stop();
     this.socket.destroy();
     // 'close' follows asynchronously; the state changes now so nobody picks this connection.
     this.state = 'closed';
   }
 
   detachSocket(): Duplex {
-    if (this.current !== undefined || this.detached) throw internalError(`connection ${this.id} is busy; it cannot be detached`);
+    if (this.activeStream !== undefined || this.detached) throw internalError(`connection ${this.id} is busy; it cannot be detached`);
     this.detached = true;
     this.detachReading();
     this.socket.ref?.();
@@ -220,34 +280,34 @@ export class H1Connection implements Connection, ResponseSink {
   // ResponseSink: called by the parser
 
   onHead(head: ResponseHead): void {
-    const stream = this.current;
+    const stream = this.activeStream;
     if (stream === undefined) throw internalError('response head without a request');
     if (!head.keepAlive) this.reusable = false;
     if (head.keepAliveTimeoutMs !== undefined) this.keepAliveTimeoutMs = head.keepAliveTimeoutMs;
-    stream.gotResponse = true;
+    stream.to(afterHead(stream.state));
     stream.handler.onResponse(head.status, head.headers, head.statusText);
   }
 
   onBody(chunk: Buffer): void {
-    const stream = this.current;
-    if (stream === undefined || stream.done) return;
+    const stream = this.activeStream;
+    if (stream === undefined || stream.state === 'closed') return;
     if (!stream.handler.onData(chunk)) this.socket.pause();
   }
 
   onTrailers(trailers: IncomingHeaders): void {
-    this.current?.handler.onTrailers(trailers);
+    this.activeStream?.handler.onTrailers(trailers);
   }
 
   onComplete(): void {
-    const stream = this.current;
+    const stream = this.activeStream;
     if (stream === undefined) throw internalError('response completed without a request');
-    this.current = undefined;
-    stream.done = true;
-    if (stream.sendingBody) {
+    this.activeStream = undefined;
+    if (isSending(stream.state)) {
       // The server answered before our body was done (e.g. 413): the rest of the body cannot
       // be skipped, so this socket cannot carry another request.
       this.reusable = false;
     }
+    stream.to('closed');
     if (this.socket.isPaused()) this.socket.resume();
     if (this.reusable && this.state === 'open') {
       const hint = this.keepAliveTimeoutMs;
@@ -277,9 +337,9 @@ export class H1Connection implements Connection, ResponseSink {
 
   /** Ends the current stream with an error; the caller decides what happens to the socket. */
   failStream(stream: H1Stream, err: MuxpoolError): void {
-    if (stream.done) return;
-    stream.done = true;
-    if (this.current === stream) this.current = undefined;
+    if (stream.state === 'closed') return;
+    stream.to('closed');
+    if (this.activeStream === stream) this.activeStream = undefined;
     this.reusable = false;
     stream.handler.onError(err);
   }
@@ -288,8 +348,6 @@ export class H1Connection implements Connection, ResponseSink {
     const socket = this.socket;
     socket.on('data', this.onDataBound);
     socket.on('end', this.onEndBound);
-    socket.on('timeout', this.onTimeoutBound);
-    socket.setTimeout(this.options.readTimeoutMs);
     // detachReading() paused it; a 'data' listener alone does not restart a paused socket.
     socket.resume();
   }
@@ -298,13 +356,11 @@ export class H1Connection implements Connection, ResponseSink {
     const socket = this.socket;
     socket.off('data', this.onDataBound);
     socket.off('end', this.onEndBound);
-    socket.off('timeout', this.onTimeoutBound);
-    socket.setTimeout(0);
     socket.pause();
   }
 
   private onData(chunk: Buffer): void {
-    const stream = this.current;
+    const stream = this.activeStream;
     if (stream === undefined) {
       // RFC 9112 §9.3.2 forbids unsolicited responses; a server that sends bytes on an idle
       // connection (often a 408 before closing) has made it unusable.
@@ -312,11 +368,12 @@ export class H1Connection implements Connection, ResponseSink {
       this.destroy();
       return;
     }
+    stream.lastActivityAt = this.options.clock.now();
     try {
       this.parser.execute(chunk);
     } catch (err) {
       const error = err instanceof MuxpoolError ? err : internalError(`HTTP/1.1 parser failed: ${String(err)}`);
-      if (this.current === stream) error.maybeProcessed = true;
+      if (this.activeStream === stream) error.maybeProcessed = true;
       this.destroy(error);
     }
   }
@@ -324,9 +381,9 @@ export class H1Connection implements Connection, ResponseSink {
   private onEnd(): void {
     // The peer will send nothing more. A close-delimited body ends here; anything else that
     // was still expected is truncated.
-    const stream = this.current;
+    const stream = this.activeStream;
     this.reusable = false;
-    if (stream !== undefined && !stream.done) {
+    if (stream !== undefined && stream.state !== 'closed') {
       try {
         this.parser.finish();
       } catch (err) {
@@ -340,14 +397,14 @@ export class H1Connection implements Connection, ResponseSink {
     this.destroy();
   }
 
-  private onTimeout(): void {
-    const stream = this.current;
-    if (stream === undefined) return; // idle sockets expire by the pool's clock, not this timer
+  private onReadTimeout(stream: H1Stream): void {
+    if (stream !== this.activeStream) return;
     this.destroy(
-      new MuxpoolError(
-        'MUXPOOL_ERR_READ_TIMEOUT',
-        `no data from ${this.remoteAddress ?? 'the server'} for ${this.options.readTimeoutMs} ms`,
-        { maybeProcessed: true },
+      readTimeoutError(
+        isSending(stream.state)
+          ? `${this.remoteAddress ?? 'the server'} took none of the request body and sent nothing for ${this.options.readTimeoutMs} ms`
+          : `no data from ${this.remoteAddress ?? 'the server'} for ${this.options.readTimeoutMs} ms`,
+        true,
       ),
     );
   }
@@ -356,75 +413,50 @@ export class H1Connection implements Connection, ResponseSink {
     const mapped = mapSocketError(err, 'request');
     mapped.maybeProcessed = true;
     if (this.closeError === undefined) this.closeError = mapped;
-    if (this.current !== undefined) this.failStream(this.current, mapped);
+    if (this.activeStream !== undefined) this.failStream(this.activeStream, errorForStream(mapped));
+    this.deadlines.stop();
     this.state = 'closed';
   }
 
   private onSocketClose(): void {
-    const stream = this.current;
-    if (stream !== undefined && !stream.done) {
+    const stream = this.activeStream;
+    if (stream !== undefined && stream.state !== 'closed') {
       this.failStream(
         stream,
-        this.closeError ??
-          new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed before the response was complete`, {
+        this.closeError !== undefined
+          ? errorForStream(this.closeError)
+          : new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed before the response was complete`, {
             maybeProcessed: true,
           }),
       );
     }
     this.state = 'closed';
+    this.deadlines.stop();
     const observer = this.observer;
     this.observer = undefined;
     observer?.onClose(this, this.closeError);
   }
 
-  private async pumpBody(
-    stream: H1Stream,
-    body: AsyncIterable<Uint8Array>,
-    chunked: boolean,
-    declaredLength: number | undefined,
-  ): Promise<void> {
+  /** @internal the pump writes one request-body chunk; false: wait for drain. */
+  writeBodyChunk(chunk: Uint8Array, chunked: boolean): boolean {
     const socket = this.socket;
-    try {
-      for await (const chunk of checkedBody(body, declaredLength)) {
-        if (stream.done || this.state === 'closed') return;
-        let flushed: boolean;
-        if (chunked) {
-          socket.cork();
-          socket.write(chunkHeader(chunk.byteLength), 'latin1');
-          socket.write(chunk);
-          flushed = socket.write(CRLF, 'latin1');
-          socket.uncork();
-        } else {
-          flushed = socket.write(chunk);
-        }
-        if (!flushed) await this.waitForDrain(stream);
-      }
-      if (stream.done || this.state === 'closed') return;
-      if (chunked) socket.write(LAST_CHUNK, 'latin1');
-      stream.sendingBody = false;
-    } catch (err) {
-      stream.sendingBody = false;
-      const error = bodyFailure(err);
-      if (!stream.done) {
-        this.failStream(stream, error);
-        this.destroy(error);
-      }
-    }
+    if (!chunked) return socket.write(chunk);
+    socket.cork();
+    socket.write(chunkHeader(chunk.byteLength), 'latin1');
+    socket.write(chunk);
+    const flushed = socket.write(CRLF, 'latin1');
+    socket.uncork();
+    return flushed;
   }
 
-  private waitForDrain(stream: H1Stream): Promise<void> {
-    return new Promise((resolve) => {
-      const socket = this.socket;
-      const done = (): void => {
-        socket.off('drain', done);
-        socket.off('close', done);
-        resolve();
-      };
-      if (stream.done || socket.destroyed) resolve();
-      else {
-        socket.on('drain', done);
-        socket.on('close', done);
-      }
-    });
+  /** @internal */
+  drained(): Promise<void> {
+    return waitForDrain(this.socket);
+  }
+
+  /** @internal the pump wrote every chunk. */
+  endBody(stream: H1Stream): void {
+    if (stream.chunked) this.socket.write(LAST_CHUNK, 'latin1');
+    stream.to(afterSending(stream.state));
   }
 }

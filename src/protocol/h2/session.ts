@@ -17,15 +17,34 @@ import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
-import { bodyFailure, checkedBody } from '../body.js';
 import type { RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
+import {
+  BODY_SLICE_BYTES,
+  type BodySink,
+  ReadDeadlines,
+  type StreamState,
+  afterHead,
+  afterSending,
+  bodySlices,
+  checkInterimBudget,
+  errorForStream,
+  hasResponse,
+  isSending,
+  pumpBody,
+  readTimeoutError,
+  streamTransition,
+  timerDelay,
+  waitForDrain,
+} from '../stream-support.js';
 import { H2Connection } from './connection.js';
 import { type HeaderLimits, fromH2ResponseHeaders, toH2RequestHeaders } from './headers.js';
 
 const {
   NGHTTP2_CANCEL,
   NGHTTP2_NO_ERROR,
+  NGHTTP2_PROTOCOL_ERROR,
   NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_FLAG_END_STREAM,
   HTTP2_HEADER_STATUS,
 } = http2.constants;
 
@@ -40,7 +59,10 @@ export interface H2SessionOptions extends HeaderLimits {
   clock: Clock;
   /** Streams per connection we allow ourselves (the pool's `maxStreams`). */
   maxStreams: number;
-  /** Fail a request when the peer sends nothing on its stream for this long. */
+  /**
+   * Fail a request whose stream makes no progress (no response bytes, no request bytes taken) for
+   * this long. `Infinity`: never.
+   */
   readTimeoutMs: number;
   /** Ping a session that has been silent this long (before reuse, or while streams wait). 0: never. */
   pingIntervalMs: number;
@@ -64,9 +86,15 @@ export interface H2SessionOptions extends HeaderLimits {
 const OWNER = Symbol('muxpool.h2.stream');
 type TaggedRequest = http2.ClientHttp2Stream & { [OWNER]?: H2Stream };
 
-function onRequestResponse(this: TaggedRequest, raw: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader): void {
+
+function onRequestResponse(this: TaggedRequest, raw: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number): void {
   const stream = this[OWNER];
-  if (stream !== undefined) stream.session.handleResponse(stream, raw);
+  if (stream !== undefined) stream.session.handleResponse(stream, raw, (flags & NGHTTP2_FLAG_END_STREAM) !== 0);
+}
+/** Node emits 'headers' for interim (1xx) responses. */
+function onRequestInterim(this: TaggedRequest, raw: http2.IncomingHttpHeaders): void {
+  const stream = this[OWNER];
+  if (stream !== undefined) stream.session.handleInterim(stream, raw);
 }
 function onRequestData(this: TaggedRequest, chunk: Buffer): void {
   const stream = this[OWNER];
@@ -88,37 +116,91 @@ function onRequestClose(this: TaggedRequest): void {
   const stream = this[OWNER];
   if (stream !== undefined) stream.session.handleClose(stream);
 }
+/**
+ * How END_STREAM is told apart from a stream that was merely closed. Node ends the readable side
+ * (and emits 'end') both when the peer's END_STREAM arrives and when the stream closes without
+ * one: RST_STREAM with NO_ERROR or CANCEL, or the connection lost. Right before it pushes that
+ * end, node registers an 'end' listener of its own (node 20 and 22: `onStreamRead` at EOF,
+ * `onStreamClose` after a reset); at END_STREAM the stream is not closed yet, after a reset it
+ * is. So an 'end' registration on a stream still open marks END_STREAM, also when our consumer
+ * paused the stream and node's 'end' event comes long after the stream closed.
+ */
+function onRequestNewListener(this: TaggedRequest, event: string | symbol): void {
+  if (event !== 'end' || this.closed) return;
+  const stream = this[OWNER];
+  if (stream !== undefined) stream.session.handleEndStream(stream);
+}
 
-/** One request on the session: the `RequestStream` its caller controls. */
-class H2Stream implements RequestStream {
+/**
+ * One request on the session: the `RequestStream` its caller controls. States (stream-support.ts):
+ * sending/waiting → early/receiving → trailers → ended → closed. `ended`: END_STREAM was seen and
+ * node still delivers what it buffered. Only `ended` or `trailers` (node reports trailers only
+ * with END_STREAM) complete the response when node's 'end' comes.
+ */
+class H2Stream implements RequestStream, BodySink {
   readonly view: H2Connection;
   readonly handler: StreamHandler;
   readonly session: H2Session;
   req: http2.ClientHttp2Stream | undefined;
-  done = false;
-  gotResponse = false;
-  sendingBody = false;
+  state: StreamState;
   /** Why Node reported the stream failed ('error' comes before 'close'). */
   error: unknown;
-  /** When the peer last sent something on this stream (or it opened): the read timeout's base. */
-  lastDataAt = 0;
+  lastActivityAt = 0;
+  awaitingSource = false;
+  /** Response body bytes so far, and what content-length announced (for the error that names it). */
+  receivedBytes = 0;
+  declaredBytes: number | undefined;
+  /** Interim (1xx) responses so far and their header bytes, bounded like the final head. */
+  interimCount = 0;
+  interimBytes = 0;
 
-  constructor(session: H2Session, view: H2Connection, handler: StreamHandler) {
+  constructor(session: H2Session, view: H2Connection, handler: StreamHandler, state: StreamState) {
     this.session = session;
     this.view = view;
     this.handler = handler;
+    this.state = state;
+  }
+
+  to(next: StreamState): void {
+    this.state = streamTransition(this.state, next, `HTTP/2 connection ${this.session.id}`);
   }
 
   resume(): void {
-    if (!this.done) this.req?.resume();
+    if (this.state !== 'closed') this.req?.resume();
   }
 
   cancel(reason: MuxpoolError): void {
-    if (this.done) return;
+    if (this.state === 'closed') return;
     // RST_STREAM(CANCEL) frees the slot at the peer; ours is freed by the handler below.
     if (this.req !== undefined && !this.req.closed && !this.req.destroyed) this.req.close(NGHTTP2_CANCEL);
     this.session.finish(this);
     this.handler.onError(reason);
+  }
+
+  // BodySink: the request-body pump writes through these.
+
+  get acceptsBody(): boolean {
+    const req = this.req;
+    return isSending(this.state) && req !== undefined && !req.closed && !req.destroyed;
+  }
+
+  writeBody(chunk: Uint8Array): boolean {
+    // Flow control (the peer's window) shows up here as write backpressure.
+    return (this.req as http2.ClientHttp2Stream).write(chunk);
+  }
+
+  bodyDrained(): Promise<void> {
+    return waitForDrain(this.req as http2.ClientHttp2Stream);
+  }
+
+  endBody(): void {
+    (this.req as http2.ClientHttp2Stream).end();
+    this.to(afterSending(this.state));
+  }
+
+  failBody(err: MuxpoolError): void {
+    // Only this stream is lost; the session carries on.
+    this.cancel(err);
   }
 }
 
@@ -128,9 +210,9 @@ export class H2Session {
   readonly resumed: boolean | undefined;
   state: H2SessionState = 'connecting';
   /** Streams the peer allows at once (SETTINGS_MAX_CONCURRENT_STREAMS), capped by ours. */
-  limit = 0;
+  maxStreams = 0;
   /** Streams open on the session, across every view. */
-  active = 0;
+  activeStreams = 0;
   requestCount = 0;
   /** Highest stream id the peer will process, once it sent GOAWAY. */
   goawayLastStreamId: number | undefined;
@@ -144,7 +226,7 @@ export class H2Session {
   private pingTimer: Timer | undefined;
   private pingInFlight = false;
   private healthTimer: Timer | undefined;
-  private readTimer: Timer | undefined;
+  private readonly deadlines: ReadDeadlines<H2Stream>;
   private readyResolve: ((view: H2Connection) => void) | undefined;
   private readyReject: ((err: MuxpoolError) => void) | undefined;
   private readyTimer: Timer | undefined;
@@ -157,6 +239,20 @@ export class H2Session {
     this.remoteAddress = options.remoteAddress;
     this.resumed = options.resumed;
     this.lastActivity = options.clock.now();
+    this.deadlines = new ReadDeadlines(
+      options.clock,
+      options.readTimeoutMs,
+      () => [...this.streams],
+      (stream) =>
+        stream.cancel(
+          readTimeoutError(
+            isSending(stream.state)
+              ? `HTTP/2 stream ${stream.req?.id ?? ''}: the server took none of the request body and sent nothing for ${options.readTimeoutMs} ms`
+              : `no data on HTTP/2 stream ${stream.req?.id ?? ''} for ${options.readTimeoutMs} ms`,
+            true,
+          ),
+        ),
+    );
     this.session = http2.connect(authority, {
       createConnection: () => socket,
       settings: {
@@ -224,7 +320,7 @@ export class H2Session {
               { maybeProcessed: false },
             ),
           ),
-        options.settingsTimeoutMs,
+        timerDelay(options.settingsTimeoutMs),
       );
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
@@ -282,16 +378,6 @@ export class H2Session {
     return socket.getPeerCertificate();
   }
 
-  /** Streams open on the session, across every view (the coalescing index's name for `active`). */
-  get activeStreams(): number {
-    return this.active;
-  }
-
-  /** Streams the peer allows at once, capped by ours (the coalescing index's name for `limit`). */
-  get maxStreams(): number {
-    return this.limit;
-  }
-
   /** True while a new stream may be opened. */
   get acceptsStreams(): boolean {
     return this.state === 'open' && !this.session.closed && !this.session.destroyed;
@@ -301,9 +387,13 @@ export class H2Session {
   // Streams
 
   openStream(view: H2Connection, head: RequestHead, body: RequestBody, handler: StreamHandler): RequestStream {
-    const stream = new H2Stream(this, view, handler);
+    const endStream = body === null || (body instanceof Uint8Array && body.byteLength === 0);
+    // A body that is not handed over whole goes through the pump (streamed, or large enough that
+    // its progress should count as activity).
+    const pumped = !endStream && (!(body instanceof Uint8Array) || body.byteLength > BODY_SLICE_BYTES);
+    const stream = new H2Stream(this, view, handler, pumped ? 'sending' : 'waiting');
     if (!this.acceptsStreams || view.state !== 'open') {
-      stream.done = true;
+      stream.to('closed');
       handler.onError(this.notProcessed(`connection ${this.id} takes no new streams`));
       return stream;
     }
@@ -311,72 +401,72 @@ export class H2Session {
     try {
       headers = toH2RequestHeaders(head);
     } catch (err) {
-      stream.done = true;
+      stream.to('closed');
       handler.onError(err instanceof MuxpoolError ? err : internalError(`building HTTP/2 headers failed: ${String(err)}`));
       return stream;
     }
-    const endStream = body === null || (body instanceof Uint8Array && body.byteLength === 0);
     let req: http2.ClientHttp2Stream;
     try {
       req = this.session.request(headers, { endStream });
     } catch (err) {
       // Node refuses synchronously after GOAWAY or on a closing session: nothing was sent.
-      stream.done = true;
+      stream.to('closed');
       handler.onError(this.notProcessed(`connection ${this.id} refused a new stream: ${(err as Error).message}`, err));
       return stream;
     }
     const now = this.options.clock.now();
-    if (this.active === 0) {
+    if (this.activeStreams === 0) {
       this.session.ref();
       // A session that sat silent for a while may be dead (NAT timeout, peer gone without a
       // FIN): ask it now. The request goes out at once; if the PING fails, it fails with it and
       // an idempotent request is retried by the client.
       if (this.options.pingIntervalMs > 0 && now - this.lastActivity >= this.options.pingIntervalMs) this.ping();
     }
-    this.active++;
-    view.active++;
+    this.activeStreams++;
+    view.activeStreams++;
     this.requestCount++;
     this.streams.add(stream);
     stream.req = req;
-    stream.lastDataAt = now;
+    stream.lastActivityAt = now;
     this.armHealthTimer();
-    if (this.readTimer === undefined) this.armReadTimer(this.options.readTimeoutMs);
+    this.deadlines.watch();
     (req as TaggedRequest)[OWNER] = stream;
     req.on('response', onRequestResponse);
+    req.on('headers', onRequestInterim);
     req.on('data', onRequestData);
     req.on('trailers', onRequestTrailers);
     req.on('end', onRequestEnd);
     req.on('error', onRequestError);
     req.on('close', onRequestClose);
-    if (!endStream) {
-      if (body instanceof Uint8Array) req.end(body);
-      else if (body !== null) {
-        stream.sendingBody = true;
-        void this.pumpBody(stream, req, body, head.contentLength ?? undefined);
-      }
+    // Last: it must see node's own 'end' registration, not ours.
+    req.on('newListener', onRequestNewListener);
+    if (pumped) {
+      void pumpBody(stream, body instanceof Uint8Array ? bodySlices(body) : (body as AsyncIterable<Uint8Array>), head.contentLength ?? undefined, this.options.clock);
+    } else if (!endStream) {
+      req.end(body);
     }
     return stream;
   }
 
   /** The stream is over for us: give its slot back to the session's count. */
   finish(stream: H2Stream): void {
-    if (stream.done) return;
-    stream.done = true;
+    if (stream.state === 'closed') return;
+    stream.to('closed');
     this.streams.delete(stream);
-    this.active--;
-    stream.view.active--;
+    this.activeStreams--;
+    stream.view.activeStreams--;
     // The health and read timers stay armed: they find nothing to do when no stream is open,
     // which is cheaper than a timer made and cancelled per request.
-    if (this.active === 0) this.session.unref();
+    if (this.activeStreams === 0) this.session.unref();
     // Coalesced views share the session's streams: a slot freed by one may serve another.
     if (this.views.size > 1) for (const view of this.views) if (view !== stream.view) view.notifyCapacity();
-    if (this.state === 'draining' && this.active === 0) this.closeGracefully();
+    if (this.state === 'draining' && this.activeStreams === 0) this.closeGracefully();
   }
 
   /** @internal the stream listeners above call these. */
-  handleResponse(stream: H2Stream, raw: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader): void {
-    if (stream.done) return;
-    this.lastActivity = stream.lastDataAt = this.options.clock.now();
+  handleResponse(stream: H2Stream, raw: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, endStream: boolean): void {
+    if (stream.state === 'closed') return;
+    this.lastActivity = stream.lastActivityAt = this.options.clock.now();
     let headers;
     try {
       headers = fromH2ResponseHeaders(raw, this.options);
@@ -384,18 +474,35 @@ export class H2Session {
       stream.cancel(err as MuxpoolError);
       return;
     }
-    stream.gotResponse = true;
+    const length = headers['content-length'];
+    if (typeof length === 'string' && /^\d{1,15}$/.test(length)) stream.declaredBytes = Number(length);
+    // END_STREAM may have been seen already: node delivers the head a tick after the frames.
+    if (stream.state !== 'ended') stream.to(endStream ? 'ended' : afterHead(stream.state));
     stream.handler.onResponse(Number(raw[HTTP2_HEADER_STATUS]), headers, '');
   }
 
+  /** An interim (1xx) response: nothing for the handler, but bounded (RFC 9110 §15.2). */
+  handleInterim(stream: H2Stream, raw: http2.IncomingHttpHeaders): void {
+    if (stream.state === 'closed' || hasResponse(stream.state)) return;
+    this.lastActivity = stream.lastActivityAt = this.options.clock.now();
+    stream.interimCount++;
+    stream.interimBytes += fieldBytes(raw);
+    try {
+      checkInterimBudget(stream.interimCount, stream.interimBytes, this.options.maxHeaderBytes);
+    } catch (err) {
+      stream.cancel(err as MuxpoolError);
+    }
+  }
+
   handleData(stream: H2Stream, chunk: Buffer): void {
-    if (stream.done) return;
-    this.lastActivity = stream.lastDataAt = this.options.clock.now();
+    if (stream.state === 'closed') return;
+    this.lastActivity = stream.lastActivityAt = this.options.clock.now();
+    stream.receivedBytes += chunk.byteLength;
     if (!stream.handler.onData(chunk)) stream.req?.pause();
   }
 
   handleTrailers(stream: H2Stream, raw: http2.IncomingHttpHeaders): void {
-    if (stream.done) return;
+    if (stream.state === 'closed') return;
     let trailers;
     try {
       trailers = fromH2ResponseHeaders(raw, this.options);
@@ -403,53 +510,80 @@ export class H2Session {
       stream.cancel(err as MuxpoolError);
       return;
     }
+    // Node emits 'trailers' only for a header section that carries END_STREAM.
+    if (stream.state !== 'ended') stream.to('trailers');
     stream.handler.onTrailers(trailers);
   }
 
+  /** The peer's END_STREAM arrived (see `onRequestNewListener`). */
+  handleEndStream(stream: H2Stream): void {
+    const state = stream.state;
+    if (state === 'closed' || state === 'ended' || state === 'trailers') return;
+    // Possibly before node delivered the head: 'response' follows within the tick.
+    stream.to('ended');
+  }
+
   handleEnd(stream: H2Stream): void {
-    if (stream.done) return;
+    const state = stream.state;
+    if (state === 'closed') return;
     this.lastActivity = this.options.clock.now();
-    if (!stream.gotResponse) return; // 'close' reports what went wrong
+    if (!hasResponse(state)) return; // 'close' reports what went wrong
     const req = stream.req;
+    // RFC 9113 §8.1: a response is complete only with END_STREAM. An 'end' while the stream is
+    // still open can only be END_STREAM; otherwise the stream was reset or the connection lost.
+    if (state !== 'ended' && state !== 'trailers' && (req === undefined || req.closed)) {
+      this.finish(stream);
+      stream.handler.onError(this.truncatedError(stream, req));
+      return;
+    }
     // The server answered before our body was done (RFC 9113 §8.1 allows it): stop sending.
-    if (stream.sendingBody && req !== undefined && !req.closed) req.close(NGHTTP2_CANCEL);
+    if (req !== undefined && !req.writableEnded && !req.closed) req.close(NGHTTP2_CANCEL);
     this.finish(stream);
     stream.handler.onComplete();
   }
 
-  /**
-   * Read timeouts: one timer per session, re-armed for the stream nearest its deadline. A stream
-   * still sending its body is not waiting for the server.
-   */
-  private armReadTimer(ms: number): void {
-    this.readTimer = this.options.clock.setTimer(() => this.onReadTimer(), Math.max(1, ms));
-  }
-
-  private onReadTimer(): void {
-    this.readTimer = undefined;
-    if (this.active === 0 || this.state === 'closed') return;
-    const now = this.options.clock.now();
-    const limit = this.options.readTimeoutMs;
-    let next = limit;
-    for (const stream of [...this.streams]) {
-      const idle = now - stream.lastDataAt;
-      if (stream.sendingBody) continue;
-      if (idle >= limit) {
-        stream.cancel(
-          new MuxpoolError('MUXPOOL_ERR_READ_TIMEOUT', `no data on HTTP/2 stream for ${limit} ms`, { maybeProcessed: true }),
-        );
-      } else {
-        next = Math.min(next, limit - idle);
-      }
-    }
-    if (this.active > 0) this.armReadTimer(next);
-  }
-
   handleClose(stream: H2Stream): void {
-    if (stream.done) return;
+    const state = stream.state;
+    if (state === 'closed') return;
     const req = stream.req;
     this.finish(stream);
-    stream.handler.onError(this.streamError(stream, req));
+    stream.handler.onError(hasResponse(state) ? this.truncatedError(stream, req) : this.streamError(stream, req));
+  }
+
+  /** The response head came, but the stream closed without END_STREAM: never a success. */
+  private truncatedError(stream: H2Stream, req: http2.ClientHttp2Stream | undefined): MuxpoolError {
+    const id = req?.id ?? '';
+    const code = req?.rstCode;
+    const closeError = this.closeError;
+    if (closeError !== undefined || this.session.destroyed || this.socket.destroyed || this.state === 'closed') {
+      return new MuxpoolError('MUXPOOL_ERR_BODY_TRUNCATED', `the HTTP/2 connection closed before the end of the response body on stream ${id}`, {
+        cause: closeError ?? stream.error,
+        maybeProcessed: true,
+      });
+    }
+    if (code === NGHTTP2_PROTOCOL_ERROR && stream.declaredBytes !== undefined && stream.receivedBytes !== stream.declaredBytes) {
+      // RFC 9113 §8.1.1: a body whose length disagrees with content-length is malformed (nghttp2
+      // resets such a stream with PROTOCOL_ERROR itself, before the extra DATA reaches us).
+      return new MuxpoolError(
+        'MUXPOOL_ERR_BODY_TRUNCATED',
+        `malformed HTTP/2 response on stream ${id}: the body does not match its content-length ${stream.declaredBytes} (${stream.receivedBytes} bytes arrived)`,
+        { cause: stream.error, maybeProcessed: true, wireCode: code },
+      );
+    }
+    if (code === undefined || code === NGHTTP2_NO_ERROR) {
+      return new MuxpoolError('MUXPOOL_ERR_BODY_TRUNCATED', `the server closed stream ${id} (RST_STREAM NO_ERROR) before the end of the response body`, {
+        cause: stream.error,
+        maybeProcessed: true,
+        wireCode: NGHTTP2_NO_ERROR,
+        origin: 'remote',
+      });
+    }
+    return new MuxpoolError('MUXPOOL_ERR_STREAM_RESET', `the server reset stream ${id} with error code ${code} before the end of the response body`, {
+      cause: stream.error,
+      maybeProcessed: true,
+      wireCode: code,
+      origin: 'remote',
+    });
   }
 
   /** Why a stream closed before its response completed, classified for retries (RFC 9113 §8.7). */
@@ -472,13 +606,7 @@ export class H2Session {
         wireCode: code,
       });
     }
-    if (this.closeError !== undefined) {
-      return new MuxpoolError(this.closeError.code, this.closeError.message, {
-        cause: this.closeError,
-        maybeProcessed: true,
-        wireCode: this.closeError.wireCode,
-      });
-    }
+    if (this.closeError !== undefined) return errorForStream(this.closeError, true);
     if (code !== undefined && code !== NGHTTP2_NO_ERROR) {
       return new MuxpoolError('MUXPOOL_ERR_STREAM_RESET', `the server reset stream ${id ?? ''} with error code ${code}`, {
         cause: stream.error,
@@ -486,33 +614,10 @@ export class H2Session {
         wireCode: code,
       });
     }
-    return new MuxpoolError(
-      stream.gotResponse ? 'MUXPOOL_ERR_BODY_TRUNCATED' : 'MUXPOOL_ERR_CONNECTION_CLOSED',
-      `HTTP/2 stream ${id ?? ''} closed before the response was complete`,
-      { cause: stream.error, maybeProcessed: true },
-    );
-  }
-
-  private async pumpBody(
-    stream: H2Stream,
-    req: http2.ClientHttp2Stream,
-    body: AsyncIterable<Uint8Array>,
-    declaredLength: number | undefined,
-  ): Promise<void> {
-    try {
-      for await (const chunk of checkedBody(body, declaredLength)) {
-        if (stream.done) return;
-        // Flow control (the peer's window) shows up here as write backpressure.
-        if (!req.write(chunk)) await waitForDrain(req);
-      }
-      if (stream.done) return;
-      stream.sendingBody = false;
-      req.end();
-    } catch (err) {
-      stream.sendingBody = false;
-      // Only this stream is lost; the session carries on.
-      stream.cancel(bodyFailure(err));
-    }
+    return new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `HTTP/2 stream ${id ?? ''} closed before the response was complete`, {
+      cause: stream.error,
+      maybeProcessed: true,
+    });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -520,7 +625,7 @@ export class H2Session {
 
   private onRemoteSettings(settings: http2.Settings): void {
     const peer = settings.maxConcurrentStreams ?? 0xffffffff;
-    this.limit = Math.min(peer, this.options.maxStreams);
+    this.maxStreams = Math.min(peer, this.options.maxStreams);
     this.lastActivity = this.options.clock.now();
     if (this.state === 'connecting') {
       this.state = 'open';
@@ -604,14 +709,16 @@ export class H2Session {
     if (this.state === 'closed' || this.state === 'draining') return;
     this.state = 'draining';
     for (const view of this.views) view.onSessionDraining();
-    if (this.active === 0) this.closeGracefully();
+    if (this.activeStreams === 0) this.closeGracefully();
   }
 
   /** A view is gone; the session goes when its last view does. */
   removeView(view: H2Connection, err: MuxpoolError | undefined): void {
     if (!this.views.delete(view)) return;
     for (const stream of [...this.streams]) {
-      if (stream.view === view) stream.cancel(err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`));
+      if (stream.view === view) {
+        stream.cancel(err !== undefined ? errorForStream(err) : new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`));
+      }
     }
     if (this.views.size === 0) this.destroy(err);
   }
@@ -619,8 +726,14 @@ export class H2Session {
   destroy(err?: MuxpoolError): void {
     if (this.state === 'closed' && this.session.destroyed) return;
     if (err !== undefined) this.closeError ??= err;
-    const reason = err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`, { maybeProcessed: true });
-    for (const stream of [...this.streams]) stream.cancel(reason);
+    // Each stream its own error: the client sets `attempts` on what it hands a caller.
+    for (const stream of [...this.streams]) {
+      stream.cancel(
+        err !== undefined
+          ? errorForStream(err)
+          : new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`, { maybeProcessed: true }),
+      );
+    }
     this.state = 'closed';
     this.stopTimers();
     this.session.destroy();
@@ -650,12 +763,12 @@ export class H2Session {
   private armHealthTimer(): void {
     const interval = this.options.pingIntervalMs;
     if (interval <= 0 || this.healthTimer !== undefined) return;
-    this.healthTimer = this.options.clock.setTimer(() => this.onHealthTimer(), interval);
+    this.healthTimer = this.options.clock.setTimer(() => this.onHealthTimer(), timerDelay(interval));
   }
 
   private onHealthTimer(): void {
     this.healthTimer = undefined;
-    if (this.active === 0 || this.state === 'closed') return;
+    if (this.activeStreams === 0 || this.state === 'closed') return;
     if (this.options.clock.now() - this.lastActivity >= this.options.pingIntervalMs) this.ping();
     this.armHealthTimer();
   }
@@ -681,14 +794,13 @@ export class H2Session {
           maybeProcessed: true,
         }),
       );
-    }, this.options.pingTimeoutMs);
+    }, timerDelay(this.options.pingTimeoutMs));
   }
 
   private stopTimers(): void {
     this.healthTimer?.cancel();
     this.healthTimer = undefined;
-    this.readTimer?.cancel();
-    this.readTimer = undefined;
+    this.deadlines.stop();
     this.pingTimer?.cancel();
     this.pingTimer = undefined;
     this.readyTimer?.cancel();
@@ -696,17 +808,14 @@ export class H2Session {
   }
 }
 
-function waitForDrain(req: http2.ClientHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      req.off('drain', done);
-      req.off('close', done);
-      resolve();
-    };
-    if (req.destroyed || req.closed) resolve();
-    else {
-      req.on('drain', done);
-      req.on('close', done);
-    }
-  });
+/** Header bytes as SETTINGS_MAX_HEADER_LIST_SIZE counts them (RFC 9113 §6.5.2: name + value + 32). */
+function fieldBytes(raw: http2.IncomingHttpHeaders): number {
+  let bytes = 0;
+  for (const name in raw) {
+    const value = raw[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) bytes += name.length + v.length + 32;
+    else bytes += name.length + String(value).length + 32;
+  }
+  return bytes;
 }

@@ -10,11 +10,10 @@
  *  - closed: the QUIC connection is closing or gone; every stream has ended.
  */
 import { STATUS_CODES } from 'node:http';
-import type { Clock, Timer } from '../../core/clock.js';
+import type { Clock } from '../../core/clock.js';
 import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { MuxpoolError } from '../../errors.js';
-import { bodyFailure, checkedBody } from '../body.js';
 import type { Connection } from '../connection.js';
 import type { ConnectionObserver, ConnectionState } from '../../pool/poolable.js';
 import type { RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
@@ -53,17 +52,34 @@ import {
 } from './frames.js';
 import { fieldSectionSize, fromH3ResponseFields, toH3RequestFields } from './message.js';
 import { encodeFieldSection } from './qpack.js';
+import {
+  type BodySink,
+  ReadDeadlines,
+  type StreamState,
+  afterHead,
+  afterSending,
+  checkInterimBudget,
+  errorForStream,
+  hasResponse,
+  isSending,
+  pumpBody,
+  readTimeoutError,
+  streamTransition,
+} from '../stream-support.js';
 
 export interface H3ConnectionOptions {
   clock: Clock;
   /** Streams per connection we allow ourselves (the pool's `maxStreams`). */
   maxStreams: number;
-  /** Fail a request when its stream sees nothing for this long. */
+  /**
+   * Fail a request whose stream makes no progress (no response bytes, no request bytes taken) for
+   * this long, or that waits this long for stream credit. `Infinity`: never.
+   */
   readTimeoutMs: number;
   /** Response header limits; the size is also advertised as SETTINGS_MAX_FIELD_SECTION_SIZE. */
   maxHeaderBytes: number;
   maxHeaderCount: number;
-  /** Our QUIC idle timeout: an idle connection is not handed out close to it. */
+  /** Our QUIC idle timeout (the server's may be shorter): an idle connection is not handed out close to it. */
   idleTimeoutMs: number;
   keepAliveMarginMs: number;
   /** Receives the session ticket for resumption when the server sends one. */
@@ -83,23 +99,34 @@ function isReplaySafe(head: RequestHead, body: RequestBody): boolean {
   return (head.method === 'GET' || head.method === 'HEAD') && body === null;
 }
 
-/** One request on the connection: the `RequestStream` its caller controls. */
-class H3RequestStream implements RequestStream {
+/** Request bytes that flow control refused for now, and whether the FIN follows them. */
+interface Outbox {
+  chunks: Uint8Array[];
+  fin: boolean;
+}
+
+/**
+ * One request on the connection: the `RequestStream` its caller controls. States
+ * (stream-support.ts): held → sending/waiting → early/receiving → trailers → closed; the response
+ * completes at the peer's FIN, so `ended` is never used. `id` is the QUIC stream id once the
+ * stream leaves `held`.
+ */
+class H3RequestStream implements RequestStream, BodySink {
   id = -1;
-  done = false;
-  /** The final (non-1xx) response head was delivered. */
-  gotResponse = false;
-  gotTrailers = false;
-  paused = false;
-  /** Our side has sent its FIN, or was reset or stopped: nothing more to write. */
-  writeClosed = false;
+  state: StreamState = 'held';
   lastActivityAt: number;
+  awaitingSource = false;
+  /** The QUIC connection's `packetsSent` when the stream opened: none since, nothing was sent. */
+  packetsAtOpen = 0;
   /** Response body bytes the head announced (`undefined`: no length, or no body by rule). */
   expectedLength: number | undefined;
   receivedLength = 0;
-  /** Request bytes waiting for flow-control credit, and whether a FIN follows them. */
-  outbox: Uint8Array[] = [];
-  finQueued = false;
+  /** Interim (1xx) responses so far and their field bytes, bounded (stream-support.ts). */
+  interimCount = 0;
+  interimBytes = 0;
+  /** Made only when flow control refuses bytes: most requests never need one. */
+  outbox: Outbox | undefined;
+  /** The body pump waits for the outbox to empty. */
   wakeWriter: (() => void) | undefined;
   readonly decoder: RequestStreamDecoder;
 
@@ -114,12 +141,39 @@ class H3RequestStream implements RequestStream {
     this.lastActivityAt = now;
   }
 
+  to(next: StreamState): void {
+    this.state = streamTransition(this.state, next, `HTTP/3 connection ${this.connection.id} stream ${this.id}`);
+  }
+
   resume(): void {
     this.connection.resumeStream(this);
   }
 
   cancel(reason: MuxpoolError): void {
     this.connection.cancelStream(this, reason, H3_REQUEST_CANCELLED);
+  }
+
+  // BodySink: the request-body pump writes through these.
+
+  get acceptsBody(): boolean {
+    return isSending(this.state);
+  }
+
+  writeBody(chunk: Uint8Array): boolean {
+    return this.connection.writeBodyChunk(this, chunk);
+  }
+
+  bodyDrained(): Promise<void> {
+    if (this.outbox === undefined || !isSending(this.state)) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.wakeWriter = resolve));
+  }
+
+  endBody(): void {
+    this.connection.endBody(this);
+  }
+
+  failBody(err: MuxpoolError): void {
+    this.connection.cancelStream(this, err, H3_REQUEST_CANCELLED);
   }
 }
 
@@ -164,7 +218,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   /** The lowest stream id the peer's GOAWAY says it will not process. */
   private goawayId: number | undefined;
   private lastActivityAt: number;
-  private sweepTimer: Timer | undefined;
+  private readonly deadlines: ReadDeadlines<H3RequestStream>;
   private closeError: MuxpoolError | undefined;
   /** Scratch for decoder output; a turn handles one stream chunk at a time. */
   private readonly requestEvents: RequestStreamEvent[] = [];
@@ -176,6 +230,12 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     this.remoteAddress = quic.remoteAddress.host;
     this.lastActivityAt = options.clock.now();
     this.peakStreams = quic.peerStreamsLeftBidi;
+    this.deadlines = new ReadDeadlines(
+      options.clock,
+      options.readTimeoutMs,
+      () => [...this.streams.values(), ...this.held.map((entry) => entry.stream)],
+      (stream) => this.onReadTimeout(stream),
+    );
     quic.setHandler(this);
     this.openControlStream();
   }
@@ -193,9 +253,16 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     return Math.min(this.options.maxStreams, this.peakStreams);
   }
 
+  /**
+   * An idle connection retires a margin before the QUIC idle timeout can strike. That timeout is
+   * the smaller of both sides' (RFC 9000 §10.1) and counts from the last packet received, which
+   * the driver tracks; our own setting is the fallback before it knows.
+   */
   get expiresAt(): number | undefined {
     if (this.streams.size > 0 || this.held.length > 0) return undefined;
-    return this.lastActivityAt + this.options.idleTimeoutMs - this.options.keepAliveMarginMs;
+    const own = this.lastActivityAt + this.options.idleTimeoutMs;
+    const idle = this.quic.idleDeadline;
+    return (idle !== undefined && idle < own ? idle : own) - this.options.keepAliveMarginMs;
   }
 
   get resumed(): boolean {
@@ -225,7 +292,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     const now = this.options.clock.now();
     const stream = new H3RequestStream(this, handler, head.method, this.options.maxHeaderBytes, now);
     if (this.current !== 'open') {
-      stream.done = true;
+      stream.to('closed');
       handler.onError(this.notProcessed(`connection ${this.id} takes no new streams`, 'MUXPOOL_ERR_CONNECTION_CLOSED'));
       return stream;
     }
@@ -245,13 +312,15 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       }
       headersFrame = encodeHeadersFrame(encodeFieldSection(fields));
     } catch (err) {
-      stream.done = true;
+      stream.to('closed');
       handler.onError(err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'encoding HTTP/3 headers failed', { cause: err }));
       return stream;
     }
     if (this.held.length > 0 || !this.canStart(head, body)) {
       this.held.push({ stream, head, body, headersFrame });
-      if (this.sweepTimer === undefined) this.armSweep(this.options.readTimeoutMs);
+      this.deadlines.watch();
+      // A request waiting for stream credit has no stream yet: it keeps the process alive itself.
+      this.quic.holdProcess(true);
       return stream;
     }
     this.startStream(stream, head, body, headersFrame);
@@ -271,7 +340,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     let i = 0;
     while (i < this.held.length && this.state !== 'closed') {
       const entry = this.held[i] as (typeof this.held)[number];
-      if (entry.stream.done) {
+      if (entry.stream.state === 'closed') {
         this.held.splice(i, 1);
       } else if (this.canStart(entry.head, entry.body)) {
         this.held.splice(i, 1);
@@ -280,21 +349,27 @@ export class H3Connection implements Connection, QuicConnectionHandler {
         i++;
       }
     }
+    // Only request streams keep the process alive, and a held request has none yet.
+    this.quic.holdProcess(this.held.length > 0);
   }
 
   private startStream(stream: H3RequestStream, head: RequestHead, body: RequestBody, headersFrame: Uint8Array): void {
     try {
       stream.id = this.quic.openStream(true);
     } catch (err) {
-      stream.done = true;
+      stream.to('closed');
       const error = err instanceof MuxpoolError ? err : this.notProcessed('opening a QUIC stream failed', 'MUXPOOL_ERR_QUIC');
       error.maybeProcessed = false;
       stream.handler.onError(error);
       return;
     }
+    stream.packetsAtOpen = this.quic.packetsSent;
     this.streams.set(stream.id, stream);
     this.requestCount++;
-    if (this.sweepTimer === undefined) this.armSweep(this.options.readTimeoutMs);
+    this.deadlines.watch();
+    // The request is on its way; `send` moves it to `waiting` once the FIN is accepted.
+    stream.to('sending');
+    stream.lastActivityAt = this.options.clock.now();
 
     if (body === null || (body instanceof Uint8Array && body.byteLength === 0)) {
       this.send(stream, headersFrame, true);
@@ -308,7 +383,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       }
     } else {
       this.send(stream, headersFrame, false);
-      void this.pumpBody(stream, body, head.contentLength ?? undefined);
+      void pumpBody(stream, body, head.contentLength ?? undefined, this.options.clock);
     }
   }
 
@@ -333,12 +408,17 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   // ---------------------------------------------------------------------------------------
   // Request streams
 
-  /** Writes request bytes in order; what flow control refuses waits for `onStreamWritable`. */
+  /**
+   * Writes request bytes in order; what flow control refuses waits in the outbox for
+   * `onStreamWritable`. Accepted bytes are activity for the read deadline; a FIN accepted ends the
+   * request side (`sending` → `waiting`, `early` → `receiving`).
+   */
   private send(stream: H3RequestStream, bytes: Uint8Array, fin: boolean): void {
-    if (stream.writeClosed) return;
-    if (stream.outbox.length > 0) {
-      if (bytes.byteLength > 0) stream.outbox.push(bytes);
-      stream.finQueued ||= fin;
+    if (!isSending(stream.state)) return;
+    const outbox = stream.outbox;
+    if (outbox !== undefined) {
+      if (bytes.byteLength > 0) outbox.chunks.push(bytes);
+      outbox.fin ||= fin;
       return;
     }
     let accepted: number;
@@ -348,94 +428,99 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       this.onWriteFailure(stream, err);
       return;
     }
-    if (accepted < bytes.byteLength) {
-      stream.outbox.push(bytes.subarray(accepted));
-      stream.finQueued = fin;
-    } else if (fin) {
-      stream.writeClosed = true;
-    }
+    if (accepted > 0) stream.lastActivityAt = this.options.clock.now();
+    if (accepted < bytes.byteLength) stream.outbox = { chunks: [bytes.subarray(accepted)], fin };
+    else if (fin) stream.to(afterSending(stream.state));
   }
 
   private flush(stream: H3RequestStream): void {
-    while (stream.outbox.length > 0 && !stream.writeClosed) {
-      const chunk = stream.outbox[0] as Uint8Array;
-      const last = stream.outbox.length === 1;
+    const outbox = stream.outbox;
+    if (outbox === undefined) return;
+    let progressed = false;
+    while (outbox.chunks.length > 0 && isSending(stream.state)) {
+      const chunk = outbox.chunks[0] as Uint8Array;
+      const last = outbox.chunks.length === 1;
       let accepted: number;
       try {
-        accepted = this.quic.write(stream.id, chunk, last && stream.finQueued);
+        accepted = this.quic.write(stream.id, chunk, last && outbox.fin);
       } catch (err) {
         this.onWriteFailure(stream, err);
         return;
       }
+      if (accepted > 0) progressed = true;
       if (accepted < chunk.byteLength) {
-        stream.outbox[0] = chunk.subarray(accepted);
-        return;
+        outbox.chunks[0] = chunk.subarray(accepted);
+        break;
       }
-      stream.outbox.shift();
-      if (last && stream.finQueued) stream.writeClosed = true;
+      outbox.chunks.shift();
+      if (last && outbox.fin) stream.to(afterSending(stream.state));
     }
-    if (stream.outbox.length === 0) {
-      const wake = stream.wakeWriter;
-      stream.wakeWriter = undefined;
-      wake?.();
+    if (progressed) stream.lastActivityAt = this.options.clock.now();
+    if (outbox.chunks.length === 0 || !isSending(stream.state)) {
+      stream.outbox = undefined;
+      wakeWriter(stream);
     }
+  }
+
+  /**
+   * Our sending side is over before the request was: the peer stopped it (STOP_SENDING), the
+   * stream is gone, or the response ended first. The pump stops; the response may still come.
+   */
+  private stopSendingSide(stream: H3RequestStream): void {
+    if (isSending(stream.state)) stream.to(afterSending(stream.state));
+    stream.outbox = undefined;
+    wakeWriter(stream);
   }
 
   /** The peer stopped our sending side, or the stream is gone: the request body ends here. */
   private onWriteFailure(stream: H3RequestStream, err: unknown): void {
-    stream.writeClosed = true;
-    stream.outbox = [];
-    const wake = stream.wakeWriter;
-    stream.wakeWriter = undefined;
-    wake?.();
+    const answered = hasResponse(stream.state);
+    this.stopSendingSide(stream);
     // A response may still be coming (the server answered early and stopped reading).
-    if (stream.gotResponse) return;
+    if (answered) return;
     const error = err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_QUIC_STREAM_CLOSED', 'writing the request failed', { cause: err });
     error.maybeProcessed ??= true;
     this.cancelStream(stream, error, H3_REQUEST_CANCELLED);
   }
 
-  private async pumpBody(stream: H3RequestStream, body: AsyncIterable<Uint8Array>, declaredLength: number | undefined): Promise<void> {
-    try {
-      for await (const chunk of checkedBody(body, declaredLength)) {
-        if (stream.done || stream.writeClosed) return;
-        stream.lastActivityAt = this.options.clock.now();
-        const header = encodeDataFrameHeader(chunk.byteLength);
-        if (chunk.byteLength <= COALESCE_BODY_BYTES) this.send(stream, Buffer.concat([header, chunk]), false);
-        else {
-          this.send(stream, header, false);
-          this.send(stream, chunk, false);
-        }
-        // Flow control shows up as bytes left in the outbox: wait for credit before reading on.
-        if (stream.outbox.length > 0) await new Promise<void>((resolve) => (stream.wakeWriter = resolve));
-      }
-      if (stream.done || stream.writeClosed) return;
-      this.send(stream, END_OF_STREAM_FRAME, true);
-    } catch (err) {
-      this.cancelStream(stream, bodyFailure(err), H3_REQUEST_CANCELLED);
+  /** @internal the body pump writes one chunk as a DATA frame; false: wait for credit. */
+  writeBodyChunk(stream: H3RequestStream, chunk: Uint8Array): boolean {
+    const header = encodeDataFrameHeader(chunk.byteLength);
+    if (chunk.byteLength <= COALESCE_BODY_BYTES) this.send(stream, Buffer.concat([header, chunk]), false);
+    else {
+      this.send(stream, header, false);
+      this.send(stream, chunk, false);
     }
+    // Flow control shows up as bytes left in the outbox: wait for credit before reading on.
+    return stream.outbox === undefined;
+  }
+
+  /** @internal the body pump wrote every chunk. */
+  endBody(stream: H3RequestStream): void {
+    this.send(stream, END_OF_STREAM_FRAME, true);
   }
 
   resumeStream(stream: H3RequestStream): void {
-    if (!stream.paused || stream.done) return;
-    stream.paused = false;
+    if (stream.state === 'closed' || stream.state === 'held') return;
+    // The QUIC layer knows whether it paused the stream; resuming one it did not is a no-op.
     this.quic.resumeStream(stream.id);
   }
 
   /** Ends a stream early: both directions are aborted with `wireCode` and the slot is free at once. */
   cancelStream(stream: H3RequestStream, reason: MuxpoolError, wireCode: number): void {
-    if (stream.done) return;
-    if (stream.id < 0) {
+    if (stream.state === 'closed') return;
+    if (stream.state === 'held') {
       // Held for the handshake or for credit: nothing was sent.
-      stream.done = true;
+      stream.to('closed');
       this.held = this.held.filter((entry) => entry.stream !== stream);
+      this.quic.holdProcess(this.held.length > 0);
       if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
       reason.maybeProcessed = false;
       stream.handler.onError(reason);
       return;
     }
-    if (stream.id >= 0 && this.current !== 'closed') {
-      if (!stream.writeClosed) this.quic.resetStream(stream.id, wireCode);
+    if (this.current !== 'closed') {
+      if (isSending(stream.state) || stream.state === 'trailers') this.quic.resetStream(stream.id, wireCode);
       this.quic.stopSending(stream.id, wireCode);
     }
     this.finish(stream);
@@ -443,13 +528,10 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   }
 
   private finish(stream: H3RequestStream): void {
-    if (stream.done) return;
-    stream.done = true;
-    stream.writeClosed = true;
-    stream.outbox = [];
-    const wake = stream.wakeWriter;
-    stream.wakeWriter = undefined;
-    wake?.();
+    if (stream.state === 'closed') return;
+    stream.to('closed');
+    stream.outbox = undefined;
+    wakeWriter(stream);
     this.streams.delete(stream.id);
     this.lastActivityAt = this.options.clock.now();
     if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
@@ -461,10 +543,11 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     events.length = 0;
     try {
       if (chunk.byteLength > 0) stream.decoder.push(chunk, events);
-      for (let i = 0; i < events.length && !stream.done; i++) this.onResponseEvent(stream, events[i] as RequestStreamEvent);
-      if (!fin || stream.done) return;
+      for (let i = 0; i < events.length && stream.state !== 'closed'; i++) this.onResponseEvent(stream, events[i] as RequestStreamEvent);
+      if (!fin || stream.state === 'closed') return;
       stream.decoder.finish();
-      if (!stream.gotResponse) throw this.malformed('the stream ended before a response');
+      const state = stream.state;
+      if (!hasResponse(state)) throw this.malformed('the stream ended before a response');
       if (stream.expectedLength !== undefined && stream.receivedLength !== stream.expectedLength) {
         throw new MuxpoolError(
           'MUXPOOL_ERR_BODY_TRUNCATED',
@@ -472,10 +555,9 @@ export class H3Connection implements Connection, QuicConnectionHandler {
           { maybeProcessed: true },
         );
       }
-      if (!stream.writeClosed) {
-        // RFC 9114 §4.1: the response is complete; the rest of our body is not needed.
-        this.quic.resetStream(stream.id, H3_NO_ERROR);
-      }
+      // RFC 9114 §4.1: the response is complete; the rest of our body is not needed. (After
+      // trailers our side may or may not be done: the QUIC layer ignores a reset of a finished one.)
+      if (state !== 'receiving') this.quic.resetStream(stream.id, H3_NO_ERROR);
       this.finish(stream);
       stream.handler.onComplete();
     } catch (err) {
@@ -486,22 +568,23 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   }
 
   private onResponseEvent(stream: H3RequestStream, event: RequestStreamEvent): void {
+    const state = stream.state;
     if (event.kind === 'data') {
-      if (!stream.gotResponse) throw this.malformed('DATA before the final response head');
-      if (stream.gotTrailers) throw this.malformed('DATA after the trailers');
+      if (!hasResponse(state)) throw this.malformed('DATA before the final response head');
+      if (state === 'trailers') throw this.malformed('DATA after the trailers');
       stream.receivedLength += event.bytes.byteLength;
       if (stream.expectedLength !== undefined && stream.receivedLength > stream.expectedLength) {
         throw this.malformed(`response body longer than its content-length ${stream.expectedLength}`);
       }
-      if (!stream.handler.onData(event.bytes) && !stream.done) {
-        stream.paused = true;
-        this.quic.pauseStream(stream.id);
-      }
+      // A false return pauses delivery in the QUIC layer; `resume()` undoes it there.
+      if (!stream.handler.onData(event.bytes) && stream.state !== 'closed') this.quic.pauseStream(stream.id);
       return;
     }
-    if (stream.gotResponse) {
-      if (stream.gotTrailers) throw this.malformed('a header section after the trailers');
-      stream.gotTrailers = true;
+    if (hasResponse(state)) {
+      if (state === 'trailers') throw this.malformed('a header section after the trailers');
+      // The response is over but for the FIN: the rest of an unfinished request is not needed.
+      if (state === 'early') this.stopSendingSide(stream);
+      stream.to('trailers');
       stream.handler.onTrailers(fromH3ResponseFields(event.fields, this.options.maxHeaderCount, true).headers);
       return;
     }
@@ -509,9 +592,14 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     // RFC 9114 §4.1: interim (1xx) responses precede the final one; 101 has no meaning here.
     if (head.status < 200) {
       if (head.status === 101) throw this.malformed('101 Switching Protocols over HTTP/3');
+      // Bounded like every protocol's (RFC 9110 §15.2 sets no limit): an endless stream of them
+      // must not hold a stream open, nor keep resetting its read deadline.
+      stream.interimCount++;
+      stream.interimBytes += fieldSectionSize(event.fields);
+      checkInterimBudget(stream.interimCount, stream.interimBytes, this.options.maxHeaderBytes);
       return;
     }
-    stream.gotResponse = true;
+    stream.to(afterHead(state));
     const length = head.headers['content-length'];
     // HEAD, 204 and 304 announce a length they do not send (RFC 9110 §8.6).
     if (typeof length === 'string' && stream.method !== 'HEAD' && head.status !== 204 && head.status !== 304) {
@@ -543,43 +631,15 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     this.cancelStream(stream, error, error.code === 'MUXPOOL_ERR_HEADERS_TOO_LARGE' ? H3_EXCESSIVE_LOAD : (error.wireCode ?? H3_REQUEST_CANCELLED));
   }
 
-  // ---------------------------------------------------------------------------------------
-  // Read timeouts: one timer per connection, re-armed for the stream nearest its deadline. It
-  // stays armed when the last stream ends and lapses at its next sweep: one request after
-  // another would otherwise arm and cancel a timer each (a sweep that comes early is harmless).
-
-  private armSweep(ms: number): void {
-    this.sweepTimer = this.options.clock.setTimer(this.onSweep, Math.max(1, ms));
-  }
-
-  private readonly onSweep = (): void => {
-    this.sweepTimer = undefined;
-    const now = this.options.clock.now();
+  /** The read deadline (stream-support.ts) expired for `stream`. */
+  private onReadTimeout(stream: H3RequestStream): void {
     const limit = this.options.readTimeoutMs;
-    let next = limit;
-    for (const stream of [...this.streams.values(), ...this.held.map((entry) => entry.stream)]) {
-      // A stream still sending its body is not waiting for the server (as over HTTP/2).
-      if (stream.id >= 0 && !stream.writeClosed) {
-        stream.lastActivityAt = now;
-        continue;
-      }
-      const idle = now - stream.lastActivityAt;
-      if (idle >= limit) {
-        this.cancelStream(
-          stream,
-          new MuxpoolError(
-            'MUXPOOL_ERR_READ_TIMEOUT',
-            stream.id < 0 ? `no stream credit from the peer for ${limit} ms` : `no data on HTTP/3 stream ${stream.id} for ${limit} ms`,
-            { maybeProcessed: stream.id >= 0 },
-          ),
-          H3_REQUEST_CANCELLED,
-        );
-      } else {
-        next = Math.min(next, limit - idle);
-      }
-    }
-    if (this.streams.size > 0 || this.held.length > 0) this.armSweep(next);
-  };
+    let message: string;
+    if (stream.state === 'held') message = `no stream credit from the peer for ${limit} ms`;
+    else if (isSending(stream.state)) message = `HTTP/3 stream ${stream.id}: the peer granted no flow-control credit and sent nothing for ${limit} ms`;
+    else message = `no data on HTTP/3 stream ${stream.id} for ${limit} ms`;
+    this.cancelStream(stream, readTimeoutError(message, stream.state !== 'held'), H3_REQUEST_CANCELLED);
+  }
 
   // ---------------------------------------------------------------------------------------
   // Control and QPACK streams (RFC 9114 §6.2, RFC 9204 §4.2)
@@ -773,12 +833,8 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
     // §4.1: H3_NO_ERROR means the server needs no more of the body; its response still comes.
-    stream.writeClosed = true;
-    stream.outbox = [];
-    const wake = stream.wakeWriter;
-    stream.wakeWriter = undefined;
-    wake?.();
-    if (appErrorCode === H3_NO_ERROR || stream.gotResponse) return;
+    this.stopSendingSide(stream);
+    if (appErrorCode === H3_NO_ERROR || hasResponse(stream.state)) return;
     this.cancelStream(stream, this.streamResetError(stream, appErrorCode, 'stopped'), H3_REQUEST_CANCELLED);
   }
 
@@ -827,7 +883,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
 
   private streamResetError(stream: H3RequestStream, code: number, how: 'reset' | 'stopped'): MuxpoolError {
     // §8.1 H3_REQUEST_REJECTED: "the request was not processed in any way".
-    if (code === H3_REQUEST_REJECTED && !stream.gotResponse) {
+    if (code === H3_REQUEST_REJECTED && !hasResponse(stream.state)) {
       return new MuxpoolError('MUXPOOL_ERR_STREAM_REFUSED', `the server rejected stream ${stream.id} (H3_REQUEST_REJECTED)`, {
         maybeProcessed: false,
         wireCode: code,
@@ -872,24 +928,23 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     if (this.current === 'closed') return;
     this.current = 'closed';
     this.closeError = err;
-    this.sweepTimer?.cancel();
-    this.sweepTimer = undefined;
+    this.deadlines.stop();
+    // Each stream its own error (cause: the shared one): the client sets `attempts` on it.
     for (const stream of [...this.streams.values()]) {
-      const reason = err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`, { maybeProcessed: true });
-      const notProcessed = this.goawayId !== undefined && stream.id >= this.goawayId;
-      const perStream = new MuxpoolError(reason.code, reason.message, {
-        cause: reason,
-        maybeProcessed: notProcessed ? false : (reason.maybeProcessed ?? true),
-        ...(reason.wireCode !== undefined ? { wireCode: reason.wireCode } : {}),
-        ...(reason.origin !== undefined ? { origin: reason.origin } : {}),
-      });
+      // Not processed: above the GOAWAY id (RFC 9114 §5.2), or not one packet left since the
+      // stream opened (say the idle timeout struck before the turn that would have sent it).
+      const notProcessed = (this.goawayId !== undefined && stream.id >= this.goawayId) || this.quic.packetsSent === stream.packetsAtOpen;
+      const perStream =
+        err !== undefined
+          ? errorForStream(err, notProcessed ? false : (err.maybeProcessed ?? true))
+          : new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`, { maybeProcessed: !notProcessed });
       this.finish(stream);
       stream.handler.onError(perStream);
     }
     const held = this.held;
     this.held = [];
     for (const { stream } of held) {
-      stream.done = true;
+      stream.to('closed');
       const reason = err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} closed`);
       stream.handler.onError(new MuxpoolError(reason.code, `${reason.message} (before the request was sent)`, { cause: reason, maybeProcessed: false }));
     }
@@ -898,4 +953,11 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     this.observer = undefined;
     observer?.onClose(this, this.closeError);
   }
+}
+
+/** Lets a body pump waiting for credit go on (it finds out itself whether the stream still sends). */
+function wakeWriter(stream: H3RequestStream): void {
+  const wake = stream.wakeWriter;
+  stream.wakeWriter = undefined;
+  wake?.();
 }

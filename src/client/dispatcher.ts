@@ -1,0 +1,221 @@
+/**
+ * The pool as an undici `Dispatcher`: what `dispatch(options, handler)` receives, and the two
+ * handler shapes in use — the one Node's bundled fetch and undici's request/stream/pipeline
+ * pass (`onConnect`, `onHeaders`, `onData`, `onComplete`, `onError`), and undici 7's controller
+ * shape (`onRequestStart`, `onResponseStart`, `onResponseData`, `onResponseEnd`,
+ * `onResponseError`). Both are driven through one `DispatchSink`, so the pool below sees one
+ * kind of caller. Bodies are raw: a dispatcher neither follows redirects nor decodes (fetch
+ * does both itself).
+ */
+import { MuxpoolError } from '../errors.js';
+import type { IncomingHeaders } from '../protocol/message.js';
+import type { BodySink } from './exchange.js';
+import type { BodyInit, HeadersInit } from './prepare.js';
+
+/** The options undici passes to `dispatch()` (the fields muxpool reads; others are ignored). */
+export interface DispatchOptions {
+  origin?: string | URL;
+  path: string;
+  method: string;
+  headers?: unknown;
+  body?: unknown;
+  query?: Record<string, unknown>;
+  upgrade?: string | boolean | null;
+  /** Handed back to stream()/pipeline() callers as undici does. */
+  opaque?: unknown;
+}
+
+/** A handler of either shape; every method is optional, as undici treats them. */
+export interface DispatchHandler {
+  onConnect?(abort: (reason?: unknown) => void, context?: object): void;
+  onResponseStarted?(): void;
+  onHeaders?(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean | void;
+  onData?(chunk: Buffer): boolean | void;
+  onComplete?(rawTrailers: unknown[] | null): void;
+  onError?(err: Error): void;
+  onUpgrade?(...args: unknown[]): void;
+  onRequestStart?(controller: DispatchController, context: object): void;
+  onResponseStart?(controller: DispatchController, statusCode: number, headers: IncomingHeaders, statusText: string): void;
+  onResponseData?(controller: DispatchController, chunk: Buffer): void;
+  onResponseEnd?(controller: DispatchController, trailers: IncomingHeaders): void;
+  onResponseError?(controller: DispatchController, err: Error): void;
+}
+
+/** undici 7's controller, handed to controller-shape handlers. */
+export interface DispatchController {
+  abort(reason?: unknown): void;
+  pause(): void;
+  resume(): void;
+  readonly aborted: boolean;
+  readonly paused: boolean;
+  readonly reason: unknown;
+}
+
+const EMPTY_TRAILERS: Buffer[] = [];
+const NO_HEADERS: IncomingHeaders = Object.freeze(Object.create(null) as IncomingHeaders);
+
+/** `[name, value, …]` as Buffers, the shape `onHeaders` and `onComplete` take. */
+function rawFields(fields: IncomingHeaders): Buffer[] {
+  const raw: Buffer[] = [];
+  for (const name in fields) {
+    const value = fields[name] as string | string[];
+    const nameBytes = Buffer.from(name, 'latin1');
+    if (typeof value === 'string') raw.push(nameBytes, Buffer.from(value, 'latin1'));
+    else for (const item of value) raw.push(nameBytes, Buffer.from(item, 'latin1'));
+  }
+  return raw;
+}
+
+function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+/**
+ * One dispatched request's handler, whichever shape: started, then response head, body chunks
+ * with backpressure, and exactly one end (complete or error).
+ */
+export class DispatchSink implements BodySink, DispatchController {
+  private readonly handler: DispatchHandler;
+  private readonly controllerShape: boolean;
+  private abortReason: unknown;
+  private abortListener: ((reason: unknown) => void) | undefined;
+  private ended = false;
+  private pausedByHandler = false;
+  /** Set once the body flows: how a paused handler resumes it. */
+  resumeBody: (() => void) | undefined;
+
+  constructor(handler: DispatchHandler) {
+    if (handler === null || typeof handler !== 'object') {
+      throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'dispatch() needs a handler object');
+    }
+    this.handler = handler;
+    this.controllerShape = typeof handler.onRequestStart === 'function' || typeof handler.onResponseStart === 'function';
+  }
+
+  // DispatchController (what controller-shape handlers call)
+  get aborted(): boolean {
+    return this.abortReason !== undefined;
+  }
+  get paused(): boolean {
+    return this.pausedByHandler;
+  }
+  get reason(): unknown {
+    return this.abortReason;
+  }
+  abort(reason?: unknown): void {
+    if (this.abortReason !== undefined || this.ended) return;
+    this.abortReason = reason ?? new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted');
+    this.abortListener?.(this.abortReason);
+  }
+  pause(): void {
+    this.pausedByHandler = true;
+  }
+  resume(): void {
+    if (!this.pausedByHandler) return;
+    this.pausedByHandler = false;
+    this.resumeBody?.();
+  }
+
+  /** The request starts: the handler gets its way to abort. `onAbort` cancels the request. */
+  start(onAbort: (reason: unknown) => void): void {
+    this.abortListener = onAbort;
+    if (this.controllerShape) this.handler.onRequestStart?.(this, {});
+    else this.handler.onConnect?.((reason?: unknown) => this.abort(reason), {});
+  }
+
+  /** The response head. Returns false when the handler wants the body paused. */
+  head(status: number, headers: IncomingHeaders, statusText: string): boolean {
+    if (this.ended) return false;
+    if (this.controllerShape) {
+      this.handler.onResponseStart?.(this, status, headers, statusText);
+      return !this.pausedByHandler;
+    }
+    this.handler.onResponseStarted?.();
+    const more = this.handler.onHeaders?.(status, rawFields(headers), () => this.resume(), statusText);
+    if (more === false) this.pausedByHandler = true;
+    return more !== false;
+  }
+
+  // BodySink
+  onBodyData(chunk: Uint8Array): boolean {
+    if (this.ended) return true;
+    if (this.controllerShape) {
+      this.handler.onResponseData?.(this, asBuffer(chunk));
+      return !this.pausedByHandler;
+    }
+    if (this.handler.onData?.(asBuffer(chunk)) === false) this.pausedByHandler = true;
+    return !this.pausedByHandler;
+  }
+
+  onBodyEnd(trailers: IncomingHeaders | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.controllerShape) this.handler.onResponseEnd?.(this, trailers ?? NO_HEADERS);
+    else this.handler.onComplete?.(trailers === undefined ? EMPTY_TRAILERS : rawFields(trailers));
+  }
+
+  onBodyError(err: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.controllerShape) this.handler.onResponseError?.(this, err);
+    else if (this.handler.onError !== undefined) this.handler.onError(err);
+  }
+}
+
+/** The URL a dispatch goes to: its origin, path and query. */
+export function dispatchUrl(options: DispatchOptions): URL {
+  if (options === null || typeof options !== 'object') {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'dispatch() needs an options object');
+  }
+  if (options.upgrade !== undefined && options.upgrade !== null) {
+    throw new MuxpoolError('MUXPOOL_ERR_NOT_SUPPORTED', `muxpool does not switch protocols (upgrade: ${String(options.upgrade)})`);
+  }
+  if (options.method === 'CONNECT') {
+    throw new MuxpoolError('MUXPOOL_ERR_NOT_SUPPORTED', 'muxpool does not open CONNECT tunnels through dispatch()');
+  }
+  if (options.origin === undefined) throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', 'dispatch() options need an origin');
+  if (typeof options.path !== 'string' || !options.path.startsWith('/')) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `dispatch() path must start with '/', got ${JSON.stringify(options.path)}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(options.path, options.origin);
+  } catch (cause) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `not a valid origin and path: ${String(options.origin)} ${options.path}`, { cause });
+  }
+  if (options.query !== undefined && options.query !== null) {
+    for (const [name, value] of Object.entries(options.query)) {
+      if (Array.isArray(value)) for (const item of value) url.searchParams.append(name, String(item));
+      else if (value !== undefined && value !== null) url.searchParams.append(name, String(value));
+    }
+  }
+  return url;
+}
+
+/** undici's header shapes (an object, a flat `[name, value, …]` array, pairs) as ours. */
+export function dispatchHeaders(headers: unknown): HeadersInit {
+  if (headers === undefined || headers === null) return undefined;
+  if (Array.isArray(headers)) {
+    const pairs: Array<[string, string]> = [];
+    if (headers.length > 0 && Array.isArray(headers[0])) {
+      for (const pair of headers as unknown[][]) {
+        const value = pair[1];
+        if (Array.isArray(value)) for (const item of value) pairs.push([String(pair[0]), String(item)]);
+        else if (value !== undefined) pairs.push([String(pair[0]), String(value)]);
+      }
+      return pairs;
+    }
+    if (headers.length % 2 !== 0) throw new MuxpoolError('MUXPOOL_ERR_INVALID_HEADER', 'a flat header array needs name, value pairs');
+    for (let i = 0; i < headers.length; i += 2) pairs.push([String(headers[i]), String(headers[i + 1])]);
+    return pairs;
+  }
+  if (typeof headers === 'object' && typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
+    return dispatchHeaders([...(headers as Iterable<unknown>)]);
+  }
+  return headers as HeadersInit;
+}
+
+/** The body as `request()` takes it. */
+export function dispatchBody(body: unknown): BodyInit {
+  return body as BodyInit;
+}
