@@ -323,8 +323,6 @@ const MALFORMED: Array<[string, (peer: RawPeer, id: number) => void, boolean]> =
   ['a pseudo-header after a regular field', (peer, id) => peer.send(peer.headers(id, ['x', 'y', ':status', '200'], true)), true],
   ['a pseudo-header in the trailers', (peer, id) => peer.send(peer.headers(id, [':status', '200'], false), encodeData(id, new Uint8Array(1), false), peer.headers(id, [':status', '200'], true)), true],
   ['trailers without END_STREAM', (peer, id) => peer.send(peer.headers(id, [':status', '200'], false), peer.headers(id, ['x', 'y'], false)), false],
-  ['less DATA than content-length', (peer, id) => peer.send(peer.headers(id, [':status', '200', 'content-length', '10'], false), encodeData(id, new Uint8Array(5), true)), true],
-  ['more DATA than content-length', (peer, id) => peer.send(peer.headers(id, [':status', '200', 'content-length', '2'], false), encodeData(id, new Uint8Array(5), false)), false],
   ['DATA before HEADERS', (peer, id) => peer.send(encodeData(id, new Uint8Array(5), false)), false],
   ['a field value with a NUL', (peer, id) => peer.send(peer.headers(id, [':status', '200', 'x', 'a\0b'], false)), false],
   ['101 Switching Protocols', (peer, id) => peer.send(peer.headers(id, [':status', '101'], false)), false],
@@ -348,6 +346,59 @@ for (const [name, send, ended] of MALFORMED) {
       view.destroy();
     }));
 }
+
+for (const [name, send, ended] of [
+  ['less DATA than content-length', (peer: RawPeer, id: number) => peer.send(peer.headers(id, [':status', '200', 'content-length', '10'], false), encodeData(id, new Uint8Array(5), true)), true],
+  ['more DATA than content-length', (peer: RawPeer, id: number) => peer.send(peer.headers(id, [':status', '200', 'content-length', '2'], false), encodeData(id, new Uint8Array(5), false)), false],
+] as const) {
+  test(`content-length (RFC 9113 §8.1.1): ${name} → BODY_TRUNCATED naming content-length (wire: PROTOCOL_ERROR)${ended ? '' : ', RST_STREAM'}`, () =>
+    withPeer(async (server) => {
+      const { view, peer } = await openEngine(server);
+      const { done } = exchange(view);
+      const req = await peer.nextRequest();
+      send(peer, req.streamId);
+      const err = assertFailed(await done, 'MUXPOOL_ERR_BODY_TRUNCATED', PROTOCOL_ERROR, 'remote');
+      assert.match(err.message, /content-length/);
+      if (!ended) assert.equal(await rstCode(peer, req.streamId), PROTOCOL_ERROR);
+      view.destroy();
+    }));
+}
+
+test('interim responses are bounded: an endless run of 103s fails with HEADERS_TOO_LARGE', () =>
+  withPeer(async (server) => {
+    const { view, peer } = await openEngine(server);
+    const { done } = exchange(view);
+    const req = await peer.nextRequest();
+    for (let i = 0; i < 40; i++) peer.send(peer.headers(req.streamId, [':status', '103', 'link', `</s${i}.css>; rel=preload`], false));
+    const err = assertFailed(await done, 'MUXPOOL_ERR_HEADERS_TOO_LARGE');
+    assert.match(err.message, /interim/);
+    assert.equal(await rstCode(peer, req.streamId), CANCEL);
+    view.destroy();
+  }));
+
+test('RST_STREAM(NO_ERROR) after END_STREAM while the consumer holds the body paused: the response is whole (RFC 9113 §8.1)', () =>
+  withPeer(async (server) => {
+    const { view, peer } = await openEngine(server);
+    const events: string[] = [];
+    let resolveDone!: () => void;
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    const stream = view.openStream(GET, null, {
+      onResponse: () => events.push('response'),
+      onData: (chunk) => (events.push(`data ${chunk.length}`), false),
+      onTrailers: () => events.push('trailers'),
+      onComplete: () => (events.push('complete'), resolveDone()),
+      onError: (err) => (events.push(`error ${err.code}`), resolveDone()),
+    });
+    const req = await peer.nextRequest();
+    peer.send(peer.headers(req.streamId, [':status', '200'], false), encodeData(req.streamId, new Uint8Array(100), false), encodeData(req.streamId, new Uint8Array(50), true), encodeRstStream(req.streamId, NO_ERROR));
+    await sleep(100);
+    assert.deepEqual(events, ['response', 'data 100']);
+    stream.resume();
+    stream.resume();
+    await done;
+    assert.deepEqual(events, ['response', 'data 100', 'data 50', 'complete']);
+    view.destroy();
+  }));
 
 test('accepted shapes: 1xx before the final response, padded HEADERS with priority fields, PRIORITY frames, trailers', () =>
   withPeer(async (server) => {
@@ -432,7 +483,7 @@ test('SETTINGS flood: many SETTINGS frames in one burst are answered up to the q
 
 for (const [how, finish, code] of [
   ['RST_STREAM(NO_ERROR)', (peer: RawPeer, id: number) => peer.send(encodeRstStream(id, NO_ERROR)), 'MUXPOOL_ERR_BODY_TRUNCATED'],
-  ['RST_STREAM(CANCEL)', (peer: RawPeer, id: number) => peer.send(encodeRstStream(id, CANCEL)), 'MUXPOOL_ERR_BODY_TRUNCATED'],
+  ['RST_STREAM(CANCEL)', (peer: RawPeer, id: number) => peer.send(encodeRstStream(id, CANCEL)), 'MUXPOOL_ERR_STREAM_RESET'],
   ['RST_STREAM(INTERNAL_ERROR)', (peer: RawPeer, id: number) => peer.send(encodeRstStream(id, INTERNAL_ERROR)), 'MUXPOOL_ERR_STREAM_RESET'],
   ['a closed TCP connection', (peer: RawPeer) => peer.socket.end(), 'MUXPOOL_ERR_BODY_TRUNCATED'],
   ['a destroyed TCP connection', (peer: RawPeer) => peer.socket.destroy(), 'MUXPOOL_ERR_BODY_TRUNCATED'],

@@ -18,7 +18,7 @@ export class H2EngineView implements Connection {
   /** This view's own state; the session's (GOAWAY, PING failure, close) overrides it. */
   private ownState: ConnectionState = 'open';
   /** Streams this view opened that are still open. */
-  active = 0;
+  activeStreams = 0;
   private observer: ConnectionObserver | undefined;
 
   /** The pool key this view serves. */
@@ -57,7 +57,7 @@ export class H2EngineView implements Connection {
   /** This view may use the session's free streams plus the ones it holds. */
   get maxStreams(): number {
     const session = this.session;
-    return Math.max(0, session.limit - (session.active - this.active));
+    return Math.max(0, session.maxStreams - (session.activeStreams - this.activeStreams));
   }
 
   setObserver(observer: ConnectionObserver): void {
@@ -80,7 +80,7 @@ export class H2EngineView implements Connection {
       return;
     }
     // Other origins still use the session: only this view stops; it leaves once idle.
-    if (this.active === 0) this.destroy();
+    if (this.activeStreams === 0) this.destroy();
     else this.observer?.onCapacityChange(this);
   }
 

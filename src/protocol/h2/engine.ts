@@ -21,6 +21,7 @@ import { nextConnectionId } from '../../core/ids.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
 import { bodyFailure, checkedBody } from '../body.js';
+import { checkInterimBudget } from '../stream-support.js';
 import { isConnectionSpecific, multiplexedRequestFields } from '../fields.js';
 import type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import {
@@ -158,6 +159,9 @@ class EngineStream implements RequestStream {
   outgoingBytes = 0;
   /** The last body byte is queued: END_STREAM goes with (or after) the last DATA. */
   endQueued = false;
+  /** Interim (1xx) responses so far, and their field bytes: bounded (RFC 9110 §15.2). */
+  interimCount = 0;
+  interimBytes = 0;
   /** The body pump waits for the user's iterator (not for the peer): no read timeout then. */
   awaitingSource = false;
   wakePump: (() => void) | undefined;
@@ -192,9 +196,9 @@ export class H2Engine {
   readonly resumed: boolean | undefined;
   state: H2EngineState = 'connecting';
   /** Streams the peer allows at once (SETTINGS_MAX_CONCURRENT_STREAMS), capped by ours. */
-  limit = 0;
+  maxStreams = 0;
   /** Streams open on the connection, across every view. */
-  active = 0;
+  activeStreams = 0;
   requestCount = 0;
   /** Highest stream id the peer will process, once it sent GOAWAY. */
   goawayLastStreamId: number | undefined;
@@ -244,6 +248,8 @@ export class H2Engine {
   private readyResolve: ((view: H2EngineView) => void) | undefined;
   private readyReject: ((err: MuxpoolError) => void) | undefined;
   private firstKeyId = '';
+  /** After our GOAWAY: the socket closes once written, or is cut off when this fires. */
+  private lingerTimer: Timer | undefined;
   private readonly onSocketData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onSocketDrain = (): void => this.onDrain();
   private readonly onSocketError = (err: Error): void => this.onTransportError(err);
@@ -362,14 +368,6 @@ export class H2Engine {
     return socket.getPeerCertificate();
   }
 
-  get activeStreams(): number {
-    return this.active;
-  }
-
-  get maxStreams(): number {
-    return this.limit;
-  }
-
   /** A method, not a field read, so that TypeScript does not narrow it across callbacks. */
   private isClosed(): boolean {
     return this.state === 'closed';
@@ -404,14 +402,14 @@ export class H2Engine {
     stream.state = streamTransition('idle', endStream ? 'send-headers-end-stream' : 'send-headers');
     this.queue(encodeHeaders(id, block, endStream, this.peerMaxFrameSize));
     const now = this.options.clock.now();
-    if (this.active === 0) {
+    if (this.activeStreams === 0) {
       this.socket.ref();
       // A connection that sat silent may be dead (NAT timeout, peer gone without a FIN): ask
       // it now. The request goes out at once; if the PING fails, it fails with it.
       if (this.options.pingIntervalMs > 0 && now - this.lastActivity >= this.options.pingIntervalMs) this.ping();
     }
-    this.active++;
-    view.active++;
+    this.activeStreams++;
+    view.activeStreams++;
     this.requestCount++;
     this.streams.set(id, stream);
     stream.progressAt = now;
@@ -650,8 +648,7 @@ export class H2Engine {
     }
     stream.receivedLength += data.length;
     if (stream.expectedLength >= 0 && stream.receivedLength > stream.expectedLength) {
-      // §8.1.1: content-length that disagrees with the DATA is malformed.
-      this.failStream(stream, this.malformed(stream, `more DATA (${stream.receivedLength} bytes) than its content-length ${stream.expectedLength}`), PROTOCOL_ERROR);
+      this.failStream(stream, this.lengthMismatch(stream, `more DATA (${stream.receivedLength} bytes) than its content-length ${stream.expectedLength}`), PROTOCOL_ERROR);
       return;
     }
     if (endStream) {
@@ -716,12 +713,12 @@ export class H2Engine {
       );
       return;
     }
-    if (stream.phase === 'awaiting-headers') this.onResponseHead(stream, list.fields, endStream);
+    if (stream.phase === 'awaiting-headers') this.onResponseHead(stream, list.fields, endStream, list.bytes);
     else if (stream.phase === 'body') this.onTrailers(stream, list.fields, endStream);
     else this.failStream(stream, this.malformed(stream, 'a header section after the trailers'), PROTOCOL_ERROR);
   }
 
-  private onResponseHead(stream: EngineStream, fields: string[], endStream: boolean): void {
+  private onResponseHead(stream: EngineStream, fields: string[], endStream: boolean, listBytes: number): void {
     let status = -1;
     let regular = false;
     const headers: IncomingHeaders = {};
@@ -748,6 +745,14 @@ export class H2Engine {
       // §8.1: informational responses come before the final one and never end the stream;
       // §8.6: 101 (Switching Protocols) is not allowed in HTTP/2.
       if (endStream || status === 101) return this.failStream(stream, this.malformed(stream, `status ${status} ${endStream ? 'ending the stream' : 'is not allowed'}`), PROTOCOL_ERROR);
+      // RFC 9110 §15.2: any number may come, so we bound them (count and bytes).
+      stream.interimCount++;
+      stream.interimBytes += listBytes;
+      try {
+        checkInterimBudget(stream.interimCount, stream.interimBytes, this.options.maxHeaderBytes);
+      } catch (err) {
+        this.failStream(stream, err as MuxpoolError, CANCEL);
+      }
       return;
     }
     const contentLength = headers['content-length'];
@@ -792,7 +797,7 @@ export class H2Engine {
     if (stream.settled) return;
     if (stream.phase === 'awaiting-headers') return; // failed elsewhere
     if (stream.expectedLength >= 0 && stream.receivedLength !== stream.expectedLength) {
-      this.failStream(stream, this.malformed(stream, `${stream.receivedLength} bytes of DATA, but content-length ${stream.expectedLength}`), PROTOCOL_ERROR);
+      this.failStream(stream, this.lengthMismatch(stream, `${stream.receivedLength} bytes of DATA before END_STREAM, but content-length ${stream.expectedLength}`), PROTOCOL_ERROR);
       return;
     }
     stream.phase = 'done';
@@ -806,6 +811,10 @@ export class H2Engine {
   private onRstStream(id: number, code: number): void {
     const stream = this.streamFor(id, 'RST_STREAM');
     if (stream === undefined) return;
+    // The peer ended the stream (END_STREAM) and we still hold bytes for a paused consumer: the
+    // response is complete. §8.1: "Clients MUST NOT discard responses as a result of receiving
+    // such a RST_STREAM" (NO_ERROR); any other code comes too late to cut what already ended.
+    if (stream.state === 'closed') return;
     stream.state = streamTransition(stream.state, 'recv-rst');
     this.onStreamClosed(stream);
     if (stream.settled) return;
@@ -820,7 +829,7 @@ export class H2Engine {
       // §8.7: REFUSED_STREAM means "the stream was closed prior to any processing".
       return new MuxpoolError('MUXPOOL_ERR_STREAM_REFUSED', `the server refused stream ${id} (REFUSED_STREAM)`, { maybeProcessed: false, wireCode: code, origin: 'remote' });
     }
-    if (stream.phase !== 'awaiting-headers' && (code === NO_ERROR || code === CANCEL)) {
+    if (stream.phase !== 'awaiting-headers' && code === NO_ERROR) {
       // A body is complete only with END_STREAM (§8.1): a reset before it cuts the body short.
       return new MuxpoolError('MUXPOOL_ERR_BODY_TRUNCATED', `the server reset stream ${id} with ${describeH2Error(code)} before the response body ended`, {
         maybeProcessed: true,
@@ -872,7 +881,7 @@ export class H2Engine {
     // §6.5.3: "Upon receiving a SETTINGS frame without the ACK flag, the recipient MUST ...
     // immediately emit a SETTINGS frame with the ACK flag set."
     this.queueAck(encodeSettingsAck());
-    this.limit = Math.max(0, Math.min(this.peerMaxStreams, this.options.maxStreams));
+    this.maxStreams = Math.max(0, Math.min(this.peerMaxStreams, this.options.maxStreams));
     if (this.state === 'connecting') {
       this.state = 'open';
       this.readyTimer?.cancel();
@@ -1041,17 +1050,30 @@ export class H2Engine {
     const wake = stream.wakePump;
     stream.wakePump = undefined;
     wake?.();
-    this.active--;
-    stream.view.active--;
-    if (this.active === 0 && this.state !== 'closed') this.socket.unref();
+    this.activeStreams--;
+    stream.view.activeStreams--;
+    if (this.activeStreams === 0 && this.state !== 'closed') this.socket.unref();
     // Coalesced views share the connection's streams: a slot freed by one may serve another.
     if (this.views.size > 1) for (const view of this.views) if (view !== stream.view) view.notifyCapacity();
-    if (this.state === 'draining' && this.active === 0) this.closeGracefully();
+    if (this.state === 'draining' && this.activeStreams === 0) this.closeGracefully();
   }
 
   private malformed(stream: EngineStream, message: string): MuxpoolError {
     // §8.1.1: a malformed response is a stream error of type PROTOCOL_ERROR.
     return new MuxpoolError('MUXPOOL_ERR_H2_PROTOCOL', `malformed HTTP/2 response on stream ${stream.id}: ${message} (the peer broke the rule)`, {
+      maybeProcessed: true,
+      wireCode: PROTOCOL_ERROR,
+      origin: 'remote',
+    });
+  }
+
+  /**
+   * §8.1.1: content-length that disagrees with the DATA makes the response malformed (a stream
+   * error PROTOCOL_ERROR on the wire). The caller hears it as every protocol says it: the body
+   * is not the one announced.
+   */
+  private lengthMismatch(stream: EngineStream, message: string): MuxpoolError {
+    return new MuxpoolError('MUXPOOL_ERR_BODY_TRUNCATED', `HTTP/2 response on stream ${stream.id}: ${message} (the peer broke the rule)`, {
       maybeProcessed: true,
       wireCode: PROTOCOL_ERROR,
       origin: 'remote',
@@ -1075,7 +1097,7 @@ export class H2Engine {
 
   private onReadTimer(): void {
     this.readTimer = undefined;
-    if (this.active === 0 || this.state === 'closed') return;
+    if (this.activeStreams === 0 || this.state === 'closed') return;
     const now = this.options.clock.now();
     const limit = this.options.readTimeoutMs;
     let next = limit;
@@ -1100,7 +1122,7 @@ export class H2Engine {
         next = Math.min(next, limit - idle);
       }
     }
-    if (this.active > 0 && !this.isClosed()) this.armReadTimer(next);
+    if (this.activeStreams > 0 && !this.isClosed()) this.armReadTimer(next);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1114,7 +1136,7 @@ export class H2Engine {
 
   private onHealthTimer(): void {
     this.healthTimer = undefined;
-    if (this.active === 0 || this.state === 'closed') return;
+    if (this.activeStreams === 0 || this.state === 'closed') return;
     if (this.options.clock.now() - this.lastActivity >= this.options.pingIntervalMs) this.ping();
     this.armHealthTimer();
   }
@@ -1224,6 +1246,8 @@ export class H2Engine {
   }
 
   private onTransportClose(): void {
+    this.lingerTimer?.cancel();
+    this.lingerTimer = undefined;
     this.markClosed(
       this.closeError ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `HTTP/2 connection ${this.id} closed`, { maybeProcessed: true }),
     );
@@ -1256,7 +1280,7 @@ export class H2Engine {
     if (!socket.destroyed) {
       if (!socket.writableEnded) socket.destroy();
       // Ending (GOAWAY on its way): closes once written; a peer that never reads it is cut off.
-      else this.options.clock.setTimer(() => socket.destroy(), 1000);
+      else this.lingerTimer = this.options.clock.setTimer(() => socket.destroy(), 1000);
     }
     this.options.onClose?.(this);
     const views = [...this.views];
@@ -1325,7 +1349,7 @@ export class H2Engine {
     if (this.state === 'closed' || this.state === 'draining') return;
     this.state = 'draining';
     for (const view of this.views) view.onEngineDraining();
-    if (this.active === 0) this.closeGracefully();
+    if (this.activeStreams === 0) this.closeGracefully();
   }
 
   /** A view is gone; the connection goes when its last view does. */
