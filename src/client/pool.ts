@@ -49,7 +49,7 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   connectTimeoutMs?: number;
   /** A request fails when the peer sends nothing for this long while a response is due. Default 300 000. */
   readTimeoutMs?: number;
-  /** Retire idle HTTP/1.1 sockets this long before the server's Keep-Alive timeout. Default 1 000. */
+  /** Retire idle HTTP/1.1 sockets this long before the server's Keep-Alive timeout, and idle HTTP/3 connections this long before the agreed QUIC idle timeout. Default 1 000. */
   keepAliveMarginMs?: number;
   /** Response header section limits. Defaults 16 384 bytes and 128 fields. */
   maxHeaderBytes?: number;
@@ -72,7 +72,7 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   coalesce?: boolean;
   /** Name resolution for every dial (default: the system's, as `dns.lookup`). */
   resolver?: Resolver;
-  /** QUIC idle timeout we advertise (HTTP/3). Default 30 000. */
+  /** QUIC idle timeout we advertise (HTTP/3); the server's applies when smaller (RFC 9000 §10.1). Default 30 000. */
   quicIdleTimeoutMs?: number;
   /**
    * With `HttpVersion.Http3`, the QUIC handshake gets this long before the request falls back to

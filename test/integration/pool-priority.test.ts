@@ -288,7 +288,12 @@ test('overflowWaitMs 0 dials at once; HTTP/1.1 never waits for a busy connection
 
 test('overflowWaitMs is validated like the other limits', async () => {
   assert.throws(() => new ConnectionPool({ overflowWaitMs: -1 }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
-  assert.throws(() => new ConnectionPool({ overflowWaitMs: 1.5 }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
+  assert.throws(() => new ConnectionPool({ overflowWaitMs: 2 ** 31 }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
+  assert.throws(() => new ConnectionPool({ overflowWaitMs: Number.NaN }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
+  // Like every duration: Infinity means no limit (never overflow).
+  const never = new ConnectionPool({ overflowWaitMs: Infinity });
+  assert.equal(never.overflowWaitMs, Infinity);
+  await never.close();
   const pool = new ConnectionPool({ overflowWaitMs: 0 });
   assert.equal(pool.overflowWaitMs, 0);
   await pool.close();
