@@ -9,7 +9,6 @@
  *  - draining: GOAWAY received or `drain()` called: open streams finish, then we close;
  *  - closed: the QUIC connection is closing or gone; every stream has ended.
  */
-import { STATUS_CODES } from 'node:http';
 import type { Clock } from '../../core/clock.js';
 import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
@@ -52,6 +51,7 @@ import {
 } from './frames.js';
 import { fieldSectionSize, fromH3ResponseFields, toH3RequestFields } from './message.js';
 import { encodeFieldSection } from './qpack.js';
+import { standardStatusText } from '../fields.js';
 import {
   type BodySink,
   ReadDeadlines,
@@ -606,7 +606,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       if (!/^\d{1,15}$/.test(length)) throw this.malformed(`invalid content-length ${JSON.stringify(length)}`);
       stream.expectedLength = Number(length);
     }
-    stream.handler.onResponse(head.status, head.headers, STATUS_CODES[head.status] ?? '');
+    stream.handler.onResponse(head.status, head.headers, standardStatusText(head.status));
   }
 
   private malformed(message: string): MuxpoolError {
