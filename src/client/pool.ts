@@ -117,7 +117,8 @@ export interface PoolEventMap {
   drain: [origin: URL];
 }
 
-type DispatchFunction = (options: DispatchOptions, handler: DispatchHandler) => boolean;
+/** undici's `dispatch(options, handler)`, as interceptors take and return it. */
+export type DispatchFunction = (options: DispatchOptions, handler: DispatchHandler) => boolean;
 /** An undici interceptor: takes a dispatch function, returns one that wraps it. */
 export type DispatchInterceptor = (dispatch: DispatchFunction) => DispatchFunction;
 
