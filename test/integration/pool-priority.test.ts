@@ -9,18 +9,13 @@ import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, type RequestOptions } from '../../src/index.js';
-import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { respondText, startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpServer } from '../helpers/servers.js';
 import { ManualClock, statsNow } from '../../src/testing.js';
+import { certs } from '../helpers/certs.js';
 
-let certsPromise: Promise<GeneratedCertificates> | undefined;
-function certs(): Promise<GeneratedCertificates> {
-  certsPromise ??= generateCertificates();
-  return certsPromise;
-}
 
 /** A failed assertion must not leave sockets open: the test file would never exit. */
 function cleanUpAfter(t: TestContext, pool: ConnectionPool, server: { close(): Promise<void> }): void {
