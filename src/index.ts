@@ -16,7 +16,7 @@ export type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHa
 export type { AcquireOptions, CleanupTask, PoolCoreOptions } from './pool/pool.js';
 export type { ConnectionSnapshot, PoolStats } from './client/stats.js';
 export { ConnectionPool, getDefaultPool, request } from './client/pool.js';
-export type { ConnectionPoolOptions, DispatchInterceptor, HttpPoolEntry, PoolEventMap, RequestOptions } from './client/pool.js';
+export type { ConnectionPoolOptions, DispatchFunction, DispatchInterceptor, HttpPoolEntry, PoolEventMap, RequestOptions } from './client/pool.js';
 export type { DispatchController, DispatchHandler, DispatchOptions } from './client/dispatcher.js';
 export type { DispatchBody, DispatchResponseData, ResponseStartData, StreamResult } from './client/dispatcher-api.js';
 export type { RequestPriority } from './pool/waiter.js';

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
 import { durationOption } from '../core/durations.js';
+import { countOption } from '../core/options.js';
 import { MuxpoolError } from '../errors.js';
 import type { PoolEntry } from '../pool/entry.js';
 import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
@@ -49,7 +50,7 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   connectTimeoutMs?: number;
   /** A request fails when the peer sends nothing for this long while a response is due. Default 300 000. */
   readTimeoutMs?: number;
-  /** Retire idle HTTP/1.1 sockets this long before the server's Keep-Alive timeout. Default 1 000. */
+  /** Retire idle HTTP/1.1 sockets this long before the server's Keep-Alive timeout, and idle HTTP/3 connections this long before the agreed QUIC idle timeout. Default 1 000. */
   keepAliveMarginMs?: number;
   /** Response header section limits. Defaults 16 384 bytes and 128 fields. */
   maxHeaderBytes?: number;
@@ -72,7 +73,7 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   coalesce?: boolean;
   /** Name resolution for every dial (default: the system's, as `dns.lookup`). */
   resolver?: Resolver;
-  /** QUIC idle timeout we advertise (HTTP/3). Default 30 000. */
+  /** QUIC idle timeout we advertise (HTTP/3); the server's applies when smaller (RFC 9000 §10.1). Default 30 000. */
   quicIdleTimeoutMs?: number;
   /**
    * With `HttpVersion.Http3`, the QUIC handshake gets this long before the request falls back to
@@ -117,7 +118,8 @@ export interface PoolEventMap {
   drain: [origin: URL];
 }
 
-type DispatchFunction = (options: DispatchOptions, handler: DispatchHandler) => boolean;
+/** undici's `dispatch(options, handler)`, as interceptors take and return it. */
+export type DispatchFunction = (options: DispatchOptions, handler: DispatchHandler) => boolean;
 /** An undici interceptor: takes a dispatch function, returns one that wraps it. */
 export type DispatchInterceptor = (dispatch: DispatchFunction) => DispatchFunction;
 
@@ -155,21 +157,6 @@ export interface RequestOptions {
 
 const MAX_CACHED_KEYS = 1024;
 const MAX_CACHED_URLS = 256;
-
-function option(name: string, value: number | undefined, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || Number.isNaN(value) || value < min) {
-    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `${name} must be a number ≥ ${min}, got ${String(value)}`);
-  }
-  return value;
-}
-
-function integerOption(name: string, value: number, min: number): number {
-  if (!Number.isInteger(value) || value < min) {
-    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `${name} must be an integer ≥ ${min}, got ${String(value)}`);
-  }
-  return value;
-}
 
 /** Failures that a retry cannot fix or that the caller asked for. */
 const NEVER_RETRIED = new Set<string>([
@@ -307,20 +294,20 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     this.plans = dialPlans(facts);
     this.store = store;
     this.tls = options.tls;
-    this.maxRetries = option('maxRetries', options.maxRetries, 1, 0);
+    this.maxRetries = countOption('maxRetries', options.maxRetries, 1, 0);
     this.transports = new DefaultConnector({
       clock,
       connectTimeoutMs: durationOption('connectTimeoutMs', options.connectTimeoutMs, 10_000, { min: 1, allowInfinity: true }),
       readTimeoutMs: durationOption('readTimeoutMs', options.readTimeoutMs, 300_000, { min: 1, allowInfinity: true }),
       keepAliveMarginMs: durationOption('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, { min: 0 }),
-      maxHeaderBytes: option('maxHeaderBytes', options.maxHeaderBytes, 16_384, 256),
-      maxHeaderCount: option('maxHeaderCount', options.maxHeaderCount, 128, 1),
+      maxHeaderBytes: countOption('maxHeaderBytes', options.maxHeaderBytes, 16_384, 256),
+      maxHeaderCount: countOption('maxHeaderCount', options.maxHeaderCount, 128, 1),
       maxStreams: options.maxStreams ?? 100,
       pingIntervalMs: durationOption('pingIntervalMs', options.pingIntervalMs, 15_000, { min: 0, allowInfinity: true }),
       pingTimeoutMs: durationOption('pingTimeoutMs', options.pingTimeoutMs, 5_000, { min: 1, allowInfinity: true }),
       coalesce: options.coalesce !== false,
       tls: options.tls,
-      tlsSessionCacheSize: option('tlsSessionCacheSize', options.tlsSessionCacheSize, 256, 0),
+      tlsSessionCacheSize: countOption('tlsSessionCacheSize', options.tlsSessionCacheSize, 256, 0),
       resolver: options.resolver,
       quicIdleTimeoutMs: durationOption('quicIdleTimeoutMs', options.quicIdleTimeoutMs, 30_000, { min: 1 }),
       quicHandshakeTimeoutMs: durationOption('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, { min: 1 }),
@@ -707,7 +694,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private async fetchResponse(input: string | URL, options: RequestOptions): Promise<Response> {
     const url = typeof input === 'string' ? this.parsedUrl(input) : parseUrl(input);
     const redirect = redirectModeOf(options.redirect);
-    const maxRedirects = options.maxRedirects === undefined ? 20 : integerOption('maxRedirects', options.maxRedirects, 0);
+    const maxRedirects = countOption('maxRedirects', options.maxRedirects, 20, 0);
     const decompress = options.decompress !== false;
     let prepared = prepareRequest(url, options.method, options.headers, options.body, decompress ? ACCEPT_ENCODING : undefined);
     const control = this.controlFor(options);

@@ -39,6 +39,7 @@ export class Response {
   private readonly decoders: readonly Decoder[] | undefined;
   private bodyStream: Readable | undefined;
 
+  /** @internal Responses come from `request()`. */
   constructor(exchange: Exchange, url: string, attempts: number, redirected = false, decoders?: readonly Decoder[]) {
     const head = exchange.head;
     if (head === undefined) throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'response built before its head arrived');

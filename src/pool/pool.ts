@@ -7,6 +7,7 @@
  */
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
 import { durationOption } from '../core/durations.js';
+import { countOption } from '../core/options.js';
 import { MuxpoolError } from '../errors.js';
 import type { Demand, Dialer } from './demand.js';
 import { PoolEntry } from './entry.js';
@@ -114,17 +115,6 @@ class Bucket<C extends Poolable, D extends Demand<C>> {
 
 const NONE_EXHAUSTED: readonly never[] = [];
 
-export function positiveIntegerOption(name: string, value: number | undefined, fallback: number, allowZero = false): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(Number.isInteger(value) || value === Infinity) || value < (allowZero ? 0 : 1)) {
-    throw new MuxpoolError(
-      'MUXPOOL_ERR_INVALID_ARGUMENT',
-      `${name} must be an integer ≥ ${allowZero ? 0 : 1}, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
 export class PoolCore<C extends Poolable, D extends Demand<C>> {
   readonly maxIdleMs: number;
   readonly maxPerHost: number;
@@ -150,10 +140,10 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
     this.memory = memory;
     this.events = events;
     this.maxIdleMs = durationOption('maxIdleMs', options.maxIdleMs, 30_000, { min: 0, allowInfinity: true });
-    this.maxPerHost = positiveIntegerOption('maxPerHost', options.maxPerHost, 6, true);
-    this.maxStreams = positiveIntegerOption('maxStreams', options.maxStreams, 100);
+    this.maxPerHost = countOption('maxPerHost', options.maxPerHost, 6, 0, true);
+    this.maxStreams = countOption('maxStreams', options.maxStreams, 100, 1, true);
     this.acquireTimeoutMs = durationOption('acquireTimeoutMs', options.acquireTimeoutMs, 30_000, { min: 1, allowInfinity: true });
-    this.maxWaiters = positiveIntegerOption('maxWaiters', options.maxWaiters, 10_000, true);
+    this.maxWaiters = countOption('maxWaiters', options.maxWaiters, 10_000, 0, true);
     this.overflowWaitMs = durationOption('overflowWaitMs', options.overflowWaitMs, 50, { min: 0, allowInfinity: true });
     this.autoCleanup = options.autoCleanup !== false;
     this.clock = options.clock ?? systemClock;
@@ -374,7 +364,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
 
   /** Runs `cleanup()` every `intervalMs` until `stop()`; never keeps the process alive. */
   spawnCleanupTask(intervalMs: number): CleanupTask {
-    positiveIntegerOption('intervalMs', intervalMs, 1);
+    durationOption('intervalMs', intervalMs, 1, { min: 1 });
     let timer: Timer | undefined;
     let stopped = false;
     const tick = (): void => {

@@ -3,6 +3,7 @@
  * Everything a user passes is checked here before a byte goes on the wire: a CR or LF in a
  * field would let the caller (or whoever controls the value) inject headers or requests.
  */
+import { STATUS_CODES } from 'node:http';
 import { MuxpoolError } from '../errors.js';
 
 /** tchar (RFC 9110 §5.6.2): `!#$%&'*+-.^_`|~`, digits, letters. */
@@ -156,4 +157,13 @@ export function multiplexedRequestFields(fields: readonly string[], contentLengt
   }
   if (contentLength !== null && contentLength !== undefined) out.push('content-length', String(contentLength));
   return out;
+}
+
+/**
+ * The status text HTTP/2 and HTTP/3 responses report: they carry no reason phrase (RFC 9113
+ * §8.3.2, RFC 9114 §4.3.2), so both give the standard one (`OK` for 200), as HTTP/1.1 servers
+ * nearly always send; HTTP/1.1 reports the phrase its server sent.
+ */
+export function standardStatusText(status: number): string {
+  return STATUS_CODES[status] ?? '';
 }

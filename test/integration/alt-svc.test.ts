@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, MemoryOriginStore } from '../../src/index.js';
-import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { H3Server } from '../../src/server/h3.js';
 import { startCaddy } from '../helpers/caddy.js';
@@ -15,12 +14,9 @@ import { respondText, startH2Server } from '../helpers/h2.js';
 import { recordChannel } from '../helpers/diagnostics.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startUdpBlackHole } from '../helpers/udp-proxy.js';
+import { generateCertificates } from '../../src/server/certs.js';
+import { certs } from '../helpers/certs.js';
 
-let certsPromise: Promise<GeneratedCertificates> | undefined;
-function certs(): Promise<GeneratedCertificates> {
-  certsPromise ??= generateCertificates();
-  return certsPromise;
-}
 
 /** Polls (bounded: 200 × 10 ms) until `done` holds. */
 async function until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {

@@ -12,25 +12,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { connectQuic } from '../../src/quic/index.js';
-import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { H3Server, type H3RequestHandler } from '../../src/server/h3.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { RecordingHandler, quicCerts, startQuicServer } from '../helpers/quic.js';
+import { certs, startH3 } from '../helpers/certs.js';
 
-let certsPromise: Promise<GeneratedCertificates> | undefined;
-function certs(): Promise<GeneratedCertificates> {
-  certsPromise ??= generateCertificates();
-  return certsPromise;
-}
 
 const MiB = 1024 * 1024;
 const H3 = { version: HttpVersion.Http3Only } as const;
-
-async function startH3(handler: H3RequestHandler, options: { idleTimeoutMs?: number } = {}): Promise<{ server: H3Server; url: string }> {
-  const c = await certs();
-  const server = await H3Server.listen({ cert: c.leafCert, key: c.leafKey, handler, ...options });
-  return { server, url: `https://localhost:${server.port}` };
-}
 
 /** `/bytes/N`: N bytes; anything else a short text. */
 const bytesHandler: H3RequestHandler = (req, res) => {

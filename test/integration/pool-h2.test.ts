@@ -6,16 +6,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, type PoolEntry, PoolKey } from '../../src/index.js';
-import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { type H2ServerOptions, type StreamListener, respondText, startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
+import { certs } from '../helpers/certs.js';
 
-let certsPromise: Promise<GeneratedCertificates> | undefined;
-function certs(): Promise<GeneratedCertificates> {
-  certsPromise ??= generateCertificates();
-  return certsPromise;
-}
 
 const hello: StreamListener = (stream, headers) => respondText(stream, String(headers[':path']));
 

@@ -9,18 +9,13 @@ import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, type RequestOptions } from '../../src/index.js';
-import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { respondText, startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpServer } from '../helpers/servers.js';
 import { ManualClock, statsNow } from '../../src/testing.js';
+import { certs } from '../helpers/certs.js';
 
-let certsPromise: Promise<GeneratedCertificates> | undefined;
-function certs(): Promise<GeneratedCertificates> {
-  certsPromise ??= generateCertificates();
-  return certsPromise;
-}
 
 /** A failed assertion must not leave sockets open: the test file would never exit. */
 function cleanUpAfter(t: TestContext, pool: ConnectionPool, server: { close(): Promise<void> }): void {
@@ -288,7 +283,12 @@ test('overflowWaitMs 0 dials at once; HTTP/1.1 never waits for a busy connection
 
 test('overflowWaitMs is validated like the other limits', async () => {
   assert.throws(() => new ConnectionPool({ overflowWaitMs: -1 }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
-  assert.throws(() => new ConnectionPool({ overflowWaitMs: 1.5 }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
+  assert.throws(() => new ConnectionPool({ overflowWaitMs: 2 ** 31 }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
+  assert.throws(() => new ConnectionPool({ overflowWaitMs: Number.NaN }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
+  // Like every duration: Infinity means no limit (never overflow).
+  const never = new ConnectionPool({ overflowWaitMs: Infinity });
+  assert.equal(never.overflowWaitMs, Infinity);
+  await never.close();
   const pool = new ConnectionPool({ overflowWaitMs: 0 });
   assert.equal(pool.overflowWaitMs, 0);
   await pool.close();

@@ -13,17 +13,12 @@ import type net from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, type Resolver } from '../../src/index.js';
-import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { H3Server } from '../../src/server/h3.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { startRawServer } from '../helpers/servers.js';
 import { leakCheck } from '../helpers/leaks.js';
+import { certs } from '../helpers/certs.js';
 
-let certsPromise: Promise<GeneratedCertificates> | undefined;
-function certs(): Promise<GeneratedCertificates> {
-  certsPromise ??= generateCertificates();
-  return certsPromise;
-}
 
 const loopback: Resolver = async () => [{ address: '127.0.0.1', family: 4 }];
 

@@ -217,6 +217,7 @@ test('decompression and redirects over HTTP/2 and HTTP/3 too (the embedded serve
     for (const version of [HttpVersion.Http2, HttpVersion.Http3Only]) {
       const res = await pool.request(`${embedded.httpsUrl}/gzip/100000`, { version });
       assert.equal(res.headers['content-encoding'], 'gzip');
+      assert.equal(res.statusText, 'OK', 'HTTP/2 and HTTP/3 report the standard status text, as HTTP/1.1 servers send it');
       const body = await res.bytes();
       assert.equal(body.length, 100_000, version);
       assert.ok(body.every((b) => b === 120));

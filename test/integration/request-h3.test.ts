@@ -8,27 +8,16 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
-import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { H3Server, type H3RequestHandler } from '../../src/server/h3.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { respondText, startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
+import { certs, startH3 } from '../helpers/certs.js';
 
-let certsPromise: Promise<GeneratedCertificates> | undefined;
-function certs(): Promise<GeneratedCertificates> {
-  certsPromise ??= generateCertificates();
-  return certsPromise;
-}
 
 const MiB = 1024 * 1024;
 const H3 = { version: HttpVersion.Http3Only } as const;
-
-async function startH3(handler: H3RequestHandler, options: { maxConcurrentStreams?: number } = {}): Promise<{ server: H3Server; url: string }> {
-  const c = await certs();
-  const server = await H3Server.listen({ cert: c.leafCert, key: c.leafKey, handler, ...options });
-  return { server, url: `https://localhost:${server.port}` };
-}
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');

@@ -11,16 +11,12 @@ import type { TLSSocket } from 'node:tls';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConnectionPool } from '../../src/index.js';
-import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpsServer } from '../helpers/servers.js';
+import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
+import { certs } from '../helpers/certs.js';
 
-let certsPromise: Promise<GeneratedCertificates> | undefined;
-function certs(): Promise<GeneratedCertificates> {
-  certsPromise ??= generateCertificates();
-  return certsPromise;
-}
 
 async function helloServer(c: GeneratedCertificates, host = '127.0.0.1') {
   const reused: boolean[] = [];

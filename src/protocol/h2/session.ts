@@ -38,6 +38,7 @@ import {
 } from '../stream-support.js';
 import { H2Connection } from './connection.js';
 import { type HeaderLimits, fromH2ResponseHeaders, toH2RequestHeaders } from './headers.js';
+import { standardStatusText } from '../fields.js';
 
 const {
   NGHTTP2_CANCEL,
@@ -478,7 +479,8 @@ export class H2Session {
     if (typeof length === 'string' && /^\d{1,15}$/.test(length)) stream.declaredBytes = Number(length);
     // END_STREAM may have been seen already: node delivers the head a tick after the frames.
     if (stream.state !== 'ended') stream.to(endStream ? 'ended' : afterHead(stream.state));
-    stream.handler.onResponse(Number(raw[HTTP2_HEADER_STATUS]), headers, '');
+    const status = Number(raw[HTTP2_HEADER_STATUS]);
+    stream.handler.onResponse(status, headers, standardStatusText(status));
   }
 
   /** An interim (1xx) response: nothing for the handler, but bounded (RFC 9110 §15.2). */

@@ -9,7 +9,6 @@
  *  - draining: GOAWAY received or `drain()` called: open streams finish, then we close;
  *  - closed: the QUIC connection is closing or gone; every stream has ended.
  */
-import { STATUS_CODES } from 'node:http';
 import type { Clock } from '../../core/clock.js';
 import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
@@ -52,6 +51,7 @@ import {
 } from './frames.js';
 import { fieldSectionSize, fromH3ResponseFields, toH3RequestFields } from './message.js';
 import { encodeFieldSection } from './qpack.js';
+import { standardStatusText } from '../fields.js';
 import {
   type BodySink,
   ReadDeadlines,
@@ -196,7 +196,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   readonly remoteAddress: string;
   requestCount = 0;
 
-  private current: ConnectionState = 'open';
+  private connectionState: ConnectionState = 'open';
   private readonly options: H3ConnectionOptions;
   private observer: ConnectionObserver | undefined;
   private readonly streams = new Map<number, H3RequestStream>();
@@ -244,12 +244,12 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   // Connection
 
   get state(): ConnectionState {
-    return this.current;
+    return this.connectionState;
   }
 
   /** Streams open now plus the ones the peer still grants (MAX_STREAMS), capped by ours. */
   get maxStreams(): number {
-    if (this.current !== 'open') return this.streams.size + this.held.length;
+    if (this.connectionState !== 'open') return this.streams.size + this.held.length;
     return Math.min(this.options.maxStreams, this.peakStreams);
   }
 
@@ -285,13 +285,13 @@ export class H3Connection implements Connection, QuicConnectionHandler {
 
   isUsable(): boolean {
     const quic = this.quic.state;
-    return this.current === 'open' && (quic === 'established' || quic === 'handshaking');
+    return this.connectionState === 'open' && (quic === 'established' || quic === 'handshaking');
   }
 
   openStream(head: RequestHead, body: RequestBody, handler: StreamHandler): RequestStream {
     const now = this.options.clock.now();
     const stream = new H3RequestStream(this, handler, head.method, this.options.maxHeaderBytes, now);
-    if (this.current !== 'open') {
+    if (this.connectionState !== 'open') {
       stream.to('closed');
       handler.onError(this.notProcessed(`connection ${this.id} takes no new streams`, 'MUXPOOL_ERR_CONNECTION_CLOSED'));
       return stream;
@@ -334,7 +334,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
 
   /** Starts held requests that may go now, keeping the order of the rest. */
   private startHeld(): void {
-    if (this.held.length === 0 || this.current === 'closed') return;
+    if (this.held.length === 0 || this.connectionState === 'closed') return;
     // In place, in order: starting one may call back into the pool (a failure releases its
     // slot), which may open or cancel streams or close the connection meanwhile.
     let i = 0;
@@ -393,13 +393,13 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   }
 
   drain(): void {
-    if (this.current !== 'open') return;
-    this.current = 'draining';
+    if (this.connectionState !== 'open') return;
+    this.connectionState = 'draining';
     if (this.streams.size === 0 && this.held.length === 0) this.closeGracefully();
   }
 
   destroy(err?: MuxpoolError): void {
-    if (this.current === 'closed') return;
+    if (this.connectionState === 'closed') return;
     const error = err ?? new MuxpoolError('MUXPOOL_ERR_CONNECTION_CLOSED', `connection ${this.id} was closed`, { maybeProcessed: true });
     this.markClosed(error);
     this.quic.destroy(err);
@@ -514,12 +514,12 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       stream.to('closed');
       this.held = this.held.filter((entry) => entry.stream !== stream);
       this.quic.holdProcess(this.held.length > 0);
-      if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
+      if (this.streams.size === 0 && this.held.length === 0 && this.connectionState === 'draining') this.closeGracefully();
       reason.maybeProcessed = false;
       stream.handler.onError(reason);
       return;
     }
-    if (this.current !== 'closed') {
+    if (this.connectionState !== 'closed') {
       if (isSending(stream.state) || stream.state === 'trailers') this.quic.resetStream(stream.id, wireCode);
       this.quic.stopSending(stream.id, wireCode);
     }
@@ -534,7 +534,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     wakeWriter(stream);
     this.streams.delete(stream.id);
     this.lastActivityAt = this.options.clock.now();
-    if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
+    if (this.streams.size === 0 && this.held.length === 0 && this.connectionState === 'draining') this.closeGracefully();
   }
 
   private onResponseBytes(stream: H3RequestStream, chunk: Uint8Array, fin: boolean): void {
@@ -606,7 +606,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       if (!/^\d{1,15}$/.test(length)) throw this.malformed(`invalid content-length ${JSON.stringify(length)}`);
       stream.expectedLength = Number(length);
     }
-    stream.handler.onResponse(head.status, head.headers, STATUS_CODES[head.status] ?? '');
+    stream.handler.onResponse(head.status, head.headers, standardStatusText(head.status));
   }
 
   private malformed(message: string): MuxpoolError {
@@ -679,7 +679,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       record.typeReader = undefined;
       bytes = read.rest;
       this.classifyPeerStream(id, record, read.type);
-      if (this.current === 'closed') return;
+      if (this.connectionState === 'closed') return;
     }
     try {
       switch (record.kind) {
@@ -774,7 +774,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     if (id % 4 !== 0) throw this.peerError(H3_ID_ERROR, `GOAWAY id ${id} is not a client-initiated bidirectional stream`);
     this.goawayId = this.goawayId === undefined ? id : Math.min(this.goawayId, id);
     if (channels.goaway.hasSubscribers) channels.goaway.publish({ connectionId: this.id, protocol: 'h3', lastStreamId: id });
-    if (this.current === 'open') this.current = 'draining';
+    if (this.connectionState === 'open') this.connectionState = 'draining';
     for (const stream of [...this.streams.values()]) {
       if (stream.id >= this.goawayId) {
         this.cancelStream(
@@ -789,7 +789,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       this.cancelStream(stream, this.notProcessed(`connection ${this.id} received GOAWAY before the request was sent`, 'MUXPOOL_ERR_GOAWAY'), H3_REQUEST_CANCELLED);
     }
     this.observer?.onCapacityChange(this);
-    if (this.streams.size === 0 && this.held.length === 0 && this.current === 'draining') this.closeGracefully();
+    if (this.streams.size === 0 && this.held.length === 0 && this.connectionState === 'draining') this.closeGracefully();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -858,7 +858,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
     const now = this.streams.size + peerStreamsLeftBidi;
     if (now <= this.peakStreams) return;
     this.peakStreams = now;
-    if (this.current === 'open') this.observer?.onCapacityChange(this);
+    if (this.connectionState === 'open') this.observer?.onCapacityChange(this);
   }
 
   onClose(info: QuicCloseInfo): void {
@@ -910,7 +910,7 @@ export class H3Connection implements Connection, QuicConnectionHandler {
 
   /** The peer broke the protocol: close the connection with its wire code, fail every stream. */
   private connectionError(err: unknown): void {
-    if (this.current === 'closed') return;
+    if (this.connectionState === 'closed') return;
     const error =
       err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'HTTP/3 connection handling failed', { cause: err });
     this.markClosed(error);
@@ -918,15 +918,15 @@ export class H3Connection implements Connection, QuicConnectionHandler {
   }
 
   private closeGracefully(): void {
-    if (this.current === 'closed') return;
+    if (this.connectionState === 'closed') return;
     this.markClosed(undefined);
     void this.quic.close(H3_NO_ERROR);
   }
 
   /** Fails every open stream (with a not-processed flag where GOAWAY proves it) and tells the pool. */
   private markClosed(err: MuxpoolError | undefined): void {
-    if (this.current === 'closed') return;
-    this.current = 'closed';
+    if (this.connectionState === 'closed') return;
+    this.connectionState = 'closed';
     this.closeError = err;
     this.deadlines.stop();
     // Each stream its own error (cause: the shared one): the client sets `attempts` on it.
