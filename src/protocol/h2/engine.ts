@@ -22,7 +22,7 @@ import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
 import { bodyFailure, checkedBody } from '../body.js';
 import { checkInterimBudget } from '../stream-support.js';
-import { isConnectionSpecific, multiplexedRequestFields } from '../fields.js';
+import { isConnectionSpecific, multiplexedRequestFields, standardStatusText } from '../fields.js';
 import type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import {
   CANCEL,
@@ -764,7 +764,7 @@ export class H2Engine {
       if (!stream.isHead && status !== 304 && status !== 204) stream.expectedLength = Number(contentLength);
     }
     stream.phase = 'body';
-    stream.handler.onResponse(status, headers, '');
+    stream.handler.onResponse(status, headers, standardStatusText(status));
     if (stream.settled) return;
     if (endStream) this.completeStream(stream);
   }
