@@ -20,8 +20,7 @@ import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
-import { bodyFailure, checkedBody } from '../body.js';
-import { checkInterimBudget } from '../stream-support.js';
+import { type BodySink, ReadDeadlines, checkInterimBudget, pumpBody, readTimeoutError } from '../stream-support.js';
 import { isConnectionSpecific, multiplexedRequestFields, standardStatusText } from '../fields.js';
 import type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import {
@@ -129,7 +128,7 @@ export interface H2EngineOptions {
 type ResponsePhase = 'awaiting-headers' | 'body' | 'done';
 
 /** One request on the connection: the `RequestStream` its caller controls. */
-class EngineStream implements RequestStream {
+class EngineStream implements RequestStream, BodySink {
   readonly engine: H2Engine;
   readonly view: H2EngineView;
   readonly handler: StreamHandler;
@@ -165,8 +164,8 @@ class EngineStream implements RequestStream {
   /** The body pump waits for the user's iterator (not for the peer): no read timeout then. */
   awaitingSource = false;
   wakePump: (() => void) | undefined;
-  /** When the stream last moved (a frame in, DATA out): the read timeout's base. */
-  progressAt = 0;
+  /** When the stream last moved (a frame in, DATA out): the read deadline's base. */
+  lastActivityAt = 0;
 
   constructor(engine: H2Engine, view: H2EngineView, handler: StreamHandler, isHead: boolean, recvWindow: number, sendWindow: number) {
     this.engine = engine;
@@ -179,6 +178,33 @@ class EngineStream implements RequestStream {
 
   resume(): void {
     if (!this.settled && this.paused) this.engine.resumeStream(this);
+  }
+
+  // BodySink: the shared request-body pump (stream-support.ts) feeds a streamed body here.
+  get acceptsBody(): boolean {
+    return !this.settled && canSend(this.state) && !this.endQueued;
+  }
+
+  writeBody(chunk: Uint8Array): boolean {
+    this.engine.enqueueBody(this, chunk, false);
+    return this.outgoingBytes < STREAM_SEND_HIGH_WATER;
+  }
+
+  bodyDrained(): Promise<void> {
+    if (!this.acceptsBody || this.outgoingBytes < STREAM_SEND_HIGH_WATER) return Promise.resolve();
+    // Woken when the peer's credit (or the socket) lets the queue fall, or the stream ends.
+    return new Promise((resolve) => {
+      this.wakePump = resolve;
+    });
+  }
+
+  endBody(): void {
+    this.engine.enqueueBody(this, new Uint8Array(0), true);
+  }
+
+  failBody(err: MuxpoolError): void {
+    // Only this stream is lost; the connection carries on.
+    this.engine.failStream(this, err, CANCEL);
   }
 
   cancel(reason: MuxpoolError): void {
@@ -242,7 +268,8 @@ export class H2Engine {
   private pingInFlight: Uint8Array | undefined;
   private pingCounter = 0;
   private healthTimer: Timer | undefined;
-  private readTimer: Timer | undefined;
+  /** READ_TIMEOUT for every stream: one timer, shared logic with the other drivers. */
+  private readonly deadlines: ReadDeadlines<EngineStream>;
   private settingsAckTimer: Timer | undefined;
   private readyTimer: Timer | undefined;
   private readyResolve: ((view: H2EngineView) => void) | undefined;
@@ -272,6 +299,12 @@ export class H2Engine {
       maxHeaderBlockBytes: 2 * options.maxHeaderBytes + 1024,
     });
     this.decoder = new HpackDecoder();
+    this.deadlines = new ReadDeadlines<EngineStream>(
+      options.clock,
+      options.readTimeoutMs,
+      () => [...this.streams.values()],
+      (stream) => this.expireStream(stream),
+    );
   }
 
   /**
@@ -412,14 +445,14 @@ export class H2Engine {
     view.activeStreams++;
     this.requestCount++;
     this.streams.set(id, stream);
-    stream.progressAt = now;
+    stream.lastActivityAt = now;
     this.armHealthTimer();
-    if (this.readTimer === undefined) this.armReadTimer(this.options.readTimeoutMs);
+    this.deadlines.watch();
     if (!endStream) {
       if (body instanceof Uint8Array) {
         this.enqueueBody(stream, body, true);
       } else if (body !== null) {
-        void this.pumpBody(stream, body, head.contentLength ?? undefined);
+        void pumpBody(stream, body, head.contentLength ?? undefined, this.options.clock);
       }
     }
     // §5.1.1: "A client that is unable to establish a new stream identifier can establish a new
@@ -452,7 +485,7 @@ export class H2Engine {
   // ---------------------------------------------------------------------------------------
   // Sending request bodies (flow control, RFC 9113 §6.9)
 
-  private enqueueBody(stream: EngineStream, chunk: Uint8Array, last: boolean): void {
+  enqueueBody(stream: EngineStream, chunk: Uint8Array, last: boolean): void {
     if (chunk.byteLength > 0) {
       stream.outgoing.push(chunk);
       stream.outgoingBytes += chunk.byteLength;
@@ -488,7 +521,7 @@ export class H2Engine {
       this.connSendWindow -= chunk.byteLength;
       const end = stream.endQueued && stream.outgoingBytes === 0;
       this.queueData(stream.id, chunk, end);
-      stream.progressAt = this.options.clock.now();
+      stream.lastActivityAt = this.options.clock.now();
       if (end) stream.state = streamTransition(stream.state, 'send-end-stream');
     }
     if (stream.endQueued && canSend(stream.state)) {
@@ -503,32 +536,6 @@ export class H2Engine {
       wake();
     }
     if (stream.state === 'closed') this.onStreamClosed(stream);
-  }
-
-  private async pumpBody(stream: EngineStream, body: AsyncIterable<Uint8Array>, declaredLength: number | undefined): Promise<void> {
-    try {
-      stream.awaitingSource = true;
-      for await (const chunk of checkedBody(body, declaredLength)) {
-        stream.awaitingSource = false;
-        if (stream.settled || !canSend(stream.state)) return;
-        this.enqueueBody(stream, chunk, false);
-        if (stream.outgoingBytes >= STREAM_SEND_HIGH_WATER) {
-          // Backpressure: the peer's window (or the socket) decides when we read more.
-          await new Promise<void>((resolve) => {
-            stream.wakePump = resolve;
-          });
-          if (stream.settled || !canSend(stream.state)) return;
-        }
-        stream.awaitingSource = true;
-      }
-      stream.awaitingSource = false;
-      if (stream.settled || !canSend(stream.state)) return;
-      this.enqueueBody(stream, new Uint8Array(0), true);
-    } catch (err) {
-      stream.awaitingSource = false;
-      // Only this stream is lost; the connection carries on.
-      if (!stream.settled) this.failStream(stream, bodyFailure(err), CANCEL);
-    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -640,7 +647,7 @@ export class H2Engine {
     stream.recvWindow -= flowLength;
     // Padding is consumed at once; the data when the consumer takes it.
     stream.unackedBytes += flowLength - data.length;
-    stream.progressAt = this.lastActivity;
+    stream.lastActivityAt = this.lastActivity;
     if (stream.phase !== 'body') {
       // §8.1: DATA before the response's HEADERS, or after trailers, is malformed.
       this.failStream(stream, this.malformed(stream, stream.phase === 'done' ? 'DATA after the trailers' : 'DATA before the response header section'), PROTOCOL_ERROR);
@@ -692,7 +699,7 @@ export class H2Engine {
     const list = this.decoder.decode(block, this.options);
     const stream = this.streamFor(id, 'HEADERS');
     if (stream === undefined) return;
-    stream.progressAt = this.lastActivity;
+    stream.lastActivityAt = this.lastActivity;
     if (!canReceive(stream.state)) {
       this.failStream(stream, this.peerStreamError(STREAM_CLOSED, 'HEADERS after END_STREAM'), STREAM_CLOSED);
       return;
@@ -915,7 +922,7 @@ export class H2Engine {
     }
     stream.sendWindow += increment;
     if (stream.outgoingBytes > 0 || stream.endQueued) {
-      stream.progressAt = this.lastActivity;
+      stream.lastActivityAt = this.lastActivity;
       this.sendBody(stream);
     }
   }
@@ -1089,40 +1096,22 @@ export class H2Engine {
   }
 
   // ---------------------------------------------------------------------------------------
-  // Read timeouts: one timer per connection, re-armed for the stream nearest its deadline.
+  // Read deadlines (stream-support.ts): a stream that can neither send nor receive fails.
 
-  private armReadTimer(ms: number): void {
-    this.readTimer = this.options.clock.setTimer(() => this.onReadTimer(), Math.max(1, ms));
-  }
-
-  private onReadTimer(): void {
-    this.readTimer = undefined;
-    if (this.activeStreams === 0 || this.state === 'closed') return;
-    const now = this.options.clock.now();
+  private expireStream(stream: EngineStream): void {
+    if (stream.settled) return;
     const limit = this.options.readTimeoutMs;
-    let next = limit;
-    for (const stream of [...this.streams.values()]) {
-      // Waiting for the user (their body source, or their reading of ours) is not the peer's silence.
-      if (stream.settled || stream.awaitingSource || stream.paused) continue;
-      const idle = now - stream.progressAt;
-      if (idle >= limit) {
-        const sending = stream.outgoingBytes > 0 && canSend(stream.state);
-        this.failStream(
-          stream,
-          new MuxpoolError(
-            'MUXPOOL_ERR_READ_TIMEOUT',
-            sending
-              ? `HTTP/2 stream ${stream.id} could neither send (no flow-control credit from the peer) nor receive for ${limit} ms`
-              : `no data on HTTP/2 stream ${stream.id} for ${limit} ms`,
-            { maybeProcessed: true },
-          ),
-          CANCEL,
-        );
-      } else {
-        next = Math.min(next, limit - idle);
-      }
-    }
-    if (this.activeStreams > 0 && !this.isClosed()) this.armReadTimer(next);
+    const sending = stream.outgoingBytes > 0 && canSend(stream.state);
+    this.failStream(
+      stream,
+      readTimeoutError(
+        sending
+          ? `HTTP/2 stream ${stream.id} could neither send (no flow-control credit from the peer) nor receive for ${limit} ms`
+          : `no data on HTTP/2 stream ${stream.id} for ${limit} ms`,
+        true,
+      ),
+      CANCEL,
+    );
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1396,8 +1385,7 @@ export class H2Engine {
   private stopTimers(): void {
     this.healthTimer?.cancel();
     this.healthTimer = undefined;
-    this.readTimer?.cancel();
-    this.readTimer = undefined;
+    this.deadlines.stop();
     this.pingTimer?.cancel();
     this.pingTimer = undefined;
     this.readyTimer?.cancel();
