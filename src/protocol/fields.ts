@@ -51,6 +51,39 @@ export function validateHeaderValue(name: string, value: string): void {
   }
 }
 
+/**
+ * Received fields (responses and trailers, every protocol) are checked by the two functions
+ * below, so HTTP/1.1, HTTP/2 and HTTP/3 refuse the same things. Each returns why a field is
+ * malformed, or `undefined`; the caller raises its protocol's error.
+ *
+ * Names must be tokens (RFC 9110 §5.1, §5.6.2): never empty, no SP, colon, CR or LF. HTTP/2 and
+ * HTTP/3 also forbid upper-case letters (RFC 9113 §8.2.1, RFC 9114 §4.2: "a request or response
+ * containing uppercase characters in field names MUST be treated as malformed").
+ */
+export function receivedFieldNameProblem(name: string, lowerCaseOnly: boolean): string | undefined {
+  if (name.length === 0) return 'empty field name';
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] !== 1) return `invalid character 0x${c.toString(16).padStart(2, '0')} in field name ${JSON.stringify(name.slice(0, 60))}`;
+    if (lowerCaseOnly && c >= 0x41 && c <= 0x5a) return `field name ${JSON.stringify(name.slice(0, 60))} has uppercase characters`;
+  }
+  return undefined;
+}
+
+/** CR, LF or NUL anywhere in a received value: RFC 9110 §5.5, RFC 9113 §8.2.1, RFC 9114 §4.2. */
+const FORBIDDEN_IN_VALUE = /[\0\r\n]/;
+
+/**
+ * RFC 9110 §5.5: "a recipient of CR, LF, or NUL within a field value MUST either reject the
+ * message or replace each of those characters with SP"; we reject (nghttp2 and llhttp do too).
+ * Other controls and obs-text are let through, as the peers' own parsers do.
+ */
+export function receivedFieldValueProblem(name: string, value: string): string | undefined {
+  if (!FORBIDDEN_IN_VALUE.test(value)) return undefined;
+  const i = value.search(FORBIDDEN_IN_VALUE);
+  return `field ${JSON.stringify(name.slice(0, 60))} has an invalid character 0x${value.charCodeAt(i).toString(16).padStart(2, '0')} in its value`;
+}
+
 export type HeaderInputValue = string | number | readonly string[] | undefined;
 export type HeadersInput =
   | Record<string, HeaderInputValue>

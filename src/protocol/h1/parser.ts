@@ -7,7 +7,8 @@
  * Chunked bodies have sub-states for the size line, data, the CRLF after data, and trailers.
  */
 import { MuxpoolError, internalError } from '../../errors.js';
-import type { IncomingHeaders } from '../message.js';
+import { type IncomingHeaders, emptyHeaders } from '../message.js';
+import { receivedFieldNameProblem, receivedFieldValueProblem } from '../fields.js';
 
 export interface ResponseHead {
   status: number;
@@ -55,13 +56,6 @@ function parseError(message: string): MuxpoolError {
   return new MuxpoolError('MUXPOOL_ERR_H1_PARSE', message, { origin: 'remote' });
 }
 
-/** tchar lookup (RFC 9110 §5.6.2) for field names. */
-const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
-for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
-for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
-
 /** Raw field name → lower-case name, for names already seen valid. */
 const nameCache = new Map<string, string>();
 const MAX_CACHED_NAMES = 512;
@@ -69,13 +63,10 @@ const MAX_CACHED_NAMES = 512;
 function fieldName(raw: string): string {
   const cached = nameCache.get(raw);
   if (cached !== undefined) return cached;
-  if (raw.length === 0) throw parseError('empty header name');
-  for (let i = 0; i < raw.length; i++) {
-    if (TCHAR[raw.charCodeAt(i)] !== 1) {
-      // RFC 9112 §5.1: no whitespace between field name and colon; names are tokens.
-      throw parseError(`invalid header name ${JSON.stringify(raw.slice(0, 40))}`);
-    }
-  }
+  // RFC 9112 §5.1: no whitespace between field name and colon; names are tokens (checked in
+  // fields.ts, where HTTP/2 and HTTP/3 check theirs). HTTP/1.1 names are case-insensitive.
+  const problem = receivedFieldNameProblem(raw, false);
+  if (problem !== undefined) throw parseError(problem);
   const lower = raw.toLowerCase();
   if (nameCache.size < MAX_CACHED_NAMES) nameCache.set(raw, lower);
   return lower;
@@ -94,7 +85,7 @@ function trimOws(value: string): string {
  * repeats are joined with ", " (RFC 9110 §5.3).
  */
 function parseFields(lines: string[], from: number, maxCount: number, section: string): IncomingHeaders {
-  const fields: IncomingHeaders = {};
+  const fields = emptyHeaders();
   if (lines.length - from > maxCount) {
     throw new MuxpoolError('MUXPOOL_ERR_HEADERS_TOO_LARGE', `${section} has more than ${maxCount} fields`, { origin: 'remote' });
   }
@@ -109,8 +100,8 @@ function parseFields(lines: string[], from: number, maxCount: number, section: s
     if (colon <= 0) throw parseError(`malformed line in the ${section}: ${JSON.stringify(line.slice(0, 60))}`);
     const name = fieldName(line.slice(0, colon));
     const value = trimOws(line.slice(colon + 1));
-    if (value.indexOf('\0') !== -1) throw parseError(`NUL in header ${name}`);
-    if (name === '__proto__') continue; // never a real field; keeps the object's prototype safe
+    const problem = receivedFieldValueProblem(name, value);
+    if (problem !== undefined) throw parseError(problem);
     const existing = fields[name];
     if (existing === undefined) fields[name] = name === 'set-cookie' ? [value] : value;
     else if (Array.isArray(existing)) existing.push(value);
@@ -390,24 +381,29 @@ export class ResponseParser {
     }
     const http10 = statusLine[7] === '0';
     const connection = headers['connection'];
-    let keepAlive = http10 ? hasToken(connection, 'keep-alive') : !hasToken(connection, 'close');
+    // RFC 9112 §9.3: HTTP/1.1 persists unless `close`; HTTP/1.0 only with `keep-alive` (and
+    // `close` wins if a confused server sends both).
+    let keepAlive = !hasToken(connection, 'close') && (!http10 || hasToken(connection, 'keep-alive'));
     const noBody = this.method === 'HEAD' || status === 204 || status === 304;
     let next: ParserState;
     const te = headers['transfer-encoding'];
     const cl = headers['content-length'];
+    if (te !== undefined && cl !== undefined) {
+      // RFC 9112 §6.3 step 3: a message with both "ought to be handled as an error" (it is the
+      // shape of request smuggling); node:http and undici refuse it too. Whatever the method or
+      // status, since the two framings disagree about where the next response starts.
+      this.fail(parseError('the response has both transfer-encoding and content-length'));
+    }
+    if (te !== undefined && http10) {
+      // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; the
+      // recipient "MUST ... close the connection after processing the message", keep-alive or not.
+      keepAlive = false;
+    }
     if (noBody) {
       next = 'done';
     } else if (te !== undefined) {
-      // RFC 9112 §6.3 step 3: Transfer-Encoding overrides Content-Length, and such a message
-      // must not be followed by another on the same connection.
-      if (cl !== undefined) keepAlive = false;
-      const codings = (Array.isArray(te) ? te.join(',') : te).toLowerCase().split(',');
-      const last = trimOws(codings[codings.length - 1] ?? '');
-      if (last === 'chunked') next = 'chunk-size';
-      else {
-        next = 'body-close';
-        keepAlive = false;
-      }
+      this.checkTransferCoding(te);
+      next = 'chunk-size';
     } else if (cl !== undefined) {
       let length: number;
       try {
@@ -433,6 +429,28 @@ export class ResponseParser {
     if (next === 'done') this.complete();
   }
 
+  /**
+   * Transfer-Encoding must be exactly `chunked`. RFC 9112 §6.3 item 4 would read a response
+   * whose final coding is not chunked until the connection closes, but its content is then in
+   * a transfer coding we cannot decode (we implement none but chunked), so handing it over would
+   * pass coded bytes off as the body; `gzip, chunked` likewise. Both fail typed, as does chunked
+   * twice (§7: a sender "MUST NOT apply the chunked transfer coding more than once").
+   */
+  private checkTransferCoding(te: string | string[]): void {
+    const codings: string[] = [];
+    for (const part of (Array.isArray(te) ? te.join(',') : te).split(',')) {
+      // §5.6.1: recipients ignore empty list elements.
+      const coding = trimOws(part).toLowerCase();
+      if (coding !== '') codings.push(coding);
+    }
+    if (codings.length === 1 && codings[0] === 'chunked') return;
+    const last = codings[codings.length - 1];
+    if (last !== 'chunked') {
+      this.fail(parseError(`transfer-encoding ${JSON.stringify(codings.join(', ').slice(0, 60))} does not end with chunked`));
+    }
+    this.fail(parseError(`unsupported transfer coding ${JSON.stringify(codings.join(', ').slice(0, 60))}: only chunked is decoded`));
+  }
+
   private readChunkSize(chunk: Buffer, offset: number): number {
     const lf = chunk.indexOf(LF, offset);
     const end = lf === -1 ? chunk.length : lf;
@@ -443,15 +461,19 @@ export class ResponseParser {
     this.lineText = '';
     if (line.charCodeAt(line.length - 1) === CR) line = line.slice(0, -1);
     // chunk = chunk-size [ chunk-ext ] CRLF (RFC 9112 §7.1); extensions are ignored.
+    // Leading zeros are legal and carry no value: only the significant digits must fit (13 hex
+    // digits stay below 2^53); the line length bounds how many zeros we read.
     let digits = 0;
+    let significant = 0;
     let size = 0;
     for (; digits < line.length; digits++) {
       const c = line.charCodeAt(digits);
       const v = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
       if (v === -1) break;
+      if (significant > 0 || v !== 0) significant++;
       size = size * 16 + v;
     }
-    if (digits === 0 || digits > 13 || !Number.isSafeInteger(size)) {
+    if (digits === 0 || significant > 13 || !Number.isSafeInteger(size)) {
       this.fail(parseError(`invalid chunk size ${JSON.stringify(line.slice(0, 20))}`));
     }
     const rest = line.slice(digits);
