@@ -53,12 +53,12 @@ export interface HeaderLimits {
 }
 
 /**
- * Response fields without pseudo-headers, checked against our limits and against the field
- * rules every protocol shares (fields.ts; RFC 9113 §8.2.1: lower-case token names, no CR, LF
- * or NUL in values — nghttp2 enforces them too, this keeps them true whatever engine runs). Size is counted as
- * SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2: name + value + 32 per field), so
- * the limit means the same over HTTP/2 and HTTP/3. `node:http2` does not enforce the size we
- * advertise, so this is where it holds.
+ * Response fields without pseudo-headers, checked against the field rules every protocol shares
+ * (fields.ts; RFC 9113 §8.2.1: lower-case token names, no CR, LF or NUL in values; nghttp2
+ * enforces them too, this keeps them true whatever engine runs) and against our limits. Size
+ * is counted as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2: name + value + 32 per
+ * field), so the limit means the same over HTTP/2 and HTTP/3. `node:http2` does not enforce the
+ * size we advertise, so this is where it holds.
  */
 export function fromH2ResponseHeaders(raw: Record<string, string | string[] | number | undefined>, limits: HeaderLimits): IncomingHeaders {
   const out = emptyHeaders();
