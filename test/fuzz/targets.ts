@@ -787,8 +787,11 @@ function runH1(bytes: Uint8Array, method: string, eof: boolean, chunks: Uint8Arr
   try {
     for (const piece of chunks) {
       parser.execute(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
-      const pending = (parser as unknown as { pending?: Buffer }).pending;
-      if (pending !== undefined && pending.length > H1_LIMITS.maxHeaderBytes) violated(`the parser holds ${pending.length} head bytes, over maxHeaderBytes`);
+      // What the parser keeps between chunks: a partial head (bounded by maxHeaderBytes) and a
+      // partial chunk-size line (bounded by its 4 KiB line limit).
+      const held = parser as unknown as { pending?: Buffer; lineText: string };
+      if (held.pending !== undefined && held.pending.length > H1_LIMITS.maxHeaderBytes) violated(`the parser holds ${held.pending.length} head bytes, over maxHeaderBytes`);
+      if (held.lineText.length > 4096) violated(`the parser holds a ${held.lineText.length}-byte chunk-size line`);
     }
     if (eof) parser.finish();
     outcome = parser.state;

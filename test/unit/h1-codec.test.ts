@@ -164,6 +164,16 @@ test('malformed responses are typed errors', () => {
   for (const [wire, code, eof] of cases) assert.equal(parse(wire, 'GET', [], eof === true), code, JSON.stringify(wire.slice(0, 60)));
 });
 
+test('a bare CR after the last chunk fails at once, whole or split (found by npm run fuzz)', () => {
+  // Whole, the parser used to wait for a trailer section that could never be valid; fed byte by
+  // byte, it failed. Both now fail with H1_PARSE.
+  const wire = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\r\n';
+  assert.equal(parse(wire), 'MUXPOOL_ERR_H1_PARSE');
+  for (let cut = 1; cut < wire.length; cut++) assert.equal(parse(wire, 'GET', [cut]), 'MUXPOOL_ERR_H1_PARSE', `cut at ${cut}`);
+  assert.equal(parse(wire, 'GET', Array.from({ length: wire.length }, (_, i) => i)), 'MUXPOOL_ERR_H1_PARSE');
+  assert.equal(parse('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\rx: 1\r\n\r\n'), 'MUXPOOL_ERR_H1_PARSE');
+});
+
 test('a head that never ends is refused at the limit, not buffered forever', () => {
   const { parser } = recorder();
   parser.start('GET');

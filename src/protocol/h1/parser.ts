@@ -520,6 +520,9 @@ export class ResponseParser {
           this.finishTrailers(undefined);
           return offset + 2;
         }
+        // A CR that does not end the line is a bare CR (RFC 9112 §2.2): refused now, as it is
+        // when the CR arrives alone, not after the trailer section fills up.
+        this.fail(parseError('malformed end of chunked body'));
       }
     } else if (pendingLength === 1 && this.pending?.[0] === CR) {
       if (chunk[offset] !== LF) this.fail(parseError('malformed end of chunked body'));
