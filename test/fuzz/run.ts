@@ -8,7 +8,7 @@
  *   FUZZ_RUNS=… FUZZ_SEED=… FUZZ_TARGETS=… FUZZ_HANG_MS=…   the same through the environment
  *
  * A failure prints fast-check's report (the shrunk counterexample, seed and path to replay it);
- * a worker silent for FUZZ_HANG_MS (default 60 s) is a hang, reported with its seed and the
+ * a worker silent for FUZZ_HANG_MS (default 120 s) is a hang, reported with its seed and the
  * cases done. The exit code is 1 if any target failed.
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -22,7 +22,8 @@ interface Job {
 
 type WorkerMessage = { kind: 'progress'; cases: number } | { kind: 'done'; runs: number; failure: string | undefined };
 
-const PROGRESS_EVERY_CASES = 5_000;
+/** Heartbeats are frequent so that a busy (or niced) machine is not taken for a hang. */
+const PROGRESS_EVERY_CASES = 500;
 
 function option(flag: string, env: string): string | undefined {
   const index = process.argv.indexOf(flag);
@@ -73,7 +74,7 @@ function runJobInWorker(job: Job, hangMs: number): Promise<{ runs: number; failu
 async function main(): Promise<void> {
   const runs = positiveInteger(option('--runs', 'FUZZ_RUNS'), 1_000_000, 'the number of runs');
   const seed = positiveInteger(option('--seed', 'FUZZ_SEED'), Math.floor(Math.random() * 2 ** 31), 'the seed');
-  const hangMs = positiveInteger(option('--hang-ms', 'FUZZ_HANG_MS'), 60_000, 'the hang limit');
+  const hangMs = positiveInteger(option('--hang-ms', 'FUZZ_HANG_MS'), 120_000, 'the hang limit');
   const wanted = option('--target', 'FUZZ_TARGETS')?.split(',').filter((name) => name !== '');
   const targets = wanted === undefined ? TARGETS : TARGETS.filter((target) => wanted.includes(target.name));
   if (wanted !== undefined && targets.length !== wanted.length) {
