@@ -52,6 +52,8 @@ export interface FuzzTarget<T = unknown> {
   check(input: T): void;
   /** Cases for the short run in `npm test` (the expensive targets take fewer). */
   readonly shortRuns: number;
+  /** Releases what the cases needed (temporary files), once the run is over. */
+  dispose?(): void;
 }
 
 function define<T>(target: FuzzTarget<T>): FuzzTarget<unknown> {
@@ -909,14 +911,10 @@ const storeText: fc.Arbitrary<string> = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('{"version":1,"origins":{"a":{"brokenUntil":1e400}}}', '{"version":1,"origins":[[1]]}', '\ufeff{}', '{"version":1,"origins":"x"}') },
 );
 
-/** A directory per process for the store files; removed when the process exits. */
+/** A directory for the store file, made by the first case and removed by `dispose()`. */
 let storeDir: string | undefined;
 function storePath(): string {
-  if (storeDir === undefined) {
-    const dir = mkdtempSync(join(tmpdir(), 'muxpool-fuzz-'));
-    storeDir = dir;
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  }
+  storeDir ??= mkdtempSync(join(tmpdir(), 'muxpool-fuzz-'));
   return join(storeDir, 'origins.json');
 }
 
@@ -924,6 +922,10 @@ const originStoreTarget = define({
   name: 'origin-store',
   covers: 'FileOriginStore loading: damaged JSON, wrong types, expired and absurd times, prototype keys',
   shortRuns: 1_000,
+  dispose() {
+    if (storeDir !== undefined) rmSync(storeDir, { recursive: true, force: true });
+    storeDir = undefined;
+  },
   arbitrary: fc.oneof(storeText, mutated(storeText.map((text) => Buffer.from(text))).map((bytes) => Buffer.from(bytes).toString('utf8'))),
   check(text) {
     timed('origin-store', () => {
@@ -982,7 +984,12 @@ export function runTarget(
     onCase?.();
     target.check(input);
   });
-  const details = fc.check(property, { numRuns: options.numRuns, seed: options.seed, endOnFailure: false });
+  let details: fc.RunDetails<[unknown]>;
+  try {
+    details = fc.check(property, { numRuns: options.numRuns, seed: options.seed, endOnFailure: false });
+  } finally {
+    target.dispose?.();
+  }
   if (!details.failed) return { failure: undefined, runs: details.numRuns };
   const error = details.errorInstance;
   const reason = error instanceof Error ? (error.stack ?? error.message) : String(error);
