@@ -230,14 +230,19 @@ class RequestControl {
     }
   }
 
+  /**
+   * Ends the request in whatever phase it is: the live exchange is cancelled, and the signal of
+   * any acquire under way (a retry, the next redirect hop) fires too.
+   */
   private fire(err: MuxpoolError): void {
-    if (this.exchange !== undefined) {
-      err.maybeProcessed = this.exchange.head !== undefined || this.exchange.stream !== undefined;
-      this.exchange.cancel(err);
+    const exchange = this.exchange;
+    if (exchange !== undefined && !exchange.finished) {
+      err.maybeProcessed = exchange.head !== undefined || exchange.stream !== undefined;
+      exchange.cancel(err);
     } else {
       err.maybeProcessed = false;
-      this.controller.abort(err);
     }
+    this.controller.abort(err);
     this.dispose();
   }
 
@@ -603,8 +608,13 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       else settled.onFinish = () => control.dispose();
       const head = settled.head as ResponseHeadInfo;
       sink.resumeBody = () => settled.resumeBody();
-      sink.head(head.status, head.headers, head.statusText);
-      settled.forward(sink);
+      const flowing = sink.head(head.status, head.headers, head.statusText);
+      if (sink.aborted) {
+        // Aborted (or threw) from its head callback: the request ends; the sink says why.
+        if (!settled.finished) settled.cancel(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: true }));
+        return;
+      }
+      settled.forward(sink, flowing);
     } catch (err) {
       const failure = err instanceof Error ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'dispatch failed', { cause: err });
       if (exchange !== undefined && !exchange.finished) exchange.cancel(failure instanceof MuxpoolError ? failure : new MuxpoolError('MUXPOOL_ERR_INTERNAL', failure.message, { cause: failure }));
@@ -699,13 +709,18 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     let prepared = prepareRequest(url, options.method, options.headers, options.body, decompress ? ACCEPT_ENCODING : undefined);
     const control = this.controlFor(options);
     let hops = 0;
+    // The body the next hop may send again: gone for good once a redirect turned it into a GET.
+    let body = options.body;
     // Bounded: each turn follows one redirect, and at most maxRedirects are followed.
     for (;;) {
       const { exchange, attempt } = await this.send(prepared, options, control);
       const head = exchange.head as ResponseHeadInfo;
       const location = redirect !== 'manual' && isRedirect(head.status) ? head.headers.location : undefined;
       if (typeof location === 'string') {
-        prepared = this.followRedirect(prepared, exchange, head.status, location, redirect, hops, maxRedirects, options.body, control);
+        if (control !== undefined) control.exchange = undefined;
+        const next = this.followRedirect(prepared, exchange, head.status, location, redirect, hops, maxRedirects, body, control);
+        if (!next.keepBody) body = undefined;
+        prepared = next.prepared;
         hops++;
         continue;
       }
@@ -730,12 +745,28 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     maxRedirects: number,
     body: BodyInit,
     control: RequestControl | undefined,
-  ): PreparedRequest {
+  ): { prepared: PreparedRequest; keepBody: boolean } {
     // The redirect's own body is read and dropped (or the stream reset if it is large), so the
     // connection can serve the next hop.
     void exchange.dump();
-    const refuse = (code: 'MUXPOOL_ERR_REDIRECT' | 'MUXPOOL_ERR_TOO_MANY_REDIRECTS', message: string): never => {
+    try {
+      return this.nextRequest(prepared, status, location, redirect, hops, maxRedirects, body);
+    } catch (err) {
       control?.dispose();
+      throw err;
+    }
+  }
+
+  private nextRequest(
+    prepared: PreparedRequest,
+    status: number,
+    location: string,
+    redirect: RedirectMode,
+    hops: number,
+    maxRedirects: number,
+    body: BodyInit,
+  ): { prepared: PreparedRequest; keepBody: boolean } {
+    const refuse = (code: 'MUXPOOL_ERR_REDIRECT' | 'MUXPOOL_ERR_TOO_MANY_REDIRECTS', message: string): never => {
       throw new MuxpoolError(code, message, { maybeProcessed: true });
     };
     if (redirect === 'error') refuse('MUXPOOL_ERR_REDIRECT', `${prepared.url.href} redirected (${status}) and redirect is 'error'`);
@@ -750,7 +781,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     }
     const pairs: Array<[string, string]> = [];
     for (let i = 0; i < hop.headers.length; i += 2) pairs.push([hop.headers[i] as string, hop.headers[i + 1] as string]);
-    return prepareRequest(hop.url, hop.method, pairs, hop.keepBody ? body : undefined, undefined);
+    return { prepared: prepareRequest(hop.url, hop.method, pairs, hop.keepBody ? body : undefined, undefined), keepBody: hop.keepBody };
   }
 
   /** Timeout and signal for a whole request (every attempt and hop), if it has either. */
