@@ -14,7 +14,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { ConnectionPool, HttpVersion, MuxpoolError, type Resolver, type Response } from '../../src/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
-import { formatCounts, type HandleTracker, trackHandles } from './handle-tracker.js';
+import { forceGc, formatCounts, type HandleTracker, trackHandles } from './handle-tracker.js';
 
 export interface SoakOptions {
   /** Stop issuing after this many requests… */
@@ -37,6 +37,8 @@ export interface SoakOptions {
   exclude?: readonly string[];
   /** Restart by SIGKILL every other time (default true); false restarts in place only. */
   restartByKill?: boolean;
+  /** The deadline of requests that should succeed (a hang shows as REQUEST_TIMEOUT). Default 30 s. */
+  requestTimeoutMs?: number;
   /** Track handles from creation with async_hooks (costs some speed). Default true. */
   trackHandles?: boolean;
   /** Progress lines go here. */
@@ -167,8 +169,8 @@ const GREETING: Record<Protocol, Buffer> = {
   h3: Buffer.from("hello from muxpool's embedded server over HTTP/3\n"),
 };
 
-/** Normal requests have this deadline: a hang shows as REQUEST_TIMEOUT, not as a stuck soak. */
-const NORMAL_TIMEOUT_MS = 30_000;
+/** Normal requests have a deadline: a hang shows as REQUEST_TIMEOUT, not as a stuck soak. */
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 class Planner {
   private readonly random: () => number;
@@ -176,7 +178,11 @@ class Planner {
   private readonly mix: Array<[Kind, number]>;
   private readonly mixTotal: number;
 
-  constructor(seed: number, exclude: readonly string[]) {
+  constructor(
+    seed: number,
+    exclude: readonly string[],
+    private readonly requestTimeoutMs: number,
+  ) {
     this.random = prng(seed);
     this.mix = MIX.filter(([kind]) => !exclude.includes(kind));
     this.mixTotal = this.mix.reduce((sum, [, weight]) => sum + weight, 0);
@@ -207,7 +213,7 @@ class Planner {
       sha256: hash,
       read,
     });
-    const base = { protocol, kind, method: 'GET' as const, body: undefined, timeoutMs: NORMAL_TIMEOUT_MS, abort: undefined };
+    const base = { protocol, kind, method: 'GET' as const, body: undefined, timeoutMs: this.requestTimeoutMs, abort: undefined };
     switch (kind) {
       case 'hello':
         return { ...base, path: '/', expected: ok(GREETING[protocol].length, sha256(GREETING[protocol])) };
@@ -397,10 +403,8 @@ async function stopServer(server: ServerProcess, kill: boolean): Promise<void> {
 /** `localhost` is the certificate's name; pin it to IPv4 loopback, where the server listens. */
 const loopback: Resolver = async () => [{ address: '127.0.0.1', family: 4 }];
 
-const gc = (globalThis as { gc?: () => void }).gc;
-
 function memorySample(startedAt: number, requests: number): MemorySample {
-  gc?.();
+  forceGc();
   const usage = process.memoryUsage();
   const mb = (bytes: number): number => Math.round((bytes / 1_048_576) * 100) / 100;
   return { atMs: Math.round(performance.now() - startedAt), requests, heapUsedMB: mb(usage.heapUsed), rssMB: mb(usage.rss), externalMB: mb(usage.external) };
@@ -437,8 +441,6 @@ const add = (record: Record<string, number>, key: string, n = 1): void => {
   record[key] = (record[key] ?? 0) + n;
 };
 
-/** How long a request may stay unsettled after the soak stops issuing before it counts as lost. */
-const LOST_AFTER_MS = NORMAL_TIMEOUT_MS + 10_000;
 const CLOSE_LIMIT_MS = 15_000;
 
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
@@ -461,7 +463,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const tracker: HandleTracker | undefined =
     options.trackHandles === false ? undefined : trackHandles((type, resource) => type === 'PIPEWRAP' || resource === server.child);
   const pool = new ConnectionPool({ tls: { ca: certificates.caCert }, resolver: loopback, maxPerHost: 8, readTimeoutMs: 10_000, connectTimeoutMs: 10_000 });
-  const planner = new Planner(seed, options.exclude ?? []);
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const planner = new Planner(seed, options.exclude ?? [], requestTimeoutMs);
+  // How long a request may stay unsettled after the soak stops issuing before it counts as lost.
+  const lostAfterMs = requestTimeoutMs + 10_000;
 
   const report: SoakReport = {
     seed,
@@ -579,7 +584,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   let lostTimer: NodeJS.Timeout | undefined;
   const lostDeadline = new Promise<void>((resolve) => {
     const check = (): void => {
-      if (stopping) lostTimer = setTimeout(resolve, LOST_AFTER_MS);
+      if (stopping) lostTimer = setTimeout(resolve, lostAfterMs);
       else lostTimer = setTimeout(check, 200);
     };
     check();
@@ -631,7 +636,7 @@ export function formatReport(report: SoakReport): string {
     `soak (seed ${report.seed}): ${report.issued} requests in ${(report.durationMs / 1000).toFixed(1)} s (${Math.round(report.issued / (report.durationMs / 1000))}/s)`,
     `settled as asked: ${report.settledAsAsked}; unexpected: ${report.unexpectedTotal}; lost: ${report.lostTotal}`,
     `events: ${report.events.goaways} GOAWAY rounds, ${report.events.restartsInPlace} restarts in place, ${report.events.restartsByKill} by SIGKILL`,
-    `heap growth after warm-up: ${report.heapGrowthMB ?? 'n/a'} MB; RSS growth: ${report.rssGrowthMB ?? 'n/a'} MB${gc === undefined ? ' (no --expose-gc: samples without forced GC)' : ''}`,
+    `heap growth after warm-up: ${report.heapGrowthMB ?? 'n/a'} MB; RSS growth: ${report.rssGrowthMB ?? 'n/a'} MB (each sample after a full GC)`,
     `pool: ${report.poolDialed} connections dialed, ${report.poolClosed} closed before close(); close() took ${report.closeMs} ms${report.closeHung ? ' and HUNG (destroyed)' : ''}`,
     `handles left: ref'd ${formatCounts(report.activeHandlesLeft)}; tracked from creation ${report.trackedHandlesLeft === undefined ? 'not tracked' : formatCounts(report.trackedHandlesLeft)}`,
   ];

@@ -1,0 +1,42 @@
+/**
+ * The soak, short: half a minute of `npm run soak` (one pool, HTTP/1.1, HTTP/2 and HTTP/3 mixed,
+ * against the embedded server in a child process, with aborts, 1 ms deadlines, dropped bodies,
+ * GOAWAYs, a restart in place and one by SIGKILL). What must hold on every run: no request is
+ * lost (each settles, one way or another), no body arrives altered or short while reported as a
+ * success, every failure is a typed MuxpoolError, close() resolves, and no socket or timer made
+ * during the soak is left once the pool is closed. Outcomes that differ from the plan are printed
+ * as diagnostics, by protocol, kind and code: the long soak's report is where they are judged.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { formatCounts } from '../helpers/handle-tracker.js';
+import { formatReport, runSoak } from '../helpers/soak.js';
+
+/** Outcomes that mean data was lost or altered, or that an error escaped untyped. */
+const INTEGRITY = /body bytes differ|body length|succeeded \(|wrong protocol|status \d|non-muxpool|non-error|threw/;
+
+test('soak, short: nothing lost, no body altered, every failure typed, no handle left', { timeout: 90_000 }, async (t) => {
+  const report = await runSoak({
+    requests: 200_000,
+    seconds: 30,
+    concurrency: 32,
+    seed: Date.now() % 1_000_000,
+    goawayEveryMs: 7_000,
+    restartEveryMs: 10_000,
+    sampleEveryMs: 5_000,
+    requestTimeoutMs: 8_000,
+  });
+  for (const line of formatReport(report).split('\n')) t.diagnostic(line);
+
+  assert.ok(report.issued > 1_000, `only ${report.issued} requests issued in 30 s`);
+  assert.equal(report.lostTotal, 0, `lost: ${JSON.stringify(report.lost)}`);
+  const broken = Object.entries(report.unexpected).filter(([key]) => INTEGRITY.test(key));
+  assert.deepEqual(broken, [], 'altered bodies or untyped errors');
+  assert.ok(report.events.restartsInPlace >= 1 && report.events.restartsByKill >= 1, 'both kinds of restart ran');
+  assert.ok(report.events.goaways >= 2, 'GOAWAY rounds ran');
+  assert.equal(report.closeHung, false, 'close() did not resolve');
+  assert.deepEqual(report.activeHandlesLeft, {}, `ref'd handles left: ${formatCounts(report.activeHandlesLeft)}`);
+  assert.deepEqual(report.trackedHandlesLeft, {}, `handles left (tracked from creation): ${formatCounts(report.trackedHandlesLeft ?? {})}`);
+  // Most requests must settle as planned: a soak where everything fails proves nothing.
+  assert.ok(report.settledAsAsked > report.issued * 0.8, `${report.settledAsAsked} of ${report.issued} settled as asked`);
+});
