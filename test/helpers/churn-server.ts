@@ -13,6 +13,7 @@
  * The child exits when the parent disconnects.
  */
 import { once } from 'node:events';
+import type http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { GeneratedCertificates } from '../../src/server/certs.js';
@@ -28,7 +29,7 @@ interface H3Internals {
   stream: { owner: { quic: { close(code?: number, reason?: string): Promise<unknown> }; sendGoaway(): void } };
 }
 
-function onTcpRequest(req: http2.Http2ServerRequest | import('node:http').IncomingMessage, res: http2.Http2ServerResponse | import('node:http').ServerResponse): void {
+function onTcpRequest(req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse): void {
   req.resume();
   const url = req.url ?? '/';
   const h2Session = 'stream' in req ? req.stream.session : undefined;
