@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConnectionPool, HttpVersion, MuxpoolError, type Resolver } from '../../src/index.js';
 import { generateCertificates } from '../../src/server/certs.js';
@@ -35,7 +35,14 @@ const PROTOCOLS = [
 
 const loopback: Resolver = async () => [{ address: '127.0.0.1', family: 4 }];
 
-test(`churn: ${TARGET} connections over three protocols, servers closing a third first: every request succeeds, no handle left`, { timeout: Math.max(60_000, TARGET * 30) }, async (t) => {
+interface ChurnServer {
+  origin: string;
+  caCert: string;
+  stop(): Promise<void>;
+}
+
+/** Forks the churn server and waits until it listens. */
+async function startChurnServer(t: TestContext): Promise<ChurnServer> {
   const certificates = await generateCertificates({ caName: 'muxpool churn CA' });
   const child = fork(fileURLToPath(new URL('../helpers/churn-server.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
   // 'exit', not 'close': after the parent's disconnect() Node does not always emit 'close'.
@@ -46,7 +53,34 @@ test(`churn: ${TARGET} connections over three protocols, servers closing a third
   });
   const [ready] = (await Promise.race([once(child, 'message'), childExited.then(() => assert.fail('churn server exited'))])) as [{ event: string; port: number; message?: string }];
   assert.equal(ready.event, 'ready', ready.message);
-  const origin = `https://localhost:${ready.port}`;
+  return {
+    origin: `https://localhost:${ready.port}`,
+    caCert: certificates.caCert,
+    async stop() {
+      if (child.connected) child.disconnect();
+      await childExited;
+    },
+  };
+}
+
+test('the handle tracker sees the idle, unref\'d connections of a live pool, and their end', async (t) => {
+  const server = await startChurnServer(t);
+  const tracker = trackHandles();
+  const pool = new ConnectionPool({ tls: { ca: server.caCert }, resolver: loopback });
+  for (const { version } of PROTOCOLS) await (await pool.request(`${server.origin}/keep`, { version })).text();
+  // Three idle connections: the pool keeps them without holding the process open.
+  const live = tracker.live();
+  assert.ok((live['TCPWRAP'] ?? 0) >= 2 && (live['TLSWRAP'] ?? 0) >= 2 && (live['UDPWRAP'] ?? 0) >= 1, `tracked: ${formatCounts(live)}`);
+  await pool.close();
+  const left = await tracker.settle(5_000);
+  tracker.stop();
+  await server.stop();
+  assert.deepEqual(left, {}, `left after close: ${formatCounts(left)}`);
+});
+
+test(`churn: ${TARGET} connections over three protocols, servers closing a third first: every request succeeds, no handle left`, { timeout: Math.max(60_000, TARGET * 30) }, async (t) => {
+  const server = await startChurnServer(t);
+  const origin = server.origin;
 
   const dialed = new Map<string, number>();
   const onDialEnd = (message: unknown): void => {
@@ -58,7 +92,7 @@ test(`churn: ${TARGET} connections over three protocols, servers closing a third
   const tracker = trackHandles();
   // maxIdleMs 1: a connection the server keeps is closed by the pool as soon as it idles,
   // unless the next request takes it first (both happen).
-  const pool = new ConnectionPool({ tls: { ca: certificates.caCert }, resolver: loopback, maxPerHost: 4, maxIdleMs: 1, maxRetries: 3, connectTimeoutMs: 10_000, readTimeoutMs: 10_000 });
+  const pool = new ConnectionPool({ tls: { ca: server.caCert }, resolver: loopback, maxPerHost: 4, maxIdleMs: 1, maxRetries: 3, connectTimeoutMs: 10_000, readTimeoutMs: 10_000 });
   const failures = new Map<string, number>();
   let requests = 0;
   const perProtocol = Math.ceil(TARGET / PROTOCOLS.length);
@@ -88,8 +122,7 @@ test(`churn: ${TARGET} connections over three protocols, servers closing a third
   await pool.close();
   const left = await tracker.settle(5_000);
   tracker.stop();
-  child.disconnect();
-  await childExited;
+  await server.stop();
 
   const total = [...dialed.values()].reduce((sum, n) => sum + n, 0);
   t.diagnostic(`${requests} requests, ${total} connections (${[...dialed].map(([p, n]) => `${p} ${n}`).join(', ')}); pool dialed ${stats.dialed}, closed ${stats.closed} before close()`);
