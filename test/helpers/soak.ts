@@ -640,6 +640,12 @@ export function formatReport(report: SoakReport): string {
     `pool: ${report.poolDialed} connections dialed, ${report.poolClosed} closed before close(); close() took ${report.closeMs} ms${report.closeHung ? ' and HUNG (destroyed)' : ''}`,
     `handles left: ref'd ${formatCounts(report.activeHandlesLeft)}; tracked from creation ${report.trackedHandlesLeft === undefined ? 'not tracked' : formatCounts(report.trackedHandlesLeft)}`,
   ];
+  const perProtocol = (record: Record<string, number>, protocol: string): number =>
+    Object.entries(record).reduce((sum, [key, n]) => (key.startsWith(`${protocol} `) ? sum + n : sum), 0);
+  lines.push(
+    'by protocol (issued / unexpected / lost): ' +
+      (['h1', 'h2', 'h3'] as const).map((p) => `${p} ${perProtocol(report.byKind, p)} / ${perProtocol(report.unexpected, p)} / ${perProtocol(report.lost, p)}`).join(', '),
+  );
   if (report.unexpectedTotal > 0) {
     lines.push('unexpected outcomes:');
     for (const [key, n] of Object.entries(report.unexpected).sort((a, b) => b[1] - a[1])) {
