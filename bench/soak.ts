@@ -6,14 +6,14 @@
  * (anything lost or unexpected, heap growth of 5 MB or more, a handle left). Usage:
  *   npm run soak -- [--requests N] [--seconds S] [--concurrency C] [--seed X]
  *                   [--goaway-every S] [--restart-every S] [--sample-every S] [--warmup S]
- *                   [--exclude KIND,…] [--no-kill] [--no-track-handles] [--json FILE]
+ *                   [--protocols h1,h2,h3] [--exclude KIND,…] [--no-kill] [--no-track-handles] [--json FILE]
  * (`npm run soak` runs node with --expose-gc, so samples follow a forced GC.)
  */
 import { writeFileSync } from 'node:fs';
-import { KINDS, formatReport, runSoak, type SoakOptions } from '../test/helpers/soak.js';
+import { KINDS, type Protocol, formatReport, runSoak, type SoakOptions } from '../test/helpers/soak.js';
 
 const USAGE =
-  'usage: soak [--requests N] [--seconds S] [--concurrency C] [--seed X] [--goaway-every S] [--restart-every S] [--sample-every S] [--warmup S] [--exclude KIND,…] [--no-kill] [--no-track-handles] [--json FILE]';
+  'usage: soak [--requests N] [--seconds S] [--concurrency C] [--seed X] [--goaway-every S] [--restart-every S] [--sample-every S] [--warmup S] [--protocols h1,h2,h3] [--exclude KIND,…] [--no-kill] [--no-track-handles] [--json FILE]';
 
 function parse(argv: string[]): SoakOptions & { json?: string } {
   const options: SoakOptions & { json?: string } = { requests: 1_000_000, seconds: 3_600 };
@@ -63,6 +63,12 @@ function parse(argv: string[]): SoakOptions & { json?: string } {
         options.exclude = value.split(',');
         for (const kind of options.exclude) if (!KINDS.includes(kind)) throw new Error(`--exclude: unknown kind ${kind} (kinds: ${KINDS.join(', ')})`);
         break;
+      case '--protocols': {
+        const protocols = value.split(',');
+        for (const protocol of protocols) if (protocol !== 'h1' && protocol !== 'h2' && protocol !== 'h3') throw new Error(`--protocols: h1, h2 or h3, not ${protocol}`);
+        options.protocols = protocols as Protocol[];
+        break;
+      }
       case '--json':
         options.json = value;
         break;

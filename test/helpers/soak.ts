@@ -10,6 +10,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { ConnectionPool, HttpVersion, MuxpoolError, type Resolver, type Response } from '../../src/index.js';
@@ -35,6 +36,8 @@ export interface SoakOptions {
   warmupMs?: number;
   /** Kinds of request left out of the mix (to tell which one provokes a failure). */
   exclude?: readonly string[];
+  /** Protocols in the mix (default all three). */
+  protocols?: readonly Protocol[];
   /** Restart by SIGKILL every other time (default true); false restarts in place only. */
   restartByKill?: boolean;
   /** The deadline of requests that should succeed (a hang shows as REQUEST_TIMEOUT). Default 30 s. */
@@ -68,7 +71,7 @@ export interface SoakReport {
   lostTotal: number;
   /** Requests by protocol and kind. */
   byKind: Record<string, number>;
-  events: { goaways: number; restartsInPlace: number; restartsByKill: number };
+  events: { goaways: number; restartsInPlace: number; restartsByKill: number; goawaysSeenByPool: number };
   memory: MemorySample[];
   /** Heap growth from the end of warm-up to the end (medians of three samples each side). */
   heapGrowthMB: number | undefined;
@@ -182,6 +185,7 @@ class Planner {
     seed: number,
     exclude: readonly string[],
     private readonly requestTimeoutMs: number,
+    private readonly protocols: readonly Protocol[],
   ) {
     this.random = prng(seed);
     this.mix = MIX.filter(([kind]) => !exclude.includes(kind));
@@ -196,7 +200,7 @@ class Planner {
   }
 
   next(): Plan {
-    const protocol = this.pick<Protocol>(['h1', 'h2', 'h3']);
+    const protocol = this.pick(this.protocols);
     let roll = this.random() * this.mixTotal;
     let kind: Kind = 'hello';
     for (const [candidate, weight] of this.mix) {
@@ -464,7 +468,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     options.trackHandles === false ? undefined : trackHandles((type, resource) => type === 'PIPEWRAP' || resource === server.child);
   const pool = new ConnectionPool({ tls: { ca: certificates.caCert }, resolver: loopback, maxPerHost: 8, readTimeoutMs: 10_000, connectTimeoutMs: 10_000 });
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-  const planner = new Planner(seed, options.exclude ?? [], requestTimeoutMs);
+  const planner = new Planner(seed, options.exclude ?? [], requestTimeoutMs, options.protocols ?? ['h1', 'h2', 'h3']);
   // How long a request may stay unsettled after the soak stops issuing before it counts as lost.
   const lostAfterMs = requestTimeoutMs + 10_000;
 
@@ -478,7 +482,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     lost: {},
     lostTotal: 0,
     byKind: {},
-    events: { goaways: 0, restartsInPlace: 0, restartsByKill: 0 },
+    events: { goaways: 0, restartsInPlace: 0, restartsByKill: 0, goawaysSeenByPool: 0 },
     memory: [],
     heapGrowthMB: undefined,
     rssGrowthMB: undefined,
@@ -491,6 +495,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     examples: {},
   };
 
+  // What the pool saw of the server's GOAWAYs (one event per connection that received one).
+  const onGoaway = (): void => {
+    report.events.goawaysSeenByPool++;
+  };
+  subscribe('muxpool:goaway', onGoaway);
   const startedAt = performance.now();
   const elapsed = (): number => performance.now() - startedAt;
   const pending = new Map<number, Plan>();
@@ -598,6 +607,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   }
   report.memory.push(memorySample(startedAt, report.issued));
 
+  unsubscribe('muxpool:goaway', onGoaway);
   const stats = await pool.stats();
   report.poolDialed = stats.dialed;
   report.poolClosed = stats.closed;
@@ -635,7 +645,7 @@ export function formatReport(report: SoakReport): string {
   const lines = [
     `soak (seed ${report.seed}): ${report.issued} requests in ${(report.durationMs / 1000).toFixed(1)} s (${Math.round(report.issued / (report.durationMs / 1000))}/s)`,
     `settled as asked: ${report.settledAsAsked}; unexpected: ${report.unexpectedTotal}; lost: ${report.lostTotal}`,
-    `events: ${report.events.goaways} GOAWAY rounds, ${report.events.restartsInPlace} restarts in place, ${report.events.restartsByKill} by SIGKILL`,
+    `events: ${report.events.goaways} GOAWAY rounds (the pool saw ${report.events.goawaysSeenByPool} GOAWAY frames), ${report.events.restartsInPlace} restarts in place, ${report.events.restartsByKill} by SIGKILL`,
     `heap growth after warm-up: ${report.heapGrowthMB ?? 'n/a'} MB; RSS growth: ${report.rssGrowthMB ?? 'n/a'} MB (each sample after a full GC)`,
     `pool: ${report.poolDialed} connections dialed, ${report.poolClosed} closed before close(); close() took ${report.closeMs} ms${report.closeHung ? ' and HUNG (destroyed)' : ''}`,
     `handles left: ref'd ${formatCounts(report.activeHandlesLeft)}; tracked from creation ${report.trackedHandlesLeft === undefined ? 'not tracked' : formatCounts(report.trackedHandlesLeft)}`,

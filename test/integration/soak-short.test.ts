@@ -9,6 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ConnectionPool, HttpVersion } from '../../src/index.js';
+import { generateCertificates } from '../../src/server/certs.js';
+import { H3Server } from '../../src/server/h3.js';
 import { formatCounts } from '../helpers/handle-tracker.js';
 import { formatReport, runSoak } from '../helpers/soak.js';
 
@@ -39,4 +42,40 @@ test('soak, short: nothing lost, no body altered, every failure typed, no handle
   assert.deepEqual(report.trackedHandlesLeft, {}, `handles left (tracked from creation): ${formatCounts(report.trackedHandlesLeft ?? {})}`);
   // Most requests must settle as planned: a soak where everything fails proves nothing.
   assert.ok(report.settledAsAsked > report.issued * 0.8, `${report.settledAsAsked} of ${report.issued} settled as asked`);
+});
+
+// Found by the soak: our HTTP/3 server's GOAWAY, sent while the connection could take no more
+// bytes (its send window full of response bodies the client had not read yet), was dropped
+// (QuicConnection.write accepted 0 of its 4 bytes and nobody kept the rest), while the server
+// went on rejecting every new request as after a GOAWAY: a client that never hears the GOAWAY
+// keeps sending on that connection, and every request fails with H3_REQUEST_REJECTED. RFC 9114
+// §5.2: the GOAWAY must reach the client. Fails on main today.
+test('our HTTP/3 server: a GOAWAY sent while the send window is full still reaches the client; later requests succeed', async (t) => {
+  const certificates = await generateCertificates({ caName: 'muxpool soak GOAWAY test CA' });
+  const big = Buffer.alloc(256 * 1024, 120);
+  const server = await H3Server.listen({
+    cert: certificates.leafCert,
+    key: certificates.leafKey,
+    handler: (req, res) => {
+      req.resume();
+      res.end(req.url === '/big' ? big : 'ok');
+    },
+  });
+  const pool = new ConnectionPool({ tls: { ca: certificates.caCert }, resolver: async () => [{ address: '127.0.0.1', family: 4 }] });
+  t.after(async () => {
+    await pool.destroy();
+    await server.close();
+  });
+  const url = `https://localhost:${server.port}`;
+  const h3 = { version: HttpVersion.Http3Only };
+  assert.equal(await (await pool.request(`${url}/`, h3)).text(), 'ok');
+  // 8 MiB of responses in flight, unread: the connection's send window is full.
+  const unread = await Promise.all(Array.from({ length: 32 }, () => pool.request(`${url}/big`, h3)));
+  server.goaway();
+  const later = await Promise.allSettled(Array.from({ length: 8 }, async () => (await pool.request(`${url}/`, { ...h3, timeoutMs: 10_000 })).text()));
+  await Promise.all(unread.map((res) => res.dump()));
+  const outcomes = later.map((result) => (result.status === 'fulfilled' ? result.value : (result.reason as { code?: string }).code));
+  assert.deepEqual(outcomes, Array.from({ length: 8 }, () => 'ok'));
+  await pool.close();
+  await server.close();
 });
