@@ -265,7 +265,7 @@ const PROTOCOL_NAME: Record<string, Protocol> = { 'http/1.1': 'h1', h2: 'h2', h3
 /** What happened, in the shape `Expected` has: `undefined` means "as asked". */
 function describeError(err: unknown): string {
   if (err instanceof MuxpoolError) {
-    const wire = err.wireCode !== undefined ? ` wire 0x${err.wireCode.toString(16)}` : '';
+    const wire = err.wireCode !== undefined ? ` wire 0x${err.wireCode.toString(16)}${err.origin !== undefined ? ` (${err.origin})` : ''}` : '';
     return `${err.code}${wire}${err.attempts !== undefined && err.attempts > 1 ? ` after ${err.attempts} attempts` : ''}`;
   }
   if (err instanceof Error) return `non-muxpool ${err.name}: ${err.message.slice(0, 80)}`;
