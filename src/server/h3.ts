@@ -306,7 +306,7 @@ class H3ServerConnection implements QuicConnectionHandler {
         [SETTINGS_QPACK_BLOCKED_STREAMS, 0],
         [SETTINGS_MAX_FIELD_SECTION_SIZE, this.server.maxFieldSectionSize],
       ]);
-      this.quic.write(this.controlId, Buffer.concat([encodeStreamType(STREAM_TYPE_CONTROL), encodeSettingsFrame(settings)]), false);
+      this.writeControl(Buffer.concat([encodeStreamType(STREAM_TYPE_CONTROL), encodeSettingsFrame(settings)]));
     } catch {
       void this.quic.close(H3_STREAM_CREATION_ERROR, 'cannot open the control stream');
     }
