@@ -44,6 +44,8 @@ export class Exchange implements StreamHandler, Abandonable {
   finished = false;
   error: MuxpoolError | undefined;
   bodyTaken = false;
+  /** Which attempt of its request this exchange is (2 after one retry). */
+  attempt = 1;
 
   private mode: BodyMode = 'buffer';
   private chunks: Uint8Array[] = [];

@@ -48,7 +48,10 @@ export type HttpPoolEntry = PoolEntry<Connection>;
 export interface ConnectionPoolOptions extends PoolCoreOptions {
   /** TCP connect plus TLS handshake. Default 10 000. */
   connectTimeoutMs?: number;
-  /** A request fails when the peer sends nothing for this long while a response is due. Default 300 000. */
+  /**
+   * A request fails with READ_TIMEOUT when its stream makes no progress this long: nothing
+   * received and none of the request body taken by the peer. `Infinity`: no read deadline. Default 300 000.
+   */
   readTimeoutMs?: number;
   /** Retire idle HTTP/1.1 sockets this long before the server's Keep-Alive timeout, and idle HTTP/3 connections this long before the agreed QUIC idle timeout. Default 1 000. */
   keepAliveMarginMs?: number;
@@ -115,7 +118,6 @@ export interface PoolEventMap {
   connect: [origin: URL, targets: readonly ConnectionPool[]];
   disconnect: [origin: URL, targets: readonly ConnectionPool[], error: Error | null];
   connectionError: [origin: URL, targets: readonly ConnectionPool[], error: Error];
-  drain: [origin: URL];
 }
 
 /** undici's `dispatch(options, handler)`, as interceptors take and return it. */
@@ -307,7 +309,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       keepAliveMarginMs: durationOption('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, { min: 0 }),
       maxHeaderBytes: countOption('maxHeaderBytes', options.maxHeaderBytes, 16_384, 256),
       maxHeaderCount: countOption('maxHeaderCount', options.maxHeaderCount, 128, 1),
-      maxStreams: options.maxStreams ?? 100,
+      maxStreams: countOption('maxStreams', options.maxStreams, 100, 1, true),
       pingIntervalMs: durationOption('pingIntervalMs', options.pingIntervalMs, 15_000, { min: 0, allowInfinity: true }),
       pingTimeoutMs: durationOption('pingTimeoutMs', options.pingTimeoutMs, 5_000, { min: 1, allowInfinity: true }),
       coalesce: options.coalesce !== false,
@@ -602,7 +604,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       if (sink.aborted) throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: false });
       const prepared = prepareRequest(url, options.method, dispatchHeaders(options.headers), dispatchBody(options.body), undefined);
       const control = new RequestControl(this.core.clock, abort.signal, undefined);
-      ({ exchange } = await this.send(prepared, {}, control));
+      exchange = await this.send(prepared, {}, control);
       const settled = exchange;
       if (settled.finished) control.dispose();
       else settled.onFinish = () => control.dispose();
@@ -713,7 +715,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     let body = options.body;
     // Bounded: each turn follows one redirect, and at most maxRedirects are followed.
     for (;;) {
-      const { exchange, attempt } = await this.send(prepared, options, control);
+      const exchange = await this.send(prepared, options, control);
       const head = exchange.head as ResponseHeadInfo;
       const location = redirect !== 'manual' && isRedirect(head.status) ? head.headers.location : undefined;
       if (typeof location === 'string') {
@@ -730,7 +732,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       }
       const encoding = decompress ? head.headers['content-encoding'] : undefined;
       const decoders = encoding === undefined || prepared.head.method === 'HEAD' ? undefined : decodersFor(encoding);
-      return new Response(exchange, prepared.url.href, attempt, hops > 0, decoders);
+      return new Response(exchange, prepared.url.href, exchange.attempt, hops > 0, decoders);
     }
   }
 
@@ -805,7 +807,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     prepared: PreparedRequest,
     options: SendOptions,
     control: RequestControl | undefined,
-  ): Promise<{ exchange: Exchange; attempt: number }> {
+  ): Promise<Exchange> {
     const url = prepared.url;
     let key: PoolKey;
     let plan: DialPlan;
@@ -886,7 +888,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       }
       const head = exchange.head;
       if (head !== undefined && key.isHttps && head.headers['alt-svc'] !== undefined) this.learnAltSvc(key, head.headers['alt-svc'], options.version);
-      return { exchange, attempt };
+      exchange.attempt = attempt;
+      return exchange;
     }
     control?.dispose();
     throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'request retry loop ended without a result');
