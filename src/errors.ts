@@ -30,7 +30,7 @@ export const ERROR_CODES = {
   MUXPOOL_ERR_TLS: 'the TLS handshake failed for another reason (protocol or alert)',
   MUXPOOL_ERR_CONNECTION_RESET: 'the peer reset the connection',
   MUXPOOL_ERR_CONNECTION_CLOSED: 'the peer closed the connection before the response was complete',
-  MUXPOOL_ERR_H1_PARSE: 'the HTTP/1.1 response is malformed (status line, header line, chunk framing)',
+  MUXPOOL_ERR_H1_PARSE: 'the HTTP/1.1 response is malformed (status line, header line, chunk framing, Content-Length with Transfer-Encoding, an unsupported transfer coding)',
   MUXPOOL_ERR_H1_CONTENT_LENGTH: 'the HTTP/1.1 response has an invalid or conflicting Content-Length',
   MUXPOOL_ERR_HEADERS_TOO_LARGE: 'the response header section exceeds maxHeaderBytes or maxHeaderCount',
   MUXPOOL_ERR_BODY_TRUNCATED: 'the response body ended before its declared length or final chunk',

@@ -3,7 +3,7 @@
  * the running Node's zlib has it, stacked codings undone in reverse order, as a stream with
  * backpressure. A coding we do not know leaves the body as it came.
  */
-import { PassThrough, type Readable, type Transform } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import { MuxpoolError } from '../errors.js';
 
@@ -48,17 +48,16 @@ export function decodersFor(contentEncoding: string | string[] | undefined): Dec
   return decoders.length === 0 ? undefined : decoders;
 }
 
-const sources = new WeakMap<Readable, Readable>();
-
 /**
  * `source` decoded through `decoders`, with backpressure. A corrupt body fails the result with
  * MUXPOOL_ERR_DECODE (the codec's own error as the cause); destroying the result early destroys
- * the source, which frees the stream.
+ * the source, which frees the stream. Nothing flows until the result is read: until then it is
+ * the only holder of the source, so a decoded body nobody reads is collected, and its stream
+ * cancelled, like a plain one (lifetime.ts).
  */
 export function decodeBody(source: Readable, decoders: readonly Decoder[], url: string): Readable {
-  const stages = decoders.map((make) => make());
-  // The result is a stage of its own, so a codec's raw error never reaches the consumer.
-  const output = new PassThrough();
+  let last: Transform | undefined;
+  let stages: Transform[] = [];
   let failed = false;
   const fail = (err: Error | null | undefined): void => {
     if (failed) return;
@@ -76,20 +75,34 @@ export function decodeBody(source: Readable, decoders: readonly Decoder[], url: 
       );
     }
   };
-  let previous: Readable = source;
+  const wire = (): Transform => {
+    stages = decoders.map((make) => make());
+    let previous: Readable = source;
+    for (const stage of stages) {
+      stage.on('error', fail);
+      previous.pipe(stage);
+      previous = stage;
+    }
+    const end = previous as Transform;
+    end.on('data', (chunk: Buffer) => {
+      if (!output.push(chunk)) end.pause();
+    });
+    end.on('end', () => output.push(null));
+    return end;
+  };
+  // From the start: a source cancelled before anyone read (the response dropped) must not
+  // raise an unheard 'error'.
   source.on('error', fail);
-  for (const stage of stages) {
-    stage.on('error', fail);
-    previous.pipe(stage);
-    previous = stage;
-  }
-  previous.pipe(output);
-  // The consumer may hold only the result; it holds the source, so an unread source is not
-  // collected (and its stream cancelled) while the result is still wanted.
-  sources.set(output, source);
-  // The consumer gave up (destroy before the end): everything upstream goes too.
-  output.on('close', () => {
-    if (!output.readableEnded) fail(undefined);
+  const output: Readable = new Readable({
+    read() {
+      if (last === undefined) last = wire();
+      else last.resume();
+    },
+    destroy(err, callback) {
+      // The consumer gave up (or the decode failed): everything upstream goes too.
+      if (!failed) fail(undefined);
+      callback(err);
+    },
   });
   return output;
 }

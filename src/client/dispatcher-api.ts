@@ -4,6 +4,7 @@
  * typed error (muxpool opens no tunnels and switches no protocols). With these the pool is a
  * Dispatcher to TypeScript too, so `fetch(url, { dispatcher: pool })` type-checks.
  */
+import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Duplex, PassThrough, Readable, type Writable, finished } from 'node:stream';
 import { MuxpoolError } from '../errors.js';
@@ -27,6 +28,31 @@ export interface StreamResult<TOpaque = unknown> {
 type Dispatch = (options: DispatchOptions, handler: DispatchHandler) => boolean;
 type Callback<T> = (err: Error | null, data: T) => void;
 
+/**
+ * Ties `signal` to a request: aborted already, or later, the request aborts with its reason.
+ * Returns what stops listening (call it when the request ends).
+ */
+function followSignal(signal: unknown, controller: DispatchController): () => void {
+  if (signal === undefined || signal === null) return noop;
+  if (signal instanceof EventEmitter) {
+    const onAbort = (): void => controller.abort(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted'));
+    signal.once('abort', onAbort);
+    return () => signal.removeListener('abort', onAbort);
+  }
+  if (!(signal instanceof AbortSignal)) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'signal must be an AbortSignal or an EventEmitter');
+  }
+  if (signal.aborted) {
+    controller.abort(signal.reason);
+    return noop;
+  }
+  const onAbort = (): void => controller.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+function noop(): void {}
+
 /** Settles a promise, or calls undici's callback instead when one was given. */
 export function settle<T>(promise: Promise<T>, callback: Callback<T> | undefined): Promise<T> | undefined {
   if (callback === undefined) return promise;
@@ -46,12 +72,16 @@ export function streamVia<TOpaque>(
   return new Promise((resolve, reject) => {
     let target: Writable | undefined;
     let trailers: Record<string, string> = {};
+    let unwatch = noop;
     const fail = (err: Error): void => {
+      unwatch();
       target?.destroy(err);
       reject(err);
     };
     dispatch(options, {
-      onRequestStart() {},
+      onRequestStart(controller: DispatchController) {
+        unwatch = followSignal(options.signal, controller);
+      },
       onResponseStart(controller: DispatchController, statusCode: number, headers: IncomingHeaders, statusText: string) {
         try {
           target = factory({ statusCode, statusText, headers: headers as IncomingHttpHeaders, opaque: options.opaque as TOpaque, context: {} });
@@ -61,6 +91,7 @@ export function streamVia<TOpaque>(
         }
         target.on('drain', () => controller.resume());
         finished(target, { readable: false }, (err) => {
+          unwatch();
           if (err !== undefined && err !== null) {
             controller.abort(err);
             reject(err);
@@ -71,6 +102,7 @@ export function streamVia<TOpaque>(
         if (target !== undefined && !target.write(chunk)) controller.pause();
       },
       onResponseEnd(_controller: DispatchController, received: IncomingHeaders) {
+        unwatch();
         trailers = flatTrailers(received);
         target?.end();
       },
@@ -94,10 +126,13 @@ export function pipelineVia<TOpaque>(
   const output = new PassThrough();
   const duplex = Duplex.from({ writable: requestBody, readable: output });
   let responseBody: DispatchBody | undefined;
+  let unwatch = noop;
   dispatch(
     { ...options, body: requestBody },
     {
-      onRequestStart() {},
+      onRequestStart(controller: DispatchController) {
+        unwatch = followSignal(options.signal, controller);
+      },
       onResponseStart(controller: DispatchController, statusCode: number, headers: IncomingHeaders, statusText: string) {
         responseBody = new DispatchBody(
           () => controller.resume(),
@@ -124,9 +159,11 @@ export function pipelineVia<TOpaque>(
         if (responseBody !== undefined && !responseBody.push(chunk)) controller.pause();
       },
       onResponseEnd() {
+        unwatch();
         responseBody?.push(null);
       },
       onResponseError(_controller: DispatchController, err: Error) {
+        unwatch();
         responseBody?.destroy(err);
         duplex.destroy(err);
       },
@@ -245,8 +282,11 @@ function flatTrailers(trailers: IncomingHeaders): Record<string, string> {
 export function requestVia<TOpaque>(dispatch: Dispatch, options: DispatchOptions & { opaque?: TOpaque }): Promise<DispatchResponseData<TOpaque>> {
   return new Promise((resolve, reject) => {
     let data: DispatchResponseData<TOpaque> | undefined;
+    let unwatch = noop;
     dispatch(options, {
-      onRequestStart() {},
+      onRequestStart(controller: DispatchController) {
+        unwatch = followSignal(options.signal, controller);
+      },
       onResponseStart(controller: DispatchController, statusCode: number, headers: IncomingHeaders, statusText: string) {
         const body = new DispatchBody(
           () => controller.resume(),
@@ -259,11 +299,13 @@ export function requestVia<TOpaque>(dispatch: Dispatch, options: DispatchOptions
         if (data !== undefined && !data.body.push(chunk)) controller.pause();
       },
       onResponseEnd(_controller: DispatchController, trailers: IncomingHeaders) {
+        unwatch();
         if (data === undefined) return;
         Object.assign(data.trailers, flatTrailers(trailers));
         data.body.push(null);
       },
       onResponseError(_controller: DispatchController, err: Error) {
+        unwatch();
         if (data === undefined) reject(err);
         else data.body.destroy(err);
       },

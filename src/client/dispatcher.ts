@@ -23,6 +23,11 @@ export interface DispatchOptions {
   upgrade?: string | boolean | null;
   /** Handed back to stream()/pipeline() callers as undici does. */
   opaque?: unknown;
+  /**
+   * Aborts `request(options)`, `stream()` and `pipeline()` (dispatch() handlers abort through
+   * their controller): an AbortSignal, or an EventEmitter that emits 'abort', as undici takes.
+   */
+  signal?: unknown;
 }
 
 /** A handler of either shape; every method is optional, as undici treats them. */
@@ -51,7 +56,6 @@ export interface DispatchController {
   readonly reason: unknown;
 }
 
-const EMPTY_TRAILERS: Buffer[] = [];
 const NO_HEADERS: IncomingHeaders = Object.freeze(Object.create(null) as IncomingHeaders);
 
 /** `[name, value, …]` as Buffers, the shape `onHeaders` and `onComplete` take. */
@@ -72,7 +76,8 @@ function asBuffer(chunk: Uint8Array): Buffer {
 
 /**
  * One dispatched request's handler, whichever shape: started, then response head, body chunks
- * with backpressure, and exactly one end (complete or error).
+ * with backpressure, and exactly one end (complete or error). A handler that throws, or aborts,
+ * gets nothing more but its one error: the reason it gave (or what it threw), as undici does.
  */
 export class DispatchSink implements BodySink, DispatchController {
   private readonly handler: DispatchHandler;
@@ -106,6 +111,9 @@ export class DispatchSink implements BodySink, DispatchController {
     if (this.abortReason !== undefined || this.ended) return;
     this.abortReason = reason ?? new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted');
     this.abortListener?.(this.abortReason);
+    // The request may have ended already (a short body arrives with its head): nothing else
+    // would tell the handler, so its error comes from here, once.
+    queueMicrotask(() => this.onBodyError(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: this.abortReason })));
   }
   pause(): void {
     this.pausedByHandler = true;
@@ -119,46 +127,65 @@ export class DispatchSink implements BodySink, DispatchController {
   /** The request starts: the handler gets its way to abort. `onAbort` cancels the request. */
   start(onAbort: (reason: unknown) => void): void {
     this.abortListener = onAbort;
-    if (this.controllerShape) this.handler.onRequestStart?.(this, {});
-    else this.handler.onConnect?.((reason?: unknown) => this.abort(reason), {});
+    this.call(() => {
+      if (this.controllerShape) this.handler.onRequestStart?.(this, {});
+      else this.handler.onConnect?.((reason?: unknown) => this.abort(reason), {});
+    });
   }
 
-  /** The response head. Returns false when the handler wants the body paused. */
+  /** The response head. Returns false when the handler wants the body paused (or is done). */
   head(status: number, headers: IncomingHeaders, statusText: string): boolean {
-    if (this.ended) return false;
-    if (this.controllerShape) {
-      this.handler.onResponseStart?.(this, status, headers, statusText);
-      return !this.pausedByHandler;
-    }
-    this.handler.onResponseStarted?.();
-    const more = this.handler.onHeaders?.(status, rawFields(headers), () => this.resume(), statusText);
-    if (more === false) this.pausedByHandler = true;
-    return more !== false;
+    if (this.ended || this.aborted) return false;
+    this.call(() => {
+      if (this.controllerShape) {
+        this.handler.onResponseStart?.(this, status, headers, statusText);
+        return;
+      }
+      this.handler.onResponseStarted?.();
+      if (this.handler.onHeaders?.(status, rawFields(headers), () => this.resume(), statusText) === false) this.pausedByHandler = true;
+    });
+    return !this.pausedByHandler && !this.aborted && !this.ended;
   }
 
   // BodySink
   onBodyData(chunk: Uint8Array): boolean {
-    if (this.ended) return true;
-    if (this.controllerShape) {
-      this.handler.onResponseData?.(this, asBuffer(chunk));
-      return !this.pausedByHandler;
-    }
-    if (this.handler.onData?.(asBuffer(chunk)) === false) this.pausedByHandler = true;
+    if (this.ended || this.aborted) return true;
+    this.call(() => {
+      if (this.controllerShape) this.handler.onResponseData?.(this, asBuffer(chunk));
+      else if (this.handler.onData?.(asBuffer(chunk)) === false) this.pausedByHandler = true;
+    });
     return !this.pausedByHandler;
   }
 
   onBodyEnd(trailers: IncomingHeaders | undefined): void {
-    if (this.ended) return;
+    if (this.ended || this.aborted) return;
     this.ended = true;
-    if (this.controllerShape) this.handler.onResponseEnd?.(this, trailers ?? NO_HEADERS);
-    else this.handler.onComplete?.(trailers === undefined ? EMPTY_TRAILERS : rawFields(trailers));
+    this.call(() => {
+      if (this.controllerShape) this.handler.onResponseEnd?.(this, trailers ?? NO_HEADERS);
+      else this.handler.onComplete?.(trailers === undefined ? [] : rawFields(trailers));
+    });
   }
 
   onBodyError(err: Error): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.controllerShape) this.handler.onResponseError?.(this, err);
-    else if (this.handler.onError !== undefined) this.handler.onError(err);
+    // What the handler gave as its abort reason (or threw) is what it hears back.
+    const delivered = this.abortReason instanceof Error ? this.abortReason : err;
+    try {
+      if (this.controllerShape) this.handler.onResponseError?.(this, delivered);
+      else this.handler.onError?.(delivered);
+    } catch {
+      // A handler that throws from its own error callback has nothing left to be told.
+    }
+  }
+
+  /** Runs a handler callback; one that throws aborts the request with what it threw. */
+  private call(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.abort(err);
+    }
   }
 }
 
@@ -179,7 +206,11 @@ export function dispatchUrl(options: DispatchOptions): URL {
   }
   let url: URL;
   try {
-    url = new URL(options.path, options.origin);
+    // The path goes to the origin as it is, as undici sends it: resolved against the origin as
+    // a reference, `//other.example/x` would name another host.
+    const base = new URL(String(options.origin));
+    url = new URL(`${base.origin}${options.path}`);
+    if (url.origin !== base.origin) throw new Error(`the path leaves ${base.origin}`);
   } catch (cause) {
     throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `not a valid origin and path: ${String(options.origin)} ${options.path}`, { cause });
   }

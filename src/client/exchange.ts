@@ -44,6 +44,8 @@ export class Exchange implements StreamHandler, Abandonable {
   finished = false;
   error: MuxpoolError | undefined;
   bodyTaken = false;
+  /** Which attempt of its request this exchange is (2 after one retry). */
+  attempt = 1;
 
   private mode: BodyMode = 'buffer';
   private chunks: Uint8Array[] = [];
@@ -121,7 +123,9 @@ export class Exchange implements StreamHandler, Abandonable {
         return true;
       }
       case 'forward':
-        if (!(this.sink as BodySink).onBodyData(chunk)) {
+        // Chunks held for a paused sink go first, in order.
+        if (this.chunks.length > 0 || !(this.sink as BodySink).onBodyData(chunk)) {
+          if (this.chunks.length > 0) this.chunks.push(chunk);
           this.paused = true;
           return false;
         }
@@ -158,7 +162,8 @@ export class Exchange implements StreamHandler, Abandonable {
         this.reader = undefined;
         break;
       case 'forward':
-        (this.sink as BodySink).onBodyEnd(this.trailers);
+        // With chunks still held for a paused sink, the end follows them (drainForward).
+        if (this.chunks.length === 0) (this.sink as BodySink).onBodyEnd(this.trailers);
         break;
       default:
         break;
@@ -209,7 +214,12 @@ export class Exchange implements StreamHandler, Abandonable {
     const readable: Readable = new Readable({
       highWaterMark: UNREAD_HIGH_WATER_BYTES,
       read: () => {
-        if (this.mode === 'stream' && !this.finished) this.reader = readable;
+        // Held strongly only once a consumer reads (flowing, or waiting on 'readable' as for
+        // await does): Node's own read-ahead after the buffered chunks are pushed is not one,
+        // and a body taken but never read must stay collectable.
+        if (this.mode === 'stream' && !this.finished && (readable.readableFlowing === true || readable.listenerCount('readable') > 0)) {
+          this.reader = readable;
+        }
         this.unpause();
       },
       destroy: (err, callback) => {
@@ -233,26 +243,43 @@ export class Exchange implements StreamHandler, Abandonable {
    * Hands the body to `sink` as it arrives (what was buffered first), then its end or failure.
    * The sink holds this exchange's stream: nothing here is left to garbage collection.
    */
-  forward(sink: BodySink): void {
+  forward(sink: BodySink, flowing: boolean): void {
     this.takeBody();
     this.sink = sink;
-    const buffered = this.chunks;
-    this.chunks = [];
     this.mode = 'forward';
-    let sinkFull = false;
-    for (const chunk of buffered) {
-      if (!sink.onBodyData(chunk)) sinkFull = true;
+    if (this.error !== undefined) {
+      this.chunks = [];
+      sink.onBodyError(this.error);
+      return;
     }
-    if (this.error !== undefined) sink.onBodyError(this.error);
-    else if (this.finished) sink.onBodyEnd(this.trailers);
-    // Paused while buffering: the sink takes over the decision.
-    else if (sinkFull) this.paused = true;
+    // A sink paused from its head callback gets nothing until it resumes.
+    if (!flowing) {
+      this.paused = true;
+      return;
+    }
+    this.drainForward();
+  }
+
+  /** Undoes a pause a forward sink asked for: held chunks first, then the transport again. */
+  resumeBody(): void {
+    if (this.mode === 'forward') this.drainForward();
     else this.unpause();
   }
 
-  /** Undoes a pause a forward sink asked for. */
-  resumeBody(): void {
-    this.unpause();
+  /** Hands held chunks to the sink until it pauses; then the end, or the transport resumes. */
+  private drainForward(): void {
+    const sink = this.sink as BodySink;
+    // Bounded by the chunks held: each turn hands one over.
+    while (this.chunks.length > 0) {
+      const chunk = this.chunks.shift() as Uint8Array;
+      if (!sink.onBodyData(chunk)) {
+        this.paused = true;
+        return;
+      }
+    }
+    if (this.error !== undefined) sink.onBodyError(this.error);
+    else if (this.finished) sink.onBodyEnd(this.trailers);
+    else this.unpause();
   }
 
   /** Reads and discards the rest of the body, keeping the connection reusable when it is short. */

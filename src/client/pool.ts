@@ -48,7 +48,10 @@ export type HttpPoolEntry = PoolEntry<Connection>;
 export interface ConnectionPoolOptions extends PoolCoreOptions {
   /** TCP connect plus TLS handshake. Default 10 000. */
   connectTimeoutMs?: number;
-  /** A request fails when the peer sends nothing for this long while a response is due. Default 300 000. */
+  /**
+   * A request fails with READ_TIMEOUT when its stream makes no progress this long: nothing
+   * received and none of the request body taken by the peer. `Infinity`: no read deadline. Default 300 000.
+   */
   readTimeoutMs?: number;
   /** Retire idle HTTP/1.1 sockets this long before the server's Keep-Alive timeout, and idle HTTP/3 connections this long before the agreed QUIC idle timeout. Default 1 000. */
   keepAliveMarginMs?: number;
@@ -115,7 +118,6 @@ export interface PoolEventMap {
   connect: [origin: URL, targets: readonly ConnectionPool[]];
   disconnect: [origin: URL, targets: readonly ConnectionPool[], error: Error | null];
   connectionError: [origin: URL, targets: readonly ConnectionPool[], error: Error];
-  drain: [origin: URL];
 }
 
 /** undici's `dispatch(options, handler)`, as interceptors take and return it. */
@@ -230,14 +232,19 @@ class RequestControl {
     }
   }
 
+  /**
+   * Ends the request in whatever phase it is: the live exchange is cancelled, and the signal of
+   * any acquire under way (a retry, the next redirect hop) fires too.
+   */
   private fire(err: MuxpoolError): void {
-    if (this.exchange !== undefined) {
-      err.maybeProcessed = this.exchange.head !== undefined || this.exchange.stream !== undefined;
-      this.exchange.cancel(err);
+    const exchange = this.exchange;
+    if (exchange !== undefined && !exchange.finished) {
+      err.maybeProcessed = exchange.head !== undefined || exchange.stream !== undefined;
+      exchange.cancel(err);
     } else {
       err.maybeProcessed = false;
-      this.controller.abort(err);
     }
+    this.controller.abort(err);
     this.dispose();
   }
 
@@ -302,7 +309,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       keepAliveMarginMs: durationOption('keepAliveMarginMs', options.keepAliveMarginMs, 1_000, { min: 0 }),
       maxHeaderBytes: countOption('maxHeaderBytes', options.maxHeaderBytes, 16_384, 256),
       maxHeaderCount: countOption('maxHeaderCount', options.maxHeaderCount, 128, 1),
-      maxStreams: options.maxStreams ?? 100,
+      maxStreams: countOption('maxStreams', options.maxStreams, 100, 1, true),
       pingIntervalMs: durationOption('pingIntervalMs', options.pingIntervalMs, 15_000, { min: 0, allowInfinity: true }),
       pingTimeoutMs: durationOption('pingTimeoutMs', options.pingTimeoutMs, 5_000, { min: 1, allowInfinity: true }),
       coalesce: options.coalesce !== false,
@@ -597,14 +604,19 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       if (sink.aborted) throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: false });
       const prepared = prepareRequest(url, options.method, dispatchHeaders(options.headers), dispatchBody(options.body), undefined);
       const control = new RequestControl(this.core.clock, abort.signal, undefined);
-      ({ exchange } = await this.send(prepared, {}, control));
+      exchange = await this.send(prepared, {}, control);
       const settled = exchange;
       if (settled.finished) control.dispose();
       else settled.onFinish = () => control.dispose();
       const head = settled.head as ResponseHeadInfo;
       sink.resumeBody = () => settled.resumeBody();
-      sink.head(head.status, head.headers, head.statusText);
-      settled.forward(sink);
+      const flowing = sink.head(head.status, head.headers, head.statusText);
+      if (sink.aborted) {
+        // Aborted (or threw) from its head callback: the request ends; the sink says why.
+        if (!settled.finished) settled.cancel(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: true }));
+        return;
+      }
+      settled.forward(sink, flowing);
     } catch (err) {
       const failure = err instanceof Error ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'dispatch failed', { cause: err });
       if (exchange !== undefined && !exchange.finished) exchange.cancel(failure instanceof MuxpoolError ? failure : new MuxpoolError('MUXPOOL_ERR_INTERNAL', failure.message, { cause: failure }));
@@ -699,13 +711,18 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     let prepared = prepareRequest(url, options.method, options.headers, options.body, decompress ? ACCEPT_ENCODING : undefined);
     const control = this.controlFor(options);
     let hops = 0;
+    // The body the next hop may send again: gone for good once a redirect turned it into a GET.
+    let body = options.body;
     // Bounded: each turn follows one redirect, and at most maxRedirects are followed.
     for (;;) {
-      const { exchange, attempt } = await this.send(prepared, options, control);
+      const exchange = await this.send(prepared, options, control);
       const head = exchange.head as ResponseHeadInfo;
       const location = redirect !== 'manual' && isRedirect(head.status) ? head.headers.location : undefined;
       if (typeof location === 'string') {
-        prepared = this.followRedirect(prepared, exchange, head.status, location, redirect, hops, maxRedirects, options.body, control);
+        if (control !== undefined) control.exchange = undefined;
+        const next = this.followRedirect(prepared, exchange, head.status, location, redirect, hops, maxRedirects, body, control);
+        if (!next.keepBody) body = undefined;
+        prepared = next.prepared;
         hops++;
         continue;
       }
@@ -715,7 +732,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       }
       const encoding = decompress ? head.headers['content-encoding'] : undefined;
       const decoders = encoding === undefined || prepared.head.method === 'HEAD' ? undefined : decodersFor(encoding);
-      return new Response(exchange, prepared.url.href, attempt, hops > 0, decoders);
+      return new Response(exchange, prepared.url.href, exchange.attempt, hops > 0, decoders);
     }
   }
 
@@ -730,12 +747,28 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     maxRedirects: number,
     body: BodyInit,
     control: RequestControl | undefined,
-  ): PreparedRequest {
+  ): { prepared: PreparedRequest; keepBody: boolean } {
     // The redirect's own body is read and dropped (or the stream reset if it is large), so the
     // connection can serve the next hop.
     void exchange.dump();
-    const refuse = (code: 'MUXPOOL_ERR_REDIRECT' | 'MUXPOOL_ERR_TOO_MANY_REDIRECTS', message: string): never => {
+    try {
+      return this.nextRequest(prepared, status, location, redirect, hops, maxRedirects, body);
+    } catch (err) {
       control?.dispose();
+      throw err;
+    }
+  }
+
+  private nextRequest(
+    prepared: PreparedRequest,
+    status: number,
+    location: string,
+    redirect: RedirectMode,
+    hops: number,
+    maxRedirects: number,
+    body: BodyInit,
+  ): { prepared: PreparedRequest; keepBody: boolean } {
+    const refuse = (code: 'MUXPOOL_ERR_REDIRECT' | 'MUXPOOL_ERR_TOO_MANY_REDIRECTS', message: string): never => {
       throw new MuxpoolError(code, message, { maybeProcessed: true });
     };
     if (redirect === 'error') refuse('MUXPOOL_ERR_REDIRECT', `${prepared.url.href} redirected (${status}) and redirect is 'error'`);
@@ -750,7 +783,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     }
     const pairs: Array<[string, string]> = [];
     for (let i = 0; i < hop.headers.length; i += 2) pairs.push([hop.headers[i] as string, hop.headers[i + 1] as string]);
-    return prepareRequest(hop.url, hop.method, pairs, hop.keepBody ? body : undefined, undefined);
+    return { prepared: prepareRequest(hop.url, hop.method, pairs, hop.keepBody ? body : undefined, undefined), keepBody: hop.keepBody };
   }
 
   /** Timeout and signal for a whole request (every attempt and hop), if it has either. */
@@ -774,7 +807,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     prepared: PreparedRequest,
     options: SendOptions,
     control: RequestControl | undefined,
-  ): Promise<{ exchange: Exchange; attempt: number }> {
+  ): Promise<Exchange> {
     const url = prepared.url;
     let key: PoolKey;
     let plan: DialPlan;
@@ -855,7 +888,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       }
       const head = exchange.head;
       if (head !== undefined && key.isHttps && head.headers['alt-svc'] !== undefined) this.learnAltSvc(key, head.headers['alt-svc'], options.version);
-      return { exchange, attempt };
+      exchange.attempt = attempt;
+      return exchange;
     }
     control?.dispose();
     throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'request retry loop ended without a result');

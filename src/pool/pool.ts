@@ -243,7 +243,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
         this.pushIdle(bucket, entry);
       }
     } else if (entry.activeStreams === 0) {
-      if (this.closing || !entry.acceptsStreams || this.isSurplus(bucket, entry)) this.closeEntry(entry);
+      if (this.closing || this.maxPerHost === 0 || !entry.acceptsStreams || this.isSurplus(bucket, entry)) this.closeEntry(entry);
       else this.armIdleTimer(entry);
     }
     if (bucket.waiters.length > 0) this.dispatch(bucket);
@@ -273,9 +273,16 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
     return entry;
   }
 
-  /** Marks an entry that holds a slot as lent out whole. */
+  /**
+   * Marks an entry that holds a slot as lent out whole. Lent while the pool closes (the caller
+   * awaited its slot as close() began): handed over at once, like every lent entry at close.
+   */
   lend(entry: PoolEntry<C>): void {
     entry.lent = true;
+    if (this.closing) {
+      this.handOver(entry);
+      this.notifyIfEmpty();
+    }
   }
 
   /**
@@ -320,7 +327,7 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
    * the key is at `maxPerHost`. The connection joins the pool idle; a failure only tells the dialer.
    */
   dialInBackground(key: PoolKey, demand: D): void {
-    if (this.closing) return;
+    if (this.closing || this.maxPerHost === 0) return;
     const bucket = this.bucketFor(key);
     if (bucket.count >= this.maxPerHost) return;
     for (const entry of bucket.entries) if (entry.acceptsStreams && demand.prefers(entry.connection)) return;
@@ -532,38 +539,42 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   }
 
   /**
-   * Starts dials for waiters that no pending dial will serve, within `maxPerHost`. While a shared
-   * connection they could use is open (and full), only waiters queued `overflowWaitMs` ago count:
-   * a stream freeing in the meantime serves them with no new connection.
+   * Starts dials for waiters that no pending dial will serve, within `maxPerHost`. A dial covers
+   * only waiters of its own demand (an HTTP/3-only dial serves no HTTP/1.1 caller). While a
+   * shared connection a demand's waiters could use is open (and full), only those queued
+   * `overflowWaitMs` ago count: a stream freeing in the meantime serves them with no new connection.
    */
   private maybeDial(bucket: Bucket<C, D>): void {
-    if (this.closing) return;
-    const waiters = bucket.waiters;
-    let covered = 0;
-    for (const dial of bucket.dials) covered += dial.capacity;
-    // A connection whose peer allows no stream right now (SETTINGS_MAX_CONCURRENT_STREAMS 0)
-    // will serve waiters once it raises the limit; dialing more would get the same answer.
-    for (const entry of bucket.shared) {
-      if (entry.acceptsStreams && entry.activeStreams === 0 && entry.connection.maxStreams === 0) covered += this.maxStreams;
-    }
-    if (covered >= waiters.length) return;
-    let wanted = waiters.length;
-    if (this.overflowWaitMs > 0 && this.hasOpenShared(bucket, (waiters.at(covered) as Waiter<C>).demand)) {
-      const cutoff = this.clock.now() - this.overflowWaitMs;
-      wanted = waiters.countQueuedBy(cutoff);
-      const nextDueAt = waiters.firstQueuedAfter(cutoff) + this.overflowWaitMs;
-      // overflowWaitMs: Infinity never overflows: no timer then.
-      if (wanted < waiters.length && Number.isFinite(nextDueAt)) this.armOverflowTimer(bucket, nextDueAt);
-    }
-    // Bounded: each turn starts a dial, and dials are capped by maxPerHost or by the waiters.
-    while (covered < wanted) {
-      const waiter = waiters.at(covered) as Waiter<C>;
-      if (this.maxPerHost !== 0 && bucket.count >= this.maxPerHost) {
-        if (!this.evictIdleFor(bucket, waiter.demand)) return;
+    if (this.closing || bucket.waiters.length === 0) return;
+    const overflow = this.overflowWaitMs > 0;
+    const cutoff = overflow ? this.clock.now() - this.overflowWaitMs : Infinity;
+    for (const [demand, group] of bucket.waiters.byDemand(cutoff)) {
+      let covered = 0;
+      for (const dial of bucket.dials) if (dial.demand === demand) covered += dial.capacity;
+      // A connection whose peer allows no stream right now (SETTINGS_MAX_CONCURRENT_STREAMS 0)
+      // will serve waiters once it raises the limit; dialing more would get the same answer.
+      for (const entry of bucket.shared) {
+        if (entry.acceptsStreams && entry.activeStreams === 0 && entry.connection.maxStreams === 0 && demand.accepts(entry.connection)) {
+          covered += this.maxStreams;
+        }
       }
-      const capacity = this.expectedCapacity(bucket, waiter.demand as D);
-      this.startDial(bucket, waiter.demand as D, capacity);
-      covered += capacity;
+      if (covered >= group.count) continue;
+      let wanted = group.count;
+      if (overflow && this.hasOpenShared(bucket, demand)) {
+        wanted = group.queuedBy;
+        // overflowWaitMs: Infinity never overflows: no timer then.
+        const nextDueAt = group.firstAfter + this.overflowWaitMs;
+        if (wanted < group.count && Number.isFinite(nextDueAt)) this.armOverflowTimer(bucket, nextDueAt);
+      }
+      // Bounded: each turn starts a dial, and dials are capped by maxPerHost or by the waiters.
+      while (covered < wanted) {
+        if (this.maxPerHost !== 0 && bucket.count >= this.maxPerHost) {
+          if (!this.evictIdleFor(bucket, demand)) return;
+        }
+        const capacity = this.expectedCapacity(bucket, demand as D);
+        this.startDial(bucket, demand as D, capacity);
+        covered += capacity;
+      }
     }
   }
 
@@ -632,11 +643,12 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
       cause instanceof MuxpoolError
         ? cause
         : new MuxpoolError('MUXPOOL_ERR_CONNECT', `dial to ${bucket.key.origin} failed`, { cause, maybeProcessed: false });
-    this.events?.dialFailed(bucket.key, err);
-    dial.reservedFor?.reject(err);
+    // Not a connection error when the pool itself called the dial off (closing, a caller gone).
+    if (!dial.controller.signal.aborted) this.events?.dialFailed(bucket.key, err);
+    dial.reservedFor?.reject(err.forRequest());
     // The callers this dial was for learn why, each from an error of its own; the others keep
     // waiting for their own dials.
-    const failed = bucket.waiters.takeFirst(dial.capacity);
+    const failed = bucket.waiters.takeFirstWith(dial.demand, dial.capacity);
     for (const waiter of failed) waiter.reject(err.forRequest());
     if (!this.closing) this.dispatch(bucket);
     else if (bucket.isEmpty) this.dropBucket(bucket);
@@ -671,11 +683,18 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
     return `${bucket.entries.size} connection(s) to ${bucket.key.origin} open, all busy (maxPerHost ${this.maxPerHost})`;
   }
 
-  /** Each waiter gets an error of its own: callers may annotate what they receive. */
+  /**
+   * Each waiter gets an error of its own (callers may annotate what they receive), saying its
+   * request was not processed: a waiter never sent anything.
+   */
   private failWaiters(bucket: Bucket<C, D>, err: MuxpoolError): void {
     this.stopOverflowTimer(bucket);
     const waiters = bucket.waiters.clear();
-    for (const waiter of waiters) waiter.reject(err.forRequest());
+    for (const waiter of waiters) {
+      const own = err.forRequest();
+      own.maybeProcessed = false;
+      waiter.reject(own);
+    }
   }
 
   /** An open shared connection `demand` accepts: what overflow waiters wait for. */
@@ -856,10 +875,12 @@ export class PoolCore<C extends Poolable, D extends Demand<C>> {
   }
 
   private whenEmpty(): Promise<void> {
-    if (this.buckets.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.closedWaiters.push(resolve));
+    const promise = new Promise<void>((resolve) => this.closedWaiters.push(resolve));
+    this.notifyIfEmpty();
+    return promise;
   }
 
+  /** Closing, with nothing left in any bucket: the pool is empty, and close() may resolve. */
   private notifyIfEmpty(): void {
     if (!this.closing || this.closedWaiters.length === 0) return;
     for (const bucket of this.buckets.values()) if (!bucket.isEmpty) return;

@@ -116,6 +116,13 @@ export class Waiter<C extends Poolable> {
   }
 }
 
+/** What `WaiterQueue.byDemand` says of the waiters of one demand. */
+export interface DemandGroup {
+  count: number;
+  queuedBy: number;
+  firstAfter: number;
+}
+
 /**
  * The callers waiting for one key, in the order they are served:
  *
@@ -205,33 +212,45 @@ export class WaiterQueue<C extends Poolable> {
     return taken;
   }
 
+  /** Removes and returns the first `n` waiters with `demand`, in class order. */
+  takeFirstWith(demand: Demand<C>, n: number): Waiter<C>[] {
+    const taken: Waiter<C>[] = [];
+    for (let c = 0; c < this.classes.length && taken.length < n; c++) {
+      const list = this.classes[c] as Waiter<C>[];
+      for (let i = 0; i < list.length && taken.length < n; ) {
+        if ((list[i] as Waiter<C>).demand === demand) taken.push(list.splice(i, 1)[0] as Waiter<C>);
+        else i++;
+      }
+      if (list.length === 0) this.passedOver[c] = 0;
+    }
+    this.count -= taken.length;
+    return taken;
+  }
+
+  /**
+   * The waiters per demand, in queue order of each demand's first waiter: how many, how many
+   * were queued by clock time `cutoff`, and the earliest queue time after it (Infinity if none).
+   */
+  byDemand(cutoff: number): Map<Demand<C>, DemandGroup> {
+    const groups = new Map<Demand<C>, DemandGroup>();
+    for (const list of this.classes) {
+      for (const waiter of list) {
+        let group = groups.get(waiter.demand);
+        if (group === undefined) {
+          group = { count: 0, queuedBy: 0, firstAfter: Infinity };
+          groups.set(waiter.demand, group);
+        }
+        group.count++;
+        if (waiter.enqueuedAt <= cutoff) group.queuedBy++;
+        else if (waiter.enqueuedAt < group.firstAfter) group.firstAfter = waiter.enqueuedAt;
+      }
+    }
+    return groups;
+  }
+
   /** Removes and returns every waiter. */
   clear(): Waiter<C>[] {
     return this.takeFirst(this.count);
-  }
-
-  /** How many waiters were queued at or before clock time `time`. */
-  countQueuedBy(time: number): number {
-    let n = 0;
-    // Each class is in arrival order, so its early part is the one queued by `time`.
-    for (const list of this.classes) {
-      for (let i = 0; i < list.length && (list[i] as Waiter<C>).enqueuedAt <= time; i++) n++;
-    }
-    return n;
-  }
-
-  /** The earliest queue time after `time` (Infinity when none). */
-  firstQueuedAfter(time: number): number {
-    let first = Infinity;
-    for (const list of this.classes) {
-      for (const waiter of list) {
-        if (waiter.enqueuedAt > time) {
-          if (waiter.enqueuedAt < first) first = waiter.enqueuedAt;
-          break;
-        }
-      }
-    }
-    return first;
   }
 }
 

@@ -52,6 +52,39 @@ export function validateHeaderValue(name: string, value: string): void {
   }
 }
 
+/**
+ * Received fields (responses and trailers, every protocol) are checked by the two functions
+ * below, so HTTP/1.1, HTTP/2 and HTTP/3 refuse the same things. Each returns why a field is
+ * malformed, or `undefined`; the caller raises its protocol's error.
+ *
+ * Names must be tokens (RFC 9110 §5.1, §5.6.2): never empty, no SP, colon, CR or LF. HTTP/2 and
+ * HTTP/3 also forbid upper-case letters (RFC 9113 §8.2.1, RFC 9114 §4.2: "a request or response
+ * containing uppercase characters in field names MUST be treated as malformed").
+ */
+export function receivedFieldNameProblem(name: string, lowerCaseOnly: boolean): string | undefined {
+  if (name.length === 0) return 'empty field name';
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] !== 1) return `invalid character 0x${c.toString(16).padStart(2, '0')} in field name ${JSON.stringify(name.slice(0, 60))}`;
+    if (lowerCaseOnly && c >= 0x41 && c <= 0x5a) return `field name ${JSON.stringify(name.slice(0, 60))} has uppercase characters`;
+  }
+  return undefined;
+}
+
+/** CR, LF or NUL anywhere in a received value: RFC 9110 §5.5, RFC 9113 §8.2.1, RFC 9114 §4.2. */
+const FORBIDDEN_IN_VALUE = /[\0\r\n]/;
+
+/**
+ * RFC 9110 §5.5: "a recipient of CR, LF, or NUL within a field value MUST either reject the
+ * message or replace each of those characters with SP"; we reject (nghttp2 and llhttp do too).
+ * Other controls and obs-text are let through, as the peers' own parsers do.
+ */
+export function receivedFieldValueProblem(name: string, value: string): string | undefined {
+  if (!FORBIDDEN_IN_VALUE.test(value)) return undefined;
+  const i = value.search(FORBIDDEN_IN_VALUE);
+  return `field ${JSON.stringify(name.slice(0, 60))} has an invalid character 0x${value.charCodeAt(i).toString(16).padStart(2, '0')} in its value`;
+}
+
 export type HeaderInputValue = string | number | readonly string[] | undefined;
 export type HeadersInput =
   | Record<string, HeaderInputValue>
@@ -166,4 +199,29 @@ export function multiplexedRequestFields(fields: readonly string[], contentLengt
  */
 export function standardStatusText(status: number): string {
   return STATUS_CODES[status] ?? '';
+}
+
+/**
+ * RFC 9110 §15.2: any number of 1xx responses may precede the final one, so a client must bound
+ * them itself. Every protocol allows this many, and their header bytes together at most
+ * `maxHeaderBytes` (the HTTP/1.1 parser counts them with the final head's). Bytes that arrive on a
+ * stream are activity for the read deadline, so without this bound a peer sending 1xx forever
+ * would keep a stream open however short `readTimeoutMs` is.
+ */
+export const MAX_INTERIM_RESPONSES = 16;
+
+/** Throws HEADERS_TOO_LARGE once interim responses exceed the count or the byte budget. */
+export function checkInterimBudget(count: number, bytes: number, maxHeaderBytes: number): void {
+  if (count > MAX_INTERIM_RESPONSES) {
+    throw new MuxpoolError('MUXPOOL_ERR_HEADERS_TOO_LARGE', `more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`, {
+      origin: 'remote',
+      maybeProcessed: true,
+    });
+  }
+  if (bytes > maxHeaderBytes) {
+    throw new MuxpoolError('MUXPOOL_ERR_HEADERS_TOO_LARGE', `interim (1xx) responses of ${bytes} bytes exceed maxHeaderBytes ${maxHeaderBytes}`, {
+      origin: 'remote',
+      maybeProcessed: true,
+    });
+  }
 }

@@ -4,8 +4,17 @@
  */
 import type { MuxpoolError } from '../errors.js';
 
-/** Response header fields: lower-case names; repeated fields as arrays (set-cookie). */
+/**
+ * Response header fields: lower-case names; repeated fields as arrays (set-cookie). Every
+ * protocol builds them with `emptyHeaders()`: a record without a prototype, so a field named
+ * `constructor`, `__proto__` or `toString` reads back as the peer sent it.
+ */
 export type IncomingHeaders = Record<string, string | string[]>;
+
+/** A header record that inherits nothing from `Object.prototype`. */
+export function emptyHeaders(): IncomingHeaders {
+  return Object.create(null) as IncomingHeaders;
+}
 
 /** What a request stream sends, already validated by the client layer. */
 export interface RequestHead {

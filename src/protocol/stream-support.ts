@@ -13,6 +13,7 @@
 import type { Clock, Timer } from '../core/clock.js';
 import { MuxpoolError, internalError } from '../errors.js';
 import { bodyFailure, checkedBody } from './body.js';
+export { MAX_INTERIM_RESPONSES, checkInterimBudget } from './fields.js';
 
 // ---------------------------------------------------------------------------------------------
 // Stream states
@@ -255,31 +256,6 @@ export function waitForDrain(stream: DrainableStream): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // Interim responses
-
-/**
- * RFC 9110 §15.2: any number of 1xx responses may precede the final one, so a client must bound
- * them itself. Every protocol allows this many, and their header bytes together at most
- * `maxHeaderBytes` (the HTTP/1.1 parser counts them with the final head's). Bytes that arrive on a
- * stream are activity for the read deadline, so without this bound a peer sending 1xx forever
- * would keep a stream open however short `readTimeoutMs` is.
- */
-export const MAX_INTERIM_RESPONSES = 16;
-
-/** Throws HEADERS_TOO_LARGE once interim responses exceed the count or the byte budget. */
-export function checkInterimBudget(count: number, bytes: number, maxHeaderBytes: number): void {
-  if (count > MAX_INTERIM_RESPONSES) {
-    throw new MuxpoolError('MUXPOOL_ERR_HEADERS_TOO_LARGE', `more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`, {
-      origin: 'remote',
-      maybeProcessed: true,
-    });
-  }
-  if (bytes > maxHeaderBytes) {
-    throw new MuxpoolError('MUXPOOL_ERR_HEADERS_TOO_LARGE', `interim (1xx) responses of ${bytes} bytes exceed maxHeaderBytes ${maxHeaderBytes}`, {
-      origin: 'remote',
-      maybeProcessed: true,
-    });
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Errors

@@ -126,7 +126,10 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions = {}): 
     handle(req as RequestLike, res as unknown as ResponseLike & NodeJS.WritableStream);
   };
   let altSvc: string | undefined;
-  const tlsServer = http2.createSecureServer({ key: certs.leafKey, cert: certs.leafCert, allowHTTP1: true }, onRequest);
+  // maxSessionMemory: /bytes/N answers with one buffer of up to 64 MiB; under Node's default
+  // (10 MB) a few of those cancelled at once make the session refuse streams with
+  // ENHANCE_YOUR_CALM (found by the soak), which is the server's limit, not the client's doing.
+  const tlsServer = http2.createSecureServer({ key: certs.leafKey, cert: certs.leafCert, allowHTTP1: true, maxSessionMemory: 256 }, onRequest);
   const plainServer = http.createServer(onRequest);
   plainServer.keepAliveTimeout = 30_000;
   tlsServer.setTimeout(0);

@@ -286,6 +286,8 @@ class H3ServerConnection implements QuicConnectionHandler {
   private peerControlSeen = false;
   private highestRequestId = -1;
   private goawaySent = false;
+  /** Control-stream bytes flow control did not take yet (a GOAWAY under load): sent when writable. */
+  private controlPending: Uint8Array | undefined;
   private readonly events: RequestStreamEvent[] = [];
   private readonly controlEvents: ControlEvent[] = [];
 
@@ -304,7 +306,7 @@ class H3ServerConnection implements QuicConnectionHandler {
         [SETTINGS_QPACK_BLOCKED_STREAMS, 0],
         [SETTINGS_MAX_FIELD_SECTION_SIZE, this.server.maxFieldSectionSize],
       ]);
-      this.quic.write(this.controlId, Buffer.concat([encodeStreamType(STREAM_TYPE_CONTROL), encodeSettingsFrame(settings)]), false);
+      this.writeControl(Buffer.concat([encodeStreamType(STREAM_TYPE_CONTROL), encodeSettingsFrame(settings)]));
     } catch {
       void this.quic.close(H3_STREAM_CREATION_ERROR, 'cannot open the control stream');
     }
@@ -428,7 +430,8 @@ class H3ServerConnection implements QuicConnectionHandler {
   }
 
   onStreamWritable(streamId: number): void {
-    this.streams.get(streamId)?.flush();
+    if (streamId === this.controlId) this.writeControl(undefined);
+    else this.streams.get(streamId)?.flush();
   }
 
   onClose(): void {
@@ -447,10 +450,24 @@ class H3ServerConnection implements QuicConnectionHandler {
   sendGoaway(): void {
     if (this.goawaySent || this.controlId === undefined) return;
     this.goawaySent = true;
+    this.writeControl(encodeGoawayFrame(this.highestRequestId + 4));
+  }
+
+  /**
+   * Writes to the control stream what is pending, then `frame`. A frame flow control does not
+   * take whole waits for the stream to become writable: dropped, the client would never learn
+   * of our GOAWAY while every request it sends is rejected (found by the soak).
+   */
+  private writeControl(frame: Uint8Array | undefined): void {
+    if (this.controlId === undefined) return;
+    const bytes = this.controlPending === undefined ? frame : frame === undefined ? this.controlPending : Buffer.concat([this.controlPending, frame]);
+    if (bytes === undefined || bytes.length === 0) return;
     try {
-      this.quic.write(this.controlId, encodeGoawayFrame(this.highestRequestId + 4), false);
+      const accepted = this.quic.write(this.controlId, bytes, false);
+      this.controlPending = accepted < bytes.length ? bytes.subarray(accepted) : undefined;
     } catch {
       // The connection is going away anyway.
+      this.controlPending = undefined;
     }
   }
 

@@ -1,188 +1,203 @@
 /**
- * A hand-driven HTTP/2 peer over cleartext (h2c, prior knowledge): a `net.Server` whose test
- * writes every frame itself, so it can break any rule on purpose, and reads every frame the
- * client sends (parsed with our pure frame reader, request blocks decoded with our HPACK).
+ * A raw HTTP/2 server over cleartext TCP (h2c, prior knowledge), for tests that need a peer that
+ * breaks the rules: frames are written by hand (RFC 9113 §4.1) and header blocks use only HPACK
+ * literal field lines without indexing and without Huffman coding (RFC 7541 §6.2.2), which any
+ * decoder must take. The server answers the connection preface with its SETTINGS, acknowledges
+ * the client's SETTINGS and PINGs, and hands every request (a HEADERS frame from the client) to the
+ * test, which writes whatever frames it wants.
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import {
-  CLIENT_PREFACE,
-  FLAG_END_HEADERS,
-  FLAG_END_STREAM,
-  FRAME_HEADERS,
-  FRAME_SETTINGS,
-  type Frame,
-  FrameReader,
-  encodeData,
-  encodeFrame,
-  encodeHeaders,
-  encodeSettings,
-  encodeSettingsAck,
-} from '../../src/protocol/h2/frames.js';
-import { HpackDecoder, HpackEncoder } from '../../src/protocol/h2/hpack.js';
 
-/** A frame the client sent, with the request fields decoded for HEADERS. */
-export type ClientFrame = Frame & { fields?: string[] };
+export const FRAME = {
+  DATA: 0x0,
+  HEADERS: 0x1,
+  RST_STREAM: 0x3,
+  SETTINGS: 0x4,
+  PING: 0x6,
+  GOAWAY: 0x7,
+  WINDOW_UPDATE: 0x8,
+  CONTINUATION: 0x9,
+} as const;
 
-export interface RawPeer {
+export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
+
+/** RFC 9113 §7 error codes. */
+export const H2_ERROR = {
+  NO_ERROR: 0x0,
+  PROTOCOL_ERROR: 0x1,
+  INTERNAL_ERROR: 0x2,
+  FLOW_CONTROL_ERROR: 0x3,
+  REFUSED_STREAM: 0x7,
+  CANCEL: 0x8,
+} as const;
+
+/** RFC 9113 §6.5.2 setting identifiers. */
+export const SETTING = { MAX_CONCURRENT_STREAMS: 0x3, INITIAL_WINDOW_SIZE: 0x4, MAX_FRAME_SIZE: 0x5 } as const;
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/** A frame: 9-byte header (length, type, flags, stream id) and payload (RFC 9113 §4.1). */
+export function frame(type: number, flags: number, streamId: number, payload: Uint8Array = Buffer.alloc(0)): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header[3] = type;
+  header[4] = flags;
+  header.writeUInt32BE(streamId & 0x7fffffff, 5);
+  return Buffer.concat([header, payload]);
+}
+
+/** An HPACK integer with an N-bit prefix (RFC 7541 §5.1); `first` holds the bits above the prefix. */
+function hpackInteger(value: number, prefixBits: number, first: number): Buffer {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return Buffer.from([first | value]);
+  const bytes = [first | max];
+  let rest = value - max;
+  while (rest >= 128) {
+    bytes.push((rest % 128) + 128);
+    rest = Math.floor(rest / 128);
+  }
+  bytes.push(rest);
+  return Buffer.from(bytes);
+}
+
+/**
+ * A header block of literal field lines without indexing, new name, no Huffman (RFC 7541
+ * §6.2.2: first byte 0000 0000). Names and values go out byte for byte, CR and LF included.
+ */
+export function headerBlock(fields: ReadonlyArray<readonly [string, string]>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [name, value] of fields) {
+    const nameBytes = Buffer.from(name, 'latin1');
+    const valueBytes = Buffer.from(value, 'latin1');
+    parts.push(Buffer.from([0x00]), hpackInteger(nameBytes.length, 7, 0), nameBytes, hpackInteger(valueBytes.length, 7, 0), valueBytes);
+  }
+  return Buffer.concat(parts);
+}
+
+export function headersFrame(streamId: number, fields: ReadonlyArray<readonly [string, string]>, endStream = false): Buffer {
+  return frame(FRAME.HEADERS, FLAG.END_HEADERS | (endStream ? FLAG.END_STREAM : 0), streamId, headerBlock(fields));
+}
+
+export function dataFrame(streamId: number, data: string | Uint8Array, endStream = false): Buffer {
+  return frame(FRAME.DATA, endStream ? FLAG.END_STREAM : 0, streamId, typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
+}
+
+export function rstStreamFrame(streamId: number, code: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt32BE(code);
+  return frame(FRAME.RST_STREAM, 0, streamId, payload);
+}
+
+export function goawayFrame(lastStreamId: number, code: number): Buffer {
+  const payload = Buffer.alloc(8);
+  payload.writeUInt32BE(lastStreamId & 0x7fffffff, 0);
+  payload.writeUInt32BE(code, 4);
+  return frame(FRAME.GOAWAY, 0, 0, payload);
+}
+
+export function settingsFrame(entries: ReadonlyArray<readonly [number, number]> = []): Buffer {
+  const payload = Buffer.alloc(entries.length * 6);
+  entries.forEach(([id, value], i) => {
+    payload.writeUInt16BE(id, i * 6);
+    payload.writeUInt32BE(value, i * 6 + 2);
+  });
+  return frame(FRAME.SETTINGS, 0, 0, payload);
+}
+
+export interface ParsedFrame {
+  type: number;
+  flags: number;
+  streamId: number;
+  payload: Buffer;
+}
+
+/** One accepted connection: its socket, what the client sent, a way to write frames. */
+export interface RawH2Connection {
   readonly socket: net.Socket;
-  /** Every frame the client sent so far, in order. */
-  readonly frames: ClientFrame[];
-  /** 'data' events seen: how many separate reads the client's bytes took. */
-  readonly reads: number;
-  /** Resolves with the first frame (from the start) that matches, waiting for it if needed. */
-  waitFor(match: (frame: ClientFrame) => boolean, timeoutMs?: number): Promise<ClientFrame>;
-  /** The client's next request (HEADERS) not yet taken with this method. */
-  nextRequest(timeoutMs?: number): Promise<ClientFrame & { type: typeof FRAME_HEADERS }>;
-  send(...frames: Uint8Array[]): void;
-  /** HEADERS (HPACK-encoded with this peer's encoder) for a response or trailers. */
-  headers(streamId: number, fields: string[], endStream: boolean): Uint8Array;
-  /** A `:status` response with an optional body, END_STREAM on the last frame. */
-  respond(streamId: number, status: number, body?: Uint8Array | string, extra?: string[]): void;
-  readonly encoder: HpackEncoder;
-  /** Resolves when the client closed its side. */
-  readonly closed: Promise<void>;
+  readonly index: number;
+  /** Every frame the client sent, in order. */
+  readonly frames: ParsedFrame[];
+  write(...frames: Buffer[]): void;
 }
 
-export interface RawPeerOptions {
-  /** The server's SETTINGS (sent at once); default: none (all defaults). */
+export interface RawH2Behaviour {
+  /** The server's SETTINGS entries (sent first). Default: none. */
   settings?: ReadonlyArray<readonly [number, number]>;
-  /** Acknowledge the client's SETTINGS (default true). */
-  ackSettings?: boolean;
-  /** Send our SETTINGS at all (default true). */
-  sendSettings?: boolean;
+  /** Bytes sent instead of the SETTINGS frame (a broken preface). */
+  preface?: Buffer;
+  /** A request's HEADERS frame arrived (END_HEADERS set). */
+  onRequest?(connection: RawH2Connection, streamId: number, requestIndex: number): void;
+  /** Any other frame, after the automatic SETTINGS/PING acknowledgements. */
+  onFrame?(connection: RawH2Connection, frame: ParsedFrame): void;
 }
 
-export interface RawServer {
-  port: number;
+export interface RawH2Server {
   url: string;
-  /** Peers in the order they connected. */
-  readonly peers: RawPeer[];
-  nextPeer(): Promise<RawPeer>;
+  port: number;
+  readonly connections: RawH2Connection[];
   close(): Promise<void>;
 }
 
-export async function startRawH2Server(onPeer: (peer: RawPeer) => void | Promise<void> = () => {}, options: RawPeerOptions = {}): Promise<RawServer> {
-  const peers: RawPeer[] = [];
-  const peerWaiters: Array<(peer: RawPeer) => void> = [];
+export async function startRawH2Server(behaviour: RawH2Behaviour): Promise<RawH2Server> {
+  const connections: RawH2Connection[] = [];
   const sockets = new Set<net.Socket>();
-  let taken = 0;
+  let requests = 0;
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    const peer = makePeer(socket, options);
-    peers.push(peer);
-    peerWaiters.shift()?.(peer);
-    void onPeer(peer);
+    socket.on('error', () => undefined);
+    const connection: RawH2Connection = {
+      socket,
+      index: connections.length,
+      frames: [],
+      write(...frames: Buffer[]) {
+        if (!socket.destroyed && socket.writable) socket.write(Buffer.concat(frames));
+      },
+    };
+    connections.push(connection);
+    socket.write(behaviour.preface ?? settingsFrame(behaviour.settings ?? []));
+    let buffered = Buffer.alloc(0);
+    let prefaceSeen = false;
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (!prefaceSeen) {
+        if (buffered.length < PREFACE.length) return;
+        if (!buffered.subarray(0, PREFACE.length).equals(PREFACE)) {
+          socket.destroy();
+          return;
+        }
+        prefaceSeen = true;
+        buffered = buffered.subarray(PREFACE.length);
+      }
+      while (buffered.length >= 9) {
+        const length = buffered.readUIntBE(0, 3);
+        if (buffered.length < 9 + length) break;
+        const parsed: ParsedFrame = {
+          type: buffered[3] as number,
+          flags: buffered[4] as number,
+          streamId: buffered.readUInt32BE(5) & 0x7fffffff,
+          payload: buffered.subarray(9, 9 + length),
+        };
+        buffered = buffered.subarray(9 + length);
+        connection.frames.push(parsed);
+        if (parsed.type === FRAME.SETTINGS && (parsed.flags & FLAG.ACK) === 0) connection.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+        else if (parsed.type === FRAME.PING && (parsed.flags & FLAG.ACK) === 0) connection.write(frame(FRAME.PING, FLAG.ACK, 0, parsed.payload));
+        else if (parsed.type === FRAME.HEADERS && (parsed.flags & FLAG.END_HEADERS) !== 0) behaviour.onRequest?.(connection, parsed.streamId, requests++);
+        else behaviour.onFrame?.(connection, parsed);
+      }
+    });
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as net.AddressInfo).port;
   return {
-    port,
     url: `http://127.0.0.1:${port}`,
-    peers,
-    nextPeer() {
-      const index = taken++;
-      const ready = peers[index];
-      if (ready !== undefined) return Promise.resolve(ready);
-      return new Promise((resolve) => peerWaiters.push(resolve));
-    },
+    port,
+    connections,
     async close() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-function makePeer(socket: net.Socket, options: RawPeerOptions): RawPeer {
-  const reader = new FrameReader({ maxFrameSize: 16_777_215, maxHeaderBlockBytes: 1 << 24 });
-  const decoder = new HpackDecoder();
-  const encoder = new HpackEncoder();
-  const frames: ClientFrame[] = [];
-  const waiters = new Set<{ match: (f: ClientFrame) => boolean; resolve: (f: ClientFrame) => void }>();
-  let prefaceLeft = CLIENT_PREFACE.length;
-  let reads = 0;
-  let requestsTaken = 0;
-  let failed: Error | undefined;
-  socket.on('data', (chunk: Buffer) => {
-    reads++;
-    let bytes: Uint8Array = chunk;
-    if (prefaceLeft > 0) {
-      const take = Math.min(prefaceLeft, bytes.length);
-      prefaceLeft -= take;
-      bytes = bytes.subarray(take);
-    }
-    reader.push(bytes);
-    try {
-      for (let frame = reader.next(); frame !== undefined; frame = reader.next()) {
-        const record: ClientFrame = frame.type === FRAME_HEADERS ? { ...frame, fields: decoder.decode(frame.block, { maxHeaderBytes: 1 << 20, maxHeaderCount: 1000 }).fields } : frame;
-        frames.push(record);
-        if (frame.type === FRAME_SETTINGS && !frame.ack && options.ackSettings !== false) socket.write(encodeSettingsAck());
-        for (const waiter of [...waiters]) {
-          if (waiter.match(record)) {
-            waiters.delete(waiter);
-            waiter.resolve(record);
-          }
-        }
-      }
-    } catch (err) {
-      failed = err as Error;
-    }
-  });
-  if (options.sendSettings !== false) socket.write(encodeSettings(options.settings ?? []));
-  const closed = once(socket, 'close').then(() => undefined);
-  const peer: RawPeer = {
-    socket,
-    frames,
-    get reads() {
-      return reads;
-    },
-    encoder,
-    closed,
-    waitFor(match, timeoutMs = 5000) {
-      if (failed !== undefined) return Promise.reject(failed);
-      const found = frames.find(match);
-      if (found !== undefined) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const waiter = { match, resolve: (f: ClientFrame) => (clearTimeout(timer), resolve(f)) };
-        const timer = setTimeout(() => {
-          waiters.delete(waiter);
-          reject(new Error(`raw peer: no matching frame within ${timeoutMs} ms; got ${frames.map((f) => f.type).join(',')}`));
-        }, timeoutMs);
-        waiters.add(waiter);
-      });
-    },
-    async nextRequest(timeoutMs) {
-      const index = requestsTaken++;
-      let seen = 0;
-      const frame = await peer.waitFor((f) => f.type === FRAME_HEADERS && seen++ === index, timeoutMs);
-      return frame as ClientFrame & { type: typeof FRAME_HEADERS };
-    },
-    send(...out) {
-      if (!socket.destroyed) socket.write(Buffer.concat(out));
-    },
-    headers(streamId, fields, endStream) {
-      return encodeHeaders(streamId, encoder.encode(fields), endStream, 16_384);
-    },
-    respond(streamId, status, body, extra = []) {
-      const bytes = typeof body === 'string' ? new Uint8Array(Buffer.from(body)) : body;
-      const hasBody = bytes !== undefined && bytes.length > 0;
-      const out = [peer.headers(streamId, [':status', String(status), ...extra], !hasBody)];
-      if (hasBody) {
-        for (let offset = 0; offset < bytes.length; offset += 16_384) {
-          const end = Math.min(bytes.length, offset + 16_384);
-          out.push(encodeData(streamId, bytes.subarray(offset, end), end === bytes.length));
-        }
-      }
-      peer.send(...out);
-    },
-  };
-  return peer;
-}
-
-/** HEADERS frame written by hand (flags and block as given), for blocks the encoder would not make. */
-export function rawHeaders(streamId: number, block: Uint8Array, endStream: boolean, endHeaders = true): Uint8Array {
-  return encodeFrame(FRAME_HEADERS, (endStream ? FLAG_END_STREAM : 0) | (endHeaders ? FLAG_END_HEADERS : 0), streamId, block);
 }

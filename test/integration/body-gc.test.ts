@@ -83,3 +83,42 @@ test('a body read with for await survives garbage collection while the server pa
   await h2.close();
   await h3.close();
 });
+
+test('a decoded (gzip) body: read with for await it survives garbage collection; taken and dropped unread it is collected and frees its stream', async () => {
+  const zlib = await import('node:zlib');
+  const gzipped = zlib.gzipSync(Buffer.alloc(2 * PART.length, 'y'));
+  const half = Math.floor(gzipped.length / 2);
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, req.url === '/hang-plain' ? {} : { 'content-encoding': 'gzip' });
+    res.write(gzipped.subarray(0, half));
+    if (req.url === '/hang-plain') return;
+    if (req.url === '/hang') return; // the rest never comes: only collection frees this stream
+    void sleep(PAUSE_MS).then(() => res.end(gzipped.subarray(half)));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const leaks = leakCheck();
+  const pool = new ConnectionPool();
+  assert.equal(await readWhileCollecting(pool, `${base}/`, HttpVersion.Http1_1), 2 * PART.length, 'decoded, whole, not lost to GC');
+
+  // Taken and dropped: a body holds its source until it is read, and nothing else holds the
+  // body, so collection cancels the stream. Decoded or not.
+  for (const path of ['/hang', '/hang-plain']) {
+    await (async () => {
+      const res = await pool.request(`${base}${path}`);
+      void res.body;
+    })();
+    let active = 1;
+    for (let i = 0; i < 100 && active > 0; i++) {
+      gc();
+      await sleep(20);
+      active = (await pool.stats()).activeStreams;
+    }
+    assert.equal(active, 0, `${path}: the dropped body was collected and its stream freed`);
+  }
+  await pool.close();
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await leaks.check(pool);
+});

@@ -316,3 +316,94 @@ test("the pool's own undici-style request(options), stream(), pipeline(), compos
   }
   await leaks.check(pool);
 });
+
+test('dispatch edge cases: the path stays on its origin; a handler that throws or aborts ends the request once with its own error; onHeaders returning false holds the body; signal in request(options)', async () => {
+  const leaks = leakCheck();
+  const seen: string[] = [];
+  const server = await startHttpServer((req, res) => {
+    seen.push(req.url ?? '');
+    if (req.url === '/hang') {
+      res.writeHead(200);
+      res.write('partial');
+      return;
+    }
+    res.end('x'.repeat(1000));
+  });
+  const pool = new ConnectionPool();
+  try {
+    // Regression: `//evil.example/x` was resolved as a reference and left the origin.
+    const onOrigin = await pool.request({ origin: server.url, path: '//evil.example/x', method: 'GET' });
+    await onOrigin.body.dump();
+    assert.equal(seen.at(-1), '//evil.example/x', 'sent to the origin as it is');
+
+    // A factory that throws on a small response: the stream() promise rejects with its error.
+    const boom = new Error('factory failed');
+    await assert.rejects(
+      pool.stream({ origin: server.url, path: '/small', method: 'GET' }, () => {
+        throw boom;
+      }),
+      (err) => err === boom,
+    );
+
+    // A legacy handler that throws from onData: one onError, with what it threw.
+    const thrown = new Error('onData failed');
+    const errors = await new Promise<unknown[]>((resolve) => {
+      const got: unknown[] = [];
+      pool.dispatch(
+        { origin: server.url, path: '/small', method: 'GET' },
+        {
+          onConnect() {},
+          onHeaders: () => true,
+          onData: () => {
+            throw thrown;
+          },
+          onComplete: () => got.push('complete'),
+          onError: (err) => {
+            got.push(err);
+            setTimeout(() => resolve(got), 50);
+          },
+        },
+      );
+    });
+    assert.deepEqual(errors, [thrown]);
+
+    // onHeaders returning false: no data until resume() is called.
+    const order: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      let resume: () => void = () => {};
+      pool.dispatch(
+        { origin: server.url, path: '/small', method: 'GET' },
+        {
+          onConnect() {},
+          onHeaders: (_s, _h, r) => {
+            resume = r;
+            order.push('headers');
+            setTimeout(() => {
+              order.push('resume');
+              resume();
+            }, 30);
+            return false;
+          },
+          onData: () => {
+            if (order.at(-1) !== 'data') order.push('data');
+            return true;
+          },
+          onComplete: () => resolve(),
+          onError: reject,
+        },
+      );
+    });
+    assert.deepEqual(order, ['headers', 'resume', 'data']);
+
+    // An AbortSignal in undici-style options aborts the request.
+    const controller = new AbortController();
+    const hanging = await pool.request({ origin: server.url, path: '/hang', method: 'GET', signal: controller.signal });
+    controller.abort(new Error('stop'));
+    await assert.rejects(hanging.body.text(), /stop/);
+    assert.equal((await pool.stats()).activeStreams, 0);
+  } finally {
+    await pool.close();
+    await server.close();
+  }
+  await leaks.check(pool);
+});

@@ -50,7 +50,7 @@ import {
 } from '../../src/protocol/h2/frames.js';
 import type { IncomingHeaders, RequestBody, RequestHead, StreamHandler } from '../../src/protocol/message.js';
 import { rejectsWith } from '../helpers/assert.js';
-import { type RawPeer, type RawServer, rawHeaders, startRawH2Server } from '../helpers/h2-raw.js';
+import { type RawPeer, type RawServer, rawHeaders, startRawH2Server } from '../helpers/h2-peer.js';
 import { leakCheck } from '../helpers/leaks.js';
 
 interface Outcome {

@@ -564,3 +564,81 @@ test('an endless stream of interim (1xx) responses fails with HEADERS_TOO_LARGE 
   await server.close();
   await leaks.check(pool);
 });
+
+// -------------------------------------------------------------------------------------------
+// (f) Response fields that break RFC 9114 §4.1.2 (invalid characters in names or values): a
+// malformed response, so a stream error (H3_MESSAGE_ERROR) for that request only. And names
+// that shadow Object.prototype members read back as sent.
+
+const MALFORMED_FIELDS: Array<[string, string, string]> = [
+  ['an empty field name', '', 'v'],
+  ['a field name with a space', 'x bad', 'v'],
+  ['a field name with a colon', 'x:bad', 'v'],
+  ['a field name with CR LF', 'x\r\nbad', 'v'],
+  ['a CR in a value', 'x-bad', 'a\rb'],
+  ['an LF in a value', 'x-bad', 'a\nb'],
+  ['a NUL in a value', 'x-bad', 'a\0b'],
+];
+
+for (const [name, fieldName, fieldValue] of MALFORMED_FIELDS) {
+  test(`a response with ${name} fails that request with H3_MESSAGE_ERROR; the connection serves the next one`, async (t) => {
+    const leaks = leakCheck();
+    const c = await certs();
+    const server = await startRawH3Server({
+      respond: ({ streamId }) =>
+        streamId === 0
+          ? encodeHeadersFrame(
+              encodeFieldSection([
+                [':status', '200'],
+                [fieldName, fieldValue],
+              ]),
+            )
+          : validResponse('fine'),
+    });
+    const pool = newPool(c.caCert);
+    closeAfter(t, () => pool.destroy(), () => server.close());
+    const url = `https://localhost:${server.port}/`;
+    const err = await rejectsWith(pool.request(url, { version: HttpVersion.Http3Only, timeoutMs: 10_000 }), 'MUXPOOL_ERR_H3_PROTOCOL');
+    assert.equal(err.wireCode, 0x10e, err.message); // H3_MESSAGE_ERROR
+    assert.equal(err.origin, 'remote');
+    assert.equal(err.maybeProcessed, true);
+    const next = await pool.request(url, { version: HttpVersion.Http3Only, timeoutMs: 10_000 });
+    assert.equal(await next.text(), 'fine');
+    assert.equal(next.reused, true, 'a stream error leaves the connection open');
+    assert.equal(server.connections.length, 1);
+    await pool.close();
+    await server.close();
+    await leaks.check(pool);
+  });
+}
+
+test('response headers and trailers named after Object.prototype members read back as sent over HTTP/3', async (t) => {
+  const leaks = leakCheck();
+  const c = await certs();
+  const named: Array<[string, string]> = [
+    ['constructor', 'foo'],
+    ['__proto__', 'bar'],
+    ['tostring', 'baz'],
+  ];
+  const server = await startRawH3Server({
+    respond: () =>
+      Buffer.concat([
+        encodeHeadersFrame(encodeFieldSection([[':status', '200'], ...named])),
+        encodeDataFrameHeader(2),
+        Buffer.from('ok'),
+        encodeHeadersFrame(encodeFieldSection(named)),
+      ]),
+  });
+  const pool = newPool(c.caCert);
+  closeAfter(t, () => pool.destroy(), () => server.close());
+  const res: Response = await pool.request(`https://localhost:${server.port}/`, { version: HttpVersion.Http3Only, timeoutMs: 10_000 });
+  assert.equal(await res.text(), 'ok');
+  for (const [section, record] of [['headers', res.headers], ['trailers', res.trailers]] as const) {
+    assert.ok(record !== undefined, section);
+    for (const [name, value] of named) assert.equal(record[name], value, `${section}: ${name}`);
+    assert.equal(Object.getPrototypeOf(record), null, `${section}: the record inherits nothing`);
+  }
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
+});

@@ -4,6 +4,7 @@
  * on loopback, two origins for the cross-origin rules.
  */
 import assert from 'node:assert/strict';
+import events from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -229,6 +230,60 @@ test('decompression and redirects over HTTP/2 and HTTP/3 too (the embedded serve
   } finally {
     await pool.close();
     await embedded.close();
+  }
+  await leaks.check(pool);
+});
+
+test('a timeout that fires while the next hop waits for a connection ends the request at once', async () => {
+  const leaks = leakCheck();
+  // Regression: the timer cancelled the previous hop's finished exchange only, then went away;
+  // the next hop waited out acquireTimeoutMs with no deadline at all.
+  const busy = await startHttpServer(() => {
+    /* never answers: holds the only connection to this origin */
+  });
+  const { server } = await startRecorder((_s, res) => {
+    res.writeHead(302, { location: `${busy.url}/next` });
+    res.end();
+  });
+  const pool = new ConnectionPool({ maxPerHost: 1, acquireTimeoutMs: 20_000 });
+  try {
+    const hog = pool.request(`${busy.url}/hog`).catch((err: unknown) => err);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const started = performance.now();
+    await rejectsWith(pool.request(`${server.url}/start`, { timeoutMs: 300 }), 'MUXPOOL_ERR_REQUEST_TIMEOUT');
+    assert.ok(performance.now() - started < 5_000, 'ended by timeoutMs, not acquireTimeoutMs');
+    await pool.destroy();
+    await hog;
+  } finally {
+    await pool.destroy();
+    await busy.close();
+    await server.close();
+  }
+  await leaks.check(pool);
+});
+
+test('a body dropped by a 303 is not sent again by a later 307; a bad Location leaves no listener on the caller\'s signal', async () => {
+  const leaks = leakCheck();
+  const { server } = await startRecorder((s, res) => {
+    if (s.url === '/a') res.writeHead(303, { location: '/b' });
+    else if (s.url === '/b') res.writeHead(307, { location: '/c' });
+    else if (s.url === '/bad') res.writeHead(302, { location: 'ftp://elsewhere/x' });
+    else {
+      res.end(`${s.method} ${s.url} ${s.body.length} ${String(s.headers['content-type'] ?? '-')}`);
+      return;
+    }
+    res.end();
+  });
+  const pool = new ConnectionPool();
+  try {
+    const res = await pool.request(`${server.url}/a`, { method: 'POST', body: 'form=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(await res.text(), 'GET /c 0 -');
+    const controller = new AbortController();
+    await rejectsWith(pool.request(`${server.url}/bad`, { signal: controller.signal }), 'MUXPOOL_ERR_REDIRECT');
+    assert.equal(events.getEventListeners(controller.signal, 'abort').length, 0, 'the request let go of the signal');
+  } finally {
+    await pool.close();
+    await server.close();
   }
   await leaks.check(pool);
 });

@@ -7,19 +7,25 @@ import { normalizeHeaders, validateMethod } from '../../src/protocol/fields.js';
 import { type ResponseHead, ResponseParser } from '../../src/protocol/h1/parser.js';
 import { LAST_CHUNK, chunkHeader, encodeRequestHead } from '../../src/protocol/h1/writer.js';
 
-type Event = ['head', number, string, boolean, number | undefined] | ['body', string] | ['trailers', IncomingHeaders] | ['complete'];
+type Event = ['head', number, string, boolean, number | undefined] | ['body', string] | ['trailers', string] | ['complete'];
 
 function recorder(): { events: Event[]; parser: ResponseParser } {
   const events: Event[] = [];
   const parser = new ResponseParser(
     {
-      onHead: (h: ResponseHead) => events.push(['head', h.status, JSON.stringify(h.headers), h.keepAlive, h.keepAliveTimeoutMs]),
+      onHead: (h: ResponseHead) => {
+        assert.equal(Object.getPrototypeOf(h.headers), null, 'header records have no prototype');
+        events.push(['head', h.status, JSON.stringify(h.headers), h.keepAlive, h.keepAliveTimeoutMs]);
+      },
       onBody: (chunk) => {
         const last = events[events.length - 1];
         if (last?.[0] === 'body') last[1] += chunk.toString('latin1');
         else events.push(['body', chunk.toString('latin1')]);
       },
-      onTrailers: (t) => events.push(['trailers', t]),
+      onTrailers: (t: IncomingHeaders) => {
+        assert.equal(Object.getPrototypeOf(t), null, 'trailer records have no prototype');
+        events.push(['trailers', JSON.stringify(t)]);
+      },
       onComplete: () => events.push(['complete']),
     },
     { maxHeaderBytes: 1024, maxHeaderCount: 20 },
@@ -49,12 +55,25 @@ function parse(wire: string, method = 'GET', cuts: number[] = [], eof = false): 
 const RESPONSES: Array<[string, string, string, boolean]> = [
   ['content-length', 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a:  spaced  \r\n\r\nhello', 'GET', false],
   ['chunked + trailers', 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\n', 'GET', false],
-  ['chunked, no trailers', 'HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n', 'GET', false],
+  ['chunked, no trailers', 'HTTP/1.1 200 OK\r\ntransfer-encoding: ,Chunked \r\n\r\n1\r\nz\r\n0\r\n\r\n', 'GET', false],
   ['1xx then final', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nlink: <x>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok', 'POST', false],
   ['close-delimited', 'HTTP/1.1 200 OK\r\n\r\nuntil eof', 'GET', true],
   ['HEAD ignores content-length', 'HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n', 'HEAD', false],
   ['bare LF line endings', 'HTTP/1.1 200 OK\ncontent-length: 2\n\nok', 'GET', false],
   ['HTTP/1.0 keep-alive with timeout', 'HTTP/1.0 200 OK\r\nconnection: keep-alive\r\nkeep-alive: timeout=5, max=100\r\ncontent-length: 0\r\n\r\n', 'GET', false],
+  [
+    'chunk sizes with more than 16 leading zeros',
+    `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${'0'.repeat(40)}3\r\nabc\r\n${'0'.repeat(20)}\r\n\r\n`,
+    'GET',
+    false,
+  ],
+  ['HTTP/1.0 keep-alive, chunked', 'HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n', 'GET', false],
+  [
+    'fields named after Object.prototype members',
+    'HTTP/1.1 200 OK\r\nconstructor: foo\r\n__proto__: bar\r\ntoString: baz\r\nhasOwnProperty: 1\r\ncontent-length: 0\r\n\r\n',
+    'GET',
+    false,
+  ],
 ];
 
 test('every response parses the same whether it arrives whole, byte by byte, or split anywhere', () => {
@@ -73,7 +92,7 @@ test('parsed values: headers, trailers, keep-alive facts', () => {
   assert.deepEqual(cl[0], ['head', 200, JSON.stringify({ 'content-length': '5', 'x-a': 'spaced' }), true, undefined]);
   assert.deepEqual(cl[1], ['body', 'hello']);
   const chunked = parse(RESPONSES[1]?.[1] as string) as Event[];
-  assert.deepEqual(chunked.slice(1), [['body', 'abcde'], ['trailers', { 'x-t': '1' }], ['complete']]);
+  assert.deepEqual(chunked.slice(1), [['body', 'abcde'], ['trailers', JSON.stringify({ 'x-t': '1' })], ['complete']]);
   const interim = parse(RESPONSES[3]?.[1] as string, 'POST') as Event[];
   assert.equal(interim[0]?.[1], 201, '1xx heads are skipped');
   const close = parse(RESPONSES[4]?.[1] as string, 'GET', [], true) as Event[];
@@ -83,9 +102,23 @@ test('parsed values: headers, trailers, keep-alive facts', () => {
   assert.equal(http10[0]?.[4], 5000);
   const closing = parse('HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n') as Event[];
   assert.equal(closing[0]?.[3], false);
-  const both = parse('HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n') as Event[];
-  assert.equal(both[0]?.[3], false, 'TE with CL: TE wins and the connection is not reused (RFC 9112 §6.3)');
-  assert.deepEqual(both[1], ['body', 'a']);
+  const zeros = parse(RESPONSES[8]?.[1] as string) as Event[];
+  assert.deepEqual(zeros.slice(1), [['body', 'abc'], ['complete']], 'only the value of a chunk size must fit, not its digit count');
+  const http10Chunked = parse(RESPONSES[9]?.[1] as string) as Event[];
+  assert.equal(http10Chunked[0]?.[3], false, 'HTTP/1.0 with Transfer-Encoding: close after it (RFC 9112 §6.1), keep-alive or not');
+  assert.deepEqual(http10Chunked[1], ['body', 'ok']);
+  const both10 = parse('HTTP/1.0 200 OK\r\nconnection: keep-alive, close\r\ncontent-length: 0\r\n\r\n') as Event[];
+  assert.equal(both10[0]?.[3], false, 'close wins over keep-alive');
+  let protoHeaders: IncomingHeaders | undefined;
+  const protoSink = new ResponseParser({ onHead: (h) => (protoHeaders = h.headers), onBody: () => {}, onTrailers: () => {}, onComplete: () => {} });
+  protoSink.start('GET');
+  protoSink.execute(Buffer.from(RESPONSES[10]?.[1] as string, 'latin1'));
+  assert.equal(protoHeaders?.['constructor'], 'foo');
+  assert.equal(protoHeaders?.['__proto__'], 'bar');
+  assert.equal(protoHeaders?.['tostring'], 'baz');
+  assert.equal(protoHeaders?.['toString'], undefined);
+  assert.equal(protoHeaders?.['hasownproperty'], '1');
+  assert.deepEqual(Object.keys(protoHeaders ?? {}), ['constructor', '__proto__', 'tostring', 'hasownproperty', 'content-length']);
   const cookies = parse('HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nvary: a\r\nvary: b\r\ncontent-length: 0\r\n\r\n') as Event[];
   assert.equal(cookies[0]?.[2], JSON.stringify({ 'set-cookie': ['a=1', 'b=2'], vary: 'a, b', 'content-length': '0' }));
 });
@@ -97,6 +130,24 @@ test('malformed responses are typed errors', () => {
     ['HTTP/1.1 200 OK\r\nbad header\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
     ['HTTP/1.1 200 OK\r\nname : v\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
     ['HTTP/1.1 200 OK\r\nx: a\r\n folded\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\nx: a\r\n\tfolded\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\n folded-first: a\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nx: a\r\n folded\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    // RFC 9112 §6.3: both framings at once is an error, whatever the order, method or status.
+    ['HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 0\r\n\r\n0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 204 No Content\r\ntransfer-encoding: chunked\r\ncontent-length: 0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    // Only chunked is decoded; a final coding other than chunked is refused, not read to EOF.
+    ['HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nzzz', 'MUXPOOL_ERR_H1_PARSE', true],
+    ['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, identity\r\n\r\nzzz', 'MUXPOOL_ERR_H1_PARSE', true],
+    ['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\ntransfer-encoding: \r\n\r\nzzz', 'MUXPOOL_ERR_H1_PARSE', true],
+    ['HTTP/1.1 200 OK\r\nx: a\0b\r\ncontent-length: 0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\n: empty-name\r\ncontent-length: 0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\nna\x7fme: v\r\ncontent-length: 0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    ['HTTP/1.1 200 OK\r\nna\xe9me: v\r\ncontent-length: 0\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
+    [`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${'0'.repeat(10)}1${'0'.repeat(13)}\r\n`, 'MUXPOOL_ERR_H1_PARSE'],
     ['HTTP/1.1 200 OK\r\nx: a\rb\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
     ['HTTP/1.1 101 Switching Protocols\r\n\r\n', 'MUXPOOL_ERR_H1_PARSE'],
     ['HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n', 'MUXPOOL_ERR_H1_CONTENT_LENGTH'],
@@ -111,6 +162,16 @@ test('malformed responses are typed errors', () => {
     ['', 'MUXPOOL_ERR_CONNECTION_CLOSED', true],
   ];
   for (const [wire, code, eof] of cases) assert.equal(parse(wire, 'GET', [], eof === true), code, JSON.stringify(wire.slice(0, 60)));
+});
+
+test('a bare CR after the last chunk fails at once, whole or split (found by npm run fuzz)', () => {
+  // Whole, the parser used to wait for a trailer section that could never be valid; fed byte by
+  // byte, it failed. Both now fail with H1_PARSE.
+  const wire = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\r\n';
+  assert.equal(parse(wire), 'MUXPOOL_ERR_H1_PARSE');
+  for (let cut = 1; cut < wire.length; cut++) assert.equal(parse(wire, 'GET', [cut]), 'MUXPOOL_ERR_H1_PARSE', `cut at ${cut}`);
+  assert.equal(parse(wire, 'GET', Array.from({ length: wire.length }, (_, i) => i)), 'MUXPOOL_ERR_H1_PARSE');
+  assert.equal(parse('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\rx: 1\r\n\r\n'), 'MUXPOOL_ERR_H1_PARSE');
 });
 
 test('a head that never ends is refused at the limit, not buffered forever', () => {
@@ -152,4 +213,12 @@ test('fields: names lower-cased and validated, values trimmed, CR/LF/NUL refused
   }
   validateMethod('PROPFIND');
   for (const bad of ['', 'GE T', 'GET\r\n', 'Ü']) assert.throws(() => validateMethod(bad), { code: 'MUXPOOL_ERR_INVALID_METHOD' });
+});
+
+test('interim (1xx) responses are bounded by count as well as bytes: the 17th fails, whole or split', () => {
+  const interim = 'HTTP/1.1 103 Early Hints\r\n\r\n';
+  const final = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+  assert.ok(Array.isArray(parse(interim.repeat(16) + final)), '16 interim responses are skipped');
+  assert.equal(parse(interim.repeat(17) + final), 'MUXPOOL_ERR_HEADERS_TOO_LARGE');
+  assert.equal(parse(interim.repeat(17) + final, 'GET', [5, 40, 300]), 'MUXPOOL_ERR_HEADERS_TOO_LARGE');
 });

@@ -372,3 +372,63 @@ test('adopt(): a connection opened outside a dial joins idle, within maxPerHost,
   await core.destroy();
   assert.ok(core.snapshot().closed <= core.snapshot().dialed);
 });
+
+test('a dial covers only callers of its own demand: a pending shared dial neither holds up nor fails a unique caller', async () => {
+  const { dialer, core } = setup({ overflowWaitMs: 0 });
+  const shared = track(core.acquire(key, SHARED, false));
+  assert.equal(dialer.pending.length, 1);
+  const unique = track(core.acquire(key, UNIQUE, false));
+  assert.equal(dialer.pending.length, 2, 'the unique caller gets a dial of its own at once');
+  // The shared dial fails: only its own caller hears of it.
+  const sharedDial = dialer.pending.shift();
+  sharedDial?.reject(new MuxpoolError('MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT', 'no QUIC', { maybeProcessed: false }));
+  await settle();
+  assert.equal((shared.error as MuxpoolError).code, 'MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT');
+  assert.equal(unique.done, false, 'the unique caller still waits for its own dial');
+  dialer.answer();
+  await settle();
+  assert.ok(unique.value !== undefined);
+  await core.destroy();
+});
+
+test('maxPerHost 0: a background dial leaves no bucket behind and close() resolves; shared connections are not kept after use', async () => {
+  const { dialer, core } = setup({ maxPerHost: 0 });
+  core.dialInBackground(key, SHARED);
+  assert.equal(dialer.pending.length, 0, 'nothing may be kept, so nothing is prepared');
+  const got = track(core.acquire(key, SHARED, false));
+  const connection = dialer.answer(10);
+  await settle();
+  core.release(got.value as PoolEntry<FakeConnection>);
+  assert.equal(connection.destroyed, true, 'closed after use, as for unique connections');
+  await core.close();
+});
+
+test('a connection lent just as close() begins is handed over: close() does not wait for it', async () => {
+  const { dialer, core } = setup();
+  const got = track(core.acquire(key, UNIQUE, false));
+  dialer.answer();
+  await settle();
+  const closing = core.close();
+  core.lend(got.value as PoolEntry<FakeConnection>);
+  await closing;
+  assert.equal((got.value as PoolEntry<FakeConnection>).connection.destroyed, false, "the borrower's now");
+});
+
+test('destroy(): waiting callers fail as not processed (they sent nothing); dials the pool called off raise no connection event', async () => {
+  const events: string[] = [];
+  const clock = new ManualClock();
+  const dialer = new ManualDialer();
+  const core = new PoolCore<FakeConnection, FakeDemand>(dialer, { clock, maxPerHost: 1 }, undefined, {
+    connected: () => events.push('connected'),
+    disconnected: () => events.push('disconnected'),
+    dialFailed: () => events.push('dialFailed'),
+  });
+  const waiting = track(core.acquire(key, UNIQUE, false));
+  const dial = dialer.pending[0];
+  void core.destroy(new Error('shutting down'));
+  dial?.reject(dial.signal.reason);
+  await settle();
+  assert.equal((waiting.error as MuxpoolError).code, 'MUXPOOL_ERR_POOL_CLOSED');
+  assert.equal((waiting.error as MuxpoolError).maybeProcessed, false);
+  assert.deepEqual(events, [], 'an aborted dial is not a connection error');
+});

@@ -7,7 +7,8 @@
  * Chunked bodies have sub-states for the size line, data, the CRLF after data, and trailers.
  */
 import { MuxpoolError, internalError } from '../../errors.js';
-import type { IncomingHeaders } from '../message.js';
+import { type IncomingHeaders, emptyHeaders } from '../message.js';
+import { checkInterimBudget, receivedFieldNameProblem, receivedFieldValueProblem } from '../fields.js';
 
 export interface ResponseHead {
   status: number;
@@ -55,13 +56,6 @@ function parseError(message: string): MuxpoolError {
   return new MuxpoolError('MUXPOOL_ERR_H1_PARSE', message, { origin: 'remote' });
 }
 
-/** tchar lookup (RFC 9110 §5.6.2) for field names. */
-const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
-for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
-for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
-
 /** Raw field name → lower-case name, for names already seen valid. */
 const nameCache = new Map<string, string>();
 const MAX_CACHED_NAMES = 512;
@@ -69,13 +63,10 @@ const MAX_CACHED_NAMES = 512;
 function fieldName(raw: string): string {
   const cached = nameCache.get(raw);
   if (cached !== undefined) return cached;
-  if (raw.length === 0) throw parseError('empty header name');
-  for (let i = 0; i < raw.length; i++) {
-    if (TCHAR[raw.charCodeAt(i)] !== 1) {
-      // RFC 9112 §5.1: no whitespace between field name and colon; names are tokens.
-      throw parseError(`invalid header name ${JSON.stringify(raw.slice(0, 40))}`);
-    }
-  }
+  // RFC 9112 §5.1: no whitespace between field name and colon; names are tokens (checked in
+  // fields.ts, where HTTP/2 and HTTP/3 check theirs). HTTP/1.1 names are case-insensitive.
+  const problem = receivedFieldNameProblem(raw, false);
+  if (problem !== undefined) throw parseError(problem);
   const lower = raw.toLowerCase();
   if (nameCache.size < MAX_CACHED_NAMES) nameCache.set(raw, lower);
   return lower;
@@ -94,7 +85,7 @@ function trimOws(value: string): string {
  * repeats are joined with ", " (RFC 9110 §5.3).
  */
 function parseFields(lines: string[], from: number, maxCount: number, section: string): IncomingHeaders {
-  const fields: IncomingHeaders = {};
+  const fields = emptyHeaders();
   if (lines.length - from > maxCount) {
     throw new MuxpoolError('MUXPOOL_ERR_HEADERS_TOO_LARGE', `${section} has more than ${maxCount} fields`, { origin: 'remote' });
   }
@@ -109,8 +100,8 @@ function parseFields(lines: string[], from: number, maxCount: number, section: s
     if (colon <= 0) throw parseError(`malformed line in the ${section}: ${JSON.stringify(line.slice(0, 60))}`);
     const name = fieldName(line.slice(0, colon));
     const value = trimOws(line.slice(colon + 1));
-    if (value.indexOf('\0') !== -1) throw parseError(`NUL in header ${name}`);
-    if (name === '__proto__') continue; // never a real field; keeps the object's prototype safe
+    const problem = receivedFieldValueProblem(name, value);
+    if (problem !== undefined) throw parseError(problem);
     const existing = fields[name];
     if (existing === undefined) fields[name] = name === 'set-cookie' ? [value] : value;
     else if (Array.isArray(existing)) existing.push(value);
@@ -171,7 +162,7 @@ export class ResponseParser {
   private readonly sink: ResponseSink;
   private readonly maxHeaderBytes: number;
   private readonly maxHeaderCount: number;
-  private current: ParserState = 'idle';
+  private parserState: ParserState = 'idle';
   private method = 'GET';
   /** Head or trailer bytes that arrived before their end. */
   private pending: Buffer | undefined;
@@ -181,6 +172,8 @@ export class ResponseParser {
   private received = 0;
   /** Bytes of the header section seen so far, for the limit, across 1xx heads too. */
   private headBytes = 0;
+  /** Interim (1xx) responses seen before the final one (bounded: fields.ts). */
+  private interimCount = 0;
 
   constructor(sink: ResponseSink, limits: ParserLimits = {}) {
     this.sink = sink;
@@ -189,7 +182,7 @@ export class ResponseParser {
   }
 
   get state(): ParserState {
-    return this.current;
+    return this.parserState;
   }
 
   /** Bytes received for the current response so far (1xx heads included). */
@@ -199,11 +192,12 @@ export class ResponseParser {
 
   /** Expects a new response, to a request with this method. */
   start(method: string): void {
-    if (this.current !== 'idle' && this.current !== 'done') {
-      throw internalError(`ResponseParser.start() in state ${this.current}`);
+    if (this.parserState !== 'idle' && this.parserState !== 'done') {
+      throw internalError(`ResponseParser.start() in state ${this.parserState}`);
     }
     this.method = method;
-    this.current = 'head';
+    this.interimCount = 0;
+    this.parserState = 'head';
     this.pending = undefined;
     this.lineText = '';
     this.received = 0;
@@ -215,7 +209,7 @@ export class ResponseParser {
     let offset = 0;
     // Bounded: every turn consumes bytes or ends the response.
     while (offset < chunk.length) {
-      switch (this.current) {
+      switch (this.parserState) {
         case 'head':
           offset = this.readHead(chunk, offset);
           break;
@@ -241,7 +235,7 @@ export class ResponseParser {
           const slice = chunk.subarray(offset, offset + take);
           offset += take;
           this.sink.onBody(slice);
-          if (this.remaining === 0) this.current = 'chunk-data-end';
+          if (this.remaining === 0) this.parserState = 'chunk-data-end';
           break;
         }
         case 'chunk-data-end':
@@ -264,7 +258,7 @@ export class ResponseParser {
 
   /** The peer closed its side. Ends a close-delimited body; anything else in flight is cut short. */
   finish(): void {
-    switch (this.current) {
+    switch (this.parserState) {
       case 'body-close':
         this.complete();
         return;
@@ -297,13 +291,13 @@ export class ResponseParser {
   }
 
   private fail(err: MuxpoolError): never {
-    this.current = 'error';
+    this.parserState = 'error';
     this.pending = undefined;
     throw err;
   }
 
   private complete(): void {
-    this.current = 'done';
+    this.parserState = 'done';
     this.pending = undefined;
     this.sink.onComplete();
   }
@@ -379,41 +373,52 @@ export class ResponseParser {
     try {
       headers = parseFields(lines, 1, this.maxHeaderCount, 'response header section');
     } catch (err) {
-      this.current = 'error';
+      this.parserState = 'error';
       throw err;
     }
     if (status < 200) {
       if (status === 101) this.fail(parseError('101 Switching Protocols, but no upgrade was asked for'));
-      // 1xx are interim (RFC 9110 §15.2): skip them and wait for the final response.
+      // 1xx are interim (RFC 9110 §15.2): skip them and wait for the final response. Their bytes
+      // count against maxHeaderBytes with the final head's; their number is bounded too.
       this.headBytes += text.length;
+      try {
+        checkInterimBudget(++this.interimCount, 0, Infinity);
+      } catch (err) {
+        this.fail(err as MuxpoolError);
+      }
       return;
     }
     const http10 = statusLine[7] === '0';
     const connection = headers['connection'];
-    let keepAlive = http10 ? hasToken(connection, 'keep-alive') : !hasToken(connection, 'close');
+    // RFC 9112 §9.3: HTTP/1.1 persists unless `close`; HTTP/1.0 only with `keep-alive` (and
+    // `close` wins if a confused server sends both).
+    let keepAlive = !hasToken(connection, 'close') && (!http10 || hasToken(connection, 'keep-alive'));
     const noBody = this.method === 'HEAD' || status === 204 || status === 304;
     let next: ParserState;
     const te = headers['transfer-encoding'];
     const cl = headers['content-length'];
+    if (te !== undefined && cl !== undefined) {
+      // RFC 9112 §6.3 step 3: a message with both "ought to be handled as an error" (it is the
+      // shape of request smuggling); node:http and undici refuse it too. Whatever the method or
+      // status, since the two framings disagree about where the next response starts.
+      this.fail(parseError('the response has both transfer-encoding and content-length'));
+    }
+    if (te !== undefined && http10) {
+      // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; the
+      // recipient "MUST ... close the connection after processing the message", keep-alive or not.
+      keepAlive = false;
+    }
     if (noBody) {
       next = 'done';
     } else if (te !== undefined) {
-      // RFC 9112 §6.3 step 3: Transfer-Encoding overrides Content-Length, and such a message
-      // must not be followed by another on the same connection.
-      if (cl !== undefined) keepAlive = false;
-      const codings = (Array.isArray(te) ? te.join(',') : te).toLowerCase().split(',');
-      const last = trimOws(codings[codings.length - 1] ?? '');
-      if (last === 'chunked') next = 'chunk-size';
-      else {
-        next = 'body-close';
-        keepAlive = false;
-      }
+      this.checkTransferCoding(te);
+      next = 'chunk-size';
     } else if (cl !== undefined) {
       let length: number;
       try {
         length = contentLength(cl);
       } catch (err) {
-        this.current = 'error';
+        this.parserState = 'error';
         throw err;
       }
       this.remaining = length;
@@ -422,7 +427,7 @@ export class ResponseParser {
       next = 'body-close';
       keepAlive = false;
     }
-    this.current = next === 'done' ? 'head' : next;
+    this.parserState = next === 'done' ? 'head' : next;
     this.sink.onHead({
       status,
       statusText: statusLine.length > 13 ? statusLine.slice(13) : '',
@@ -431,6 +436,28 @@ export class ResponseParser {
       keepAliveTimeoutMs: keepAlive ? keepAliveTimeout(headers['keep-alive']) : undefined,
     });
     if (next === 'done') this.complete();
+  }
+
+  /**
+   * Transfer-Encoding must be exactly `chunked`. RFC 9112 §6.3 item 4 would read a response
+   * whose final coding is not chunked until the connection closes, but its content is then in
+   * a transfer coding we cannot decode (we implement none but chunked), so handing it over would
+   * pass coded bytes off as the body; `gzip, chunked` likewise. Both fail typed, as does chunked
+   * twice (§7: a sender "MUST NOT apply the chunked transfer coding more than once").
+   */
+  private checkTransferCoding(te: string | string[]): void {
+    const codings: string[] = [];
+    for (const part of (Array.isArray(te) ? te.join(',') : te).split(',')) {
+      // §5.6.1: recipients ignore empty list elements.
+      const coding = trimOws(part).toLowerCase();
+      if (coding !== '') codings.push(coding);
+    }
+    if (codings.length === 1 && codings[0] === 'chunked') return;
+    const last = codings[codings.length - 1];
+    if (last !== 'chunked') {
+      this.fail(parseError(`transfer-encoding ${JSON.stringify(codings.join(', ').slice(0, 60))} does not end with chunked`));
+    }
+    this.fail(parseError(`unsupported transfer coding ${JSON.stringify(codings.join(', ').slice(0, 60))}: only chunked is decoded`));
   }
 
   private readChunkSize(chunk: Buffer, offset: number): number {
@@ -443,26 +470,30 @@ export class ResponseParser {
     this.lineText = '';
     if (line.charCodeAt(line.length - 1) === CR) line = line.slice(0, -1);
     // chunk = chunk-size [ chunk-ext ] CRLF (RFC 9112 §7.1); extensions are ignored.
+    // Leading zeros are legal and carry no value: only the significant digits must fit (13 hex
+    // digits stay below 2^53); the line length bounds how many zeros we read.
     let digits = 0;
+    let significant = 0;
     let size = 0;
     for (; digits < line.length; digits++) {
       const c = line.charCodeAt(digits);
       const v = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
       if (v === -1) break;
+      if (significant > 0 || v !== 0) significant++;
       size = size * 16 + v;
     }
-    if (digits === 0 || digits > 13 || !Number.isSafeInteger(size)) {
+    if (digits === 0 || significant > 13 || !Number.isSafeInteger(size)) {
       this.fail(parseError(`invalid chunk size ${JSON.stringify(line.slice(0, 20))}`));
     }
     const rest = line.slice(digits);
     if (rest.length > 0 && !/^[ \t]*;/.test(rest)) this.fail(parseError(`invalid chunk extension ${JSON.stringify(rest.slice(0, 20))}`));
     if (rest.indexOf('\r') !== -1 || rest.indexOf('\0') !== -1) this.fail(parseError('control character in chunk extension'));
     if (size === 0) {
-      this.current = 'trailers';
+      this.parserState = 'trailers';
       this.headBytes = 0;
     } else {
       this.remaining = size;
-      this.current = 'chunk-data';
+      this.parserState = 'chunk-data';
     }
     return lf + 1;
   }
@@ -477,7 +508,7 @@ export class ResponseParser {
     }
     if (chunk[i] !== LF) this.fail(parseError('missing CRLF after chunk data'));
     this.lineText = '';
-    this.current = 'chunk-size';
+    this.parserState = 'chunk-size';
     return i + 1;
   }
 
@@ -498,6 +529,9 @@ export class ResponseParser {
           this.finishTrailers(undefined);
           return offset + 2;
         }
+        // A CR that does not end the line is a bare CR (RFC 9112 §2.2): refused now, as it is
+        // when the CR arrives alone, not after the trailer section fills up.
+        this.fail(parseError('malformed end of chunked body'));
       }
     } else if (pendingLength === 1 && this.pending?.[0] === CR) {
       if (chunk[offset] !== LF) this.fail(parseError('malformed end of chunked body'));
@@ -521,7 +555,7 @@ export class ResponseParser {
     try {
       trailers = parseFields(lines, 0, this.maxHeaderCount, 'trailer section');
     } catch (err) {
-      this.current = 'error';
+      this.parserState = 'error';
       throw err;
     }
     this.finishTrailers(trailers);

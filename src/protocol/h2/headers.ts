@@ -3,8 +3,19 @@
  * gives them. Pure: no session, no I/O.
  */
 import { MuxpoolError } from '../../errors.js';
-import type { IncomingHeaders, RequestHead } from '../message.js';
-import { multiplexedRequestFields } from '../fields.js';
+import { type IncomingHeaders, type RequestHead, emptyHeaders } from '../message.js';
+import { multiplexedRequestFields, receivedFieldNameProblem, receivedFieldValueProblem } from '../fields.js';
+
+/** HTTP/2 PROTOCOL_ERROR (RFC 9113 §7): the stream error a malformed message calls for (§8.1.1). */
+const H2_PROTOCOL_ERROR = 0x1;
+
+function malformed(problem: string): MuxpoolError {
+  return new MuxpoolError('MUXPOOL_ERR_H2_PROTOCOL', `malformed HTTP/2 response: ${problem}`, {
+    wireCode: H2_PROTOCOL_ERROR,
+    origin: 'remote',
+    maybeProcessed: true,
+  });
+}
 
 export type OutgoingH2Headers = Record<string, string | string[]>;
 
@@ -42,13 +53,15 @@ export interface HeaderLimits {
 }
 
 /**
- * Response fields without pseudo-headers, checked against our limits. Size is counted as
- * SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2: name + value + 32 per field), so
- * the limit means the same over HTTP/2 and HTTP/3. `node:http2` does not enforce the size we
- * advertise, so this is where it holds.
+ * Response fields without pseudo-headers, checked against the field rules every protocol shares
+ * (fields.ts; RFC 9113 §8.2.1: lower-case token names, no CR, LF or NUL in values; nghttp2
+ * enforces them too, this keeps them true whatever engine runs) and against our limits. Size
+ * is counted as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2: name + value + 32 per
+ * field), so the limit means the same over HTTP/2 and HTTP/3. `node:http2` does not enforce the
+ * size we advertise, so this is where it holds.
  */
 export function fromH2ResponseHeaders(raw: Record<string, string | string[] | number | undefined>, limits: HeaderLimits): IncomingHeaders {
-  const out: IncomingHeaders = {};
+  const out = emptyHeaders();
   let bytes = 0;
   let count = 0;
   for (const name in raw) {
@@ -65,7 +78,19 @@ export function fromH2ResponseHeaders(raw: Record<string, string | string[] | nu
       count += value.length;
     }
     if (name.charCodeAt(0) === 0x3a /* ':' */) continue;
-    out[name] = typeof value === 'number' ? String(value) : value;
+    const problem = receivedFieldNameProblem(name, true);
+    if (problem !== undefined) throw malformed(problem);
+    const text = typeof value === 'number' ? String(value) : value;
+    if (typeof text === 'string') {
+      const valueProblem = receivedFieldValueProblem(name, text);
+      if (valueProblem !== undefined) throw malformed(valueProblem);
+    } else {
+      for (const item of text) {
+        const valueProblem = receivedFieldValueProblem(name, item);
+        if (valueProblem !== undefined) throw malformed(valueProblem);
+      }
+    }
+    out[name] = text;
   }
   if (bytes > limits.maxHeaderBytes || count > limits.maxHeaderCount) {
     throw new MuxpoolError(

@@ -3,12 +3,18 @@
  * it accepts, and the server's mirror image. Pure: QPACK turns these lists into bytes.
  */
 import { MuxpoolError } from '../../errors.js';
-import type { IncomingHeaders, RequestHead } from '../message.js';
+import { type IncomingHeaders, type RequestHead, emptyHeaders } from '../message.js';
 import { H3_MESSAGE_ERROR } from './codes.js';
-import { isConnectionSpecific, multiplexedRequestFields, validateHeaderName, validateHeaderValue } from '../fields.js';
+import {
+  isConnectionSpecific,
+  multiplexedRequestFields,
+  receivedFieldNameProblem,
+  receivedFieldValueProblem,
+  validateHeaderName,
+  validateHeaderValue,
+} from '../fields.js';
 
 export type FieldList = Array<[string, string]>;
-
 
 /** RFC 9114 §4.2.2: a field's size is its name and value lengths plus 32. */
 export function fieldSectionSize(fields: FieldList): number {
@@ -48,6 +54,17 @@ export interface ResponseHead {
   headers: IncomingHeaders;
 }
 
+/** RFC 9114 §4.1.2: invalid characters in a field name or value make the message malformed. */
+function checkRegularField(name: string, value: string): void {
+  const problem = receivedFieldNameProblem(name, true) ?? receivedFieldValueProblem(name, value);
+  if (problem !== undefined) throw malformed(problem);
+}
+
+function checkPseudoValue(name: string, value: string): void {
+  const problem = receivedFieldValueProblem(name, value);
+  if (problem !== undefined) throw malformed(problem);
+}
+
 function addField(out: IncomingHeaders, name: string, value: string): void {
   const existing = out[name];
   if (existing === undefined) out[name] = value;
@@ -69,7 +86,7 @@ export function fromH3ResponseFields(fields: FieldList, maxHeaderCount: number, 
   }
   let status = -1;
   let regular = false;
-  const headers: IncomingHeaders = {};
+  const headers = emptyHeaders();
   for (const [name, value] of fields) {
     if (name.charCodeAt(0) === 0x3a /* ':' */) {
       if (trailers) throw malformed(`pseudo-header ${name} in a trailer section`);
@@ -81,6 +98,7 @@ export function fromH3ResponseFields(fields: FieldList, maxHeaderCount: number, 
       continue;
     }
     regular = true;
+    checkRegularField(name, value);
     if (isConnectionSpecific(name) && name !== 'host') throw malformed(`connection-specific field ${name}`);
     addField(headers, name, value);
   }
@@ -103,10 +121,11 @@ export function fromH3RequestFields(fields: FieldList): RequestFields {
   let authority: string | undefined;
   let path: string | undefined;
   let regular = false;
-  const headers: IncomingHeaders = {};
+  const headers = emptyHeaders();
   for (const [name, value] of fields) {
     if (name.charCodeAt(0) === 0x3a) {
       if (regular) throw malformed(`${name} after a regular field`);
+      checkPseudoValue(name, value);
       switch (name) {
         case ':method':
           if (method !== undefined) throw malformed('more than one :method');
@@ -130,6 +149,7 @@ export function fromH3RequestFields(fields: FieldList): RequestFields {
       continue;
     }
     regular = true;
+    checkRegularField(name, value);
     if (isConnectionSpecific(name) && name !== 'host') throw malformed(`connection-specific field ${name}`);
     if (name === 'te' && value !== 'trailers') throw malformed('te other than trailers');
     addField(headers, name, value);
