@@ -21,8 +21,8 @@ import { nextConnectionId } from '../../core/ids.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
 import { type BodySink, ReadDeadlines, checkInterimBudget, pumpBody, readTimeoutError } from '../stream-support.js';
-import { isConnectionSpecific, multiplexedRequestFields, standardStatusText } from '../fields.js';
-import type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
+import { isConnectionSpecific, multiplexedRequestFields, receivedFieldNameProblem, receivedFieldValueProblem, standardStatusText } from '../fields.js';
+import { type IncomingHeaders, type RequestBody, type RequestHead, type RequestStream, type StreamHandler, emptyHeaders } from '../message.js';
 import {
   CANCEL,
   COMPRESSION_ERROR,
@@ -728,7 +728,7 @@ export class H2Engine {
   private onResponseHead(stream: EngineStream, fields: string[], endStream: boolean, listBytes: number): void {
     let status = -1;
     let regular = false;
-    const headers: IncomingHeaders = {};
+    const headers = emptyHeaders();
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
       const value = fields[i + 1] as string;
@@ -779,7 +779,7 @@ export class H2Engine {
   private onTrailers(stream: EngineStream, fields: string[], endStream: boolean): void {
     // §8.1: a trailer section ends the stream.
     if (!endStream) return this.failStream(stream, this.malformed(stream, 'a trailer section without END_STREAM'), PROTOCOL_ERROR);
-    const trailers: IncomingHeaders = {};
+    const trailers = emptyHeaders();
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
       const value = fields[i + 1] as string;
@@ -1409,21 +1409,13 @@ export function startH2Connection(socket: Socket | TLSSocket, keyId: string, opt
   return H2Engine.start(socket, keyId, options, signal);
 }
 
-/** Why a response field is malformed (RFC 9113 §8.2.1, §8.2.2), or undefined when it is fine. */
+/**
+ * Why a response field is malformed, or undefined when it is fine: the checks every protocol
+ * shares (fields.ts: tokens, lower case, no CR/LF/NUL), then HTTP/2's own (RFC 9113 §8.2.1, §8.2.2).
+ */
 function fieldProblem(name: string, value: string): string | undefined {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    // §8.2.1: "A field name MUST NOT contain characters in the ranges 0x00-0x20, 0x41-0x5a, or
-    // 0x7f-0xff (all ranges inclusive)." Upper-case letters included.
-    if (c <= 0x20 || (c >= 0x41 && c <= 0x5a) || c >= 0x7f) return `invalid field name ${JSON.stringify(name)}`;
-  }
-  if (name.length === 0) return 'empty field name';
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    // §8.2.1: "A field value MUST NOT contain the zero value (ASCII NUL, 0x00), line feed
-    // (ASCII LF, 0x0a), or carriage return (ASCII CR, 0x0d) at any position."
-    if (c === 0 || c === 0x0a || c === 0x0d) return `invalid character in the value of ${name}`;
-  }
+  const problem = receivedFieldNameProblem(name, true) ?? receivedFieldValueProblem(name, value);
+  if (problem !== undefined) return problem;
   // §8.2.1: "A field value MUST NOT start or end with an ASCII whitespace character."
   if (value.length > 0) {
     const first = value.charCodeAt(0);
