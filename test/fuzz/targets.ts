@@ -39,6 +39,7 @@ import {
   writeVarint,
 } from '../../src/protocol/h3/index.js';
 import { HUFFMAN_CODES, HUFFMAN_LENGTHS } from '../../src/protocol/h3/huffman.js';
+import { H2_FUZZ_TARGETS } from './h2.fuzz.js';
 
 /** A case slower than this is a failure: every decoder is linear in small inputs. */
 export const CASE_BUDGET_MS = 2_000;
@@ -972,6 +973,7 @@ export const TARGETS: ReadonlyArray<FuzzTarget<unknown>> = [
   varintTarget,
   altSvcTarget,
   originStoreTarget,
+  ...H2_FUZZ_TARGETS.map((target) => define<never>(target as unknown as FuzzTarget<never>)),
 ];
 
 /** Runs `target` for `numRuns` cases from `seed`; the report of a failure, or undefined. */
