@@ -7,62 +7,12 @@
 import { once } from 'node:events';
 import net from 'node:net';
 
-export const FRAME = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7, WINDOW_UPDATE: 0x8 } as const;
-export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
-export const H2_CODE = { NO_ERROR: 0x0, PROTOCOL_ERROR: 0x1, INTERNAL_ERROR: 0x2, CANCEL: 0x8 } as const;
+// The frame and HPACK-literal writers are h2-raw.ts's (one set for every raw HTTP/2 test).
+export { FLAG, FRAME, dataFrame, frame, headerBlock, headersFrame, rstStreamFrame } from './h2-raw.js';
+import { FLAG, FRAME, H2_ERROR, frame } from './h2-raw.js';
+export const H2_CODE = H2_ERROR;
 
 const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
-
-export function frame(type: number, flags: number, streamId: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
-  const out = Buffer.alloc(9 + payload.byteLength);
-  out.writeUIntBE(payload.byteLength, 0, 3);
-  out[3] = type;
-  out[4] = flags;
-  out.writeUInt32BE(streamId & 0x7fffffff, 5);
-  out.set(payload, 9);
-  return out;
-}
-
-/** HPACK integer with an `n`-bit prefix (RFC 7541 §5.1). */
-function hpackInt(value: number, prefixBits: number, firstByteFlags: number): number[] {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return [firstByteFlags | value];
-  const out = [firstByteFlags | max];
-  let rest = value - max;
-  while (rest >= 128) {
-    out.push((rest % 128) + 128);
-    rest = Math.floor(rest / 128);
-  }
-  out.push(rest);
-  return out;
-}
-
-/** A header block of literal fields without indexing, new names, raw strings. */
-export function headerBlock(fields: ReadonlyArray<readonly [string, string]>): Buffer {
-  const bytes: number[] = [];
-  for (const [name, value] of fields) {
-    bytes.push(0x00);
-    bytes.push(...hpackInt(name.length, 7, 0));
-    for (const c of Buffer.from(name, 'latin1')) bytes.push(c);
-    bytes.push(...hpackInt(value.length, 7, 0));
-    for (const c of Buffer.from(value, 'latin1')) bytes.push(c);
-  }
-  return Buffer.from(bytes);
-}
-
-export function headersFrame(streamId: number, fields: ReadonlyArray<readonly [string, string]>, endStream = false): Buffer {
-  return frame(FRAME.HEADERS, FLAG.END_HEADERS | (endStream ? FLAG.END_STREAM : 0), streamId, headerBlock(fields));
-}
-
-export function dataFrame(streamId: number, data: string | Uint8Array, endStream = false): Buffer {
-  return frame(FRAME.DATA, endStream ? FLAG.END_STREAM : 0, streamId, typeof data === 'string' ? Buffer.from(data) : data);
-}
-
-export function rstStreamFrame(streamId: number, code: number): Buffer {
-  const payload = Buffer.alloc(4);
-  payload.writeUInt32BE(code, 0);
-  return frame(FRAME.RST_STREAM, 0, streamId, payload);
-}
 
 export interface RawFrame {
   type: number;
