@@ -47,8 +47,11 @@ export function frame(type: number, flags: number, streamId: number, payload: Ui
   return Buffer.concat([header, payload]);
 }
 
-/** An HPACK integer with an N-bit prefix (RFC 7541 §5.1); `first` holds the bits above the prefix. */
-function hpackInteger(value: number, prefixBits: number, first: number): Buffer {
+/**
+ * An integer with an N-bit prefix (RFC 7541 §5.1; QPACK's is the same, RFC 9204 §4.1.1); `first`
+ * holds the bits above the prefix.
+ */
+export function hpackInteger(value: number, prefixBits: number, first: number): Buffer {
   const max = (1 << prefixBits) - 1;
   if (value < max) return Buffer.from([first | value]);
   const bytes = [first | max];

@@ -13,6 +13,7 @@ import {
 } from '../../src/protocol/h3/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { QuicServer, createQuicServerConfig, type QuicConnection, type QuicConnectionHandler } from '../../src/quic/index.js';
+import { hpackInteger } from './h2-raw.js';
 
 let certsPromise: Promise<GeneratedCertificates> | undefined;
 /** One CA and leaf for every raw HTTP/3 server of a test file. */
@@ -21,19 +22,6 @@ export function rawH3Certs(): Promise<GeneratedCertificates> {
   return certsPromise;
 }
 
-/** A QPACK prefixed integer (RFC 9204 §4.1.1, as HPACK's): `first` holds the bits above the prefix. */
-function prefixedInteger(value: number, prefixBits: number, first: number): Buffer {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return Buffer.from([first | value]);
-  const bytes = [first | max];
-  let rest = value - max;
-  while (rest >= 128) {
-    bytes.push((rest % 128) + 128);
-    rest = Math.floor(rest / 128);
-  }
-  bytes.push(rest);
-  return Buffer.from(bytes);
-}
 
 /**
  * A field section of literal field lines with literal names only (RFC 9204 §4.5.6: 001N H + 3-bit
@@ -45,7 +33,7 @@ export function rawFieldSection(fields: ReadonlyArray<readonly [string, string]>
   for (const [name, value] of fields) {
     const nameBytes = Buffer.from(name, 'latin1');
     const valueBytes = Buffer.from(value, 'latin1');
-    parts.push(prefixedInteger(nameBytes.length, 3, 0x20), nameBytes, prefixedInteger(valueBytes.length, 7, 0x00), valueBytes);
+    parts.push(hpackInteger(nameBytes.length, 3, 0x20), nameBytes, hpackInteger(valueBytes.length, 7, 0x00), valueBytes);
   }
   return Buffer.concat(parts);
 }

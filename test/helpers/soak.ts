@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { ConnectionPool, HttpVersion, MuxpoolError, type Resolver, type Response } from '../../src/index.js';
 import { type GeneratedCertificates, generateCertificates } from '../../src/server/certs.js';
 import { forceGc, formatCounts, type HandleTracker, trackHandles } from './handle-tracker.js';
+import { mulberry32 } from './prng.js';
 
 export interface SoakOptions {
   /** Stop issuing after this many requests… */
@@ -126,17 +127,6 @@ const SMALL_SIZES = [0, 1, 100, 1_000, 4_096];
 const MEDIUM_SIZES = [65_536, 100_000, 262_144];
 const MAX_ECHO = 32_768;
 
-/** mulberry32: a small seeded generator, so a failing mix can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type Expected =
   | { kind: 'response'; status: number; length: number; sha256: string; read: 'full' | 'drop' | 'dump' }
@@ -187,7 +177,7 @@ class Planner {
     private readonly requestTimeoutMs: number,
     private readonly protocols: readonly Protocol[],
   ) {
-    this.random = prng(seed);
+    this.random = mulberry32(seed);
     this.mix = MIX.filter(([kind]) => !exclude.includes(kind));
     this.mixTotal = this.mix.reduce((sum, [, weight]) => sum + weight, 0);
     // Echo bodies are windows into one random buffer: no per-request allocation.

@@ -9,6 +9,7 @@
  */
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
+import { mulberry32 } from './prng.js';
 
 export interface UdpProxyOptions {
   /** The server the proxy forwards to (an IP address and port). */
@@ -62,17 +63,6 @@ export interface UdpProxy {
   close(): Promise<void>;
 }
 
-/** mulberry32: a tiny 32-bit PRNG with a good enough spread for loss decisions. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Mixes the seed with a client's index and a direction, so each stream of decisions differs. */
 function streamSeed(seed: number, clientIndex: number, direction: 0 | 1): number {

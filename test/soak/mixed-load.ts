@@ -16,6 +16,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ConnectionPool, HttpVersion, MuxpoolError, type ConnectionPoolOptions } from '../../src/index.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 export type Phase = 'h1' | 'h2' | 'h3';
 
@@ -59,17 +60,6 @@ function kindOf(r: number): Kind {
   return 'read';
 }
 
-/** A small deterministic generator (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface ServerProcess {
   httpsUrl: string;
@@ -165,7 +155,7 @@ async function one(
 }
 
 export async function runMixedLoad(base: string, caCert: string, options: MixedLoadOptions): Promise<PhaseReport[]> {
-  const next = random(options.seed ?? 1);
+  const next = mulberry32(options.seed ?? 1);
   const limitMs = options.requestTimeoutMs ?? 60_000;
   // As many connections per origin as requests in flight: HTTP/1.1 then has no queue, whose
   // waits on a dropped body (freed only when the garbage collector runs) would dominate.

@@ -4,17 +4,9 @@
  * (empty values, long values, latin1 bytes, names not in the static table).
  */
 
-/** Small deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from '../helpers/prng.js';
+
+export { prng };
 
 const NAMES = ['accept', 'accept-encoding', 'accept-language', 'cache-control', 'content-type', 'cookie', 'user-agent', 'x-request-id', 'x-trace', 'authorization', 'etag', 'if-none-match', 'referer', 'date', 'server', 'vary', 'set-cookie', 'location', 'content-length', 'x-custom-header-with-a-long-name'];
 const VALUES = ['', '*/*', 'gzip, deflate', 'gzip, deflate, br', 'no-cache', 'text/html; charset=utf-8', 'application/json', 'muxpool/0.1', 'en-US,en;q=0.9', '0', '12345', 'max-age=3600'];
