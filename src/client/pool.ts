@@ -783,6 +783,11 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     }
     const pairs: Array<[string, string]> = [];
     for (let i = 0; i < hop.headers.length; i += 2) pairs.push([hop.headers[i] as string, hop.headers[i + 1] as string]);
+    // A caller's own Host names a virtual host on this origin: it goes along while the hops stay
+    // on the origin, and never elsewhere (another origin has its own names, as curl does it).
+    if (prepared.head.authority !== prepared.url.host && hop.url.origin === prepared.url.origin) {
+      pairs.push(['host', prepared.head.authority]);
+    }
     return { prepared: prepareRequest(hop.url, hop.method, pairs, hop.keepBody ? body : undefined, undefined), keepBody: hop.keepBody };
   }
 

@@ -118,7 +118,7 @@ test('redirects: too many hops and loops end typed; a one-shot stream body is no
   await leaks.check(pool);
 });
 
-test('a redirect to another origin drops authorization, cookie and proxy-authorization; the same origin keeps them', async () => {
+test('a redirect to another origin drops authorization, cookie, proxy-authorization and a custom Host; the same origin keeps them', async () => {
   const leaks = leakCheck();
   const other = await startRecorder((s, res) => res.end(JSON.stringify(s.headers)));
   const first = await startRecorder((s, res) => {
@@ -141,6 +141,12 @@ test('a redirect to another origin drops authorization, cookie and proxy-authori
     const here = await (await pool.request(`${first.server.url}/here`, { headers: secrets })).json<Record<string, string>>();
     assert.equal(here.authorization, 'Bearer s3cret');
     assert.equal(here.cookie, 'sid=1');
+    // A caller's own Host (a virtual host) follows hops on the origin, never to another one.
+    const vhost = { ...secrets, host: 'vhost.example' };
+    const hereHost = await (await pool.request(`${first.server.url}/here`, { headers: vhost })).json<Record<string, string>>();
+    assert.equal(hereHost.host, 'vhost.example');
+    const awayHost = await (await pool.request(`${first.server.url}/away`, { headers: vhost })).json<Record<string, string>>();
+    assert.equal(awayHost.host, new URL(other.server.url).host);
   } finally {
     await pool.close();
     await first.server.close();
