@@ -9,6 +9,7 @@ export { HttpVersion } from './protocol/version.js';
 export type { ConnectionProtocol } from './protocol/version.js';
 export { PoolKey } from './pool/key.js';
 export type { TlsIdentity } from './pool/key.js';
+export type { ProxyEndpoint } from './pool/key.js';
 export { PoolEntry } from './pool/entry.js';
 export type { Connection } from './protocol/connection.js';
 export type { ConnectionObserver, ConnectionState, Poolable } from './pool/poolable.js';

@@ -39,7 +39,7 @@ import { type DispatchHandler, type DispatchOptions, DispatchSink, dispatchBody,
 import { Exchange, type ResponseHeadInfo } from './exchange.js';
 import { OriginFacts } from './origin-facts.js';
 import { type ProxySelector, proxySelectorFor } from './proxy-env.js';
-import { proxiedRequest } from './proxy-request.js';
+import { forwardedAuthFailure, proxiedRequest } from './proxy-request.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
 import { type RedirectMode, isRedirect, nextHop, redirectModeOf } from './redirect.js';
 import { Response } from './response.js';
@@ -211,7 +211,12 @@ function isRetryableDialFailure(err: MuxpoolError): boolean {
   if (err.code === 'MUXPOOL_ERR_CONNECT_REFUSED') return true;
   // Through a proxy, the same two refusals: the proxy's port, or (SOCKS5 reply 5) the target's.
   // A tunnel the proxy refused by status, or a 407, would get the same answer again.
-  if (err.code === 'MUXPOOL_ERR_PROXY_CONNECT') return isMuxpoolError(err.cause, 'MUXPOOL_ERR_CONNECT_REFUSED');
+  if (err.code === 'MUXPOOL_ERR_PROXY_CONNECT') {
+    // A copy made for one request has the shared error as its cause: the socket's error is below it.
+    let cause: unknown = err.cause;
+    for (let depth = 0; depth < 4 && isMuxpoolError(cause, 'MUXPOOL_ERR_PROXY_CONNECT'); depth++) cause = cause.cause;
+    return isMuxpoolError(cause, 'MUXPOOL_ERR_CONNECT_REFUSED');
+  }
   return err.code === 'MUXPOOL_ERR_SOCKS' && err.replyCode === SOCKS_CONNECTION_REFUSED;
 }
 
@@ -915,6 +920,14 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         throw ownError(err, attempt);
       }
       const head = exchange.head;
+      if (key.proxy !== undefined && head !== undefined) {
+        const refused = forwardedAuthFailure(key, head.status);
+        if (refused !== undefined) {
+          void exchange.dump();
+          control?.dispose();
+          throw ownError(refused, attempt);
+        }
+      }
       if (head !== undefined && key.isHttps && head.headers['alt-svc'] !== undefined) this.learnAltSvc(key, head.headers['alt-svc'], options.version);
       exchange.attempt = attempt;
       return exchange;

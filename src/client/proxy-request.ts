@@ -6,7 +6,8 @@
  * reach it.
  */
 import { forwardsHttp, proxyAuthorization } from '../connect/proxy-config.js';
-import type { ProxyEndpoint } from '../pool/key.js';
+import { MuxpoolError } from '../errors.js';
+import type { PoolKey, ProxyEndpoint } from '../pool/key.js';
 import type { PreparedRequest } from './prepare.js';
 
 function without(headers: readonly string[], name: string): string[] {
@@ -31,4 +32,20 @@ export function proxiedRequest(prepared: PreparedRequest, proxy: ProxyEndpoint):
   }
   if (!has(head.headers, 'proxy-authorization')) return prepared;
   return { ...prepared, head: { ...head, headers: without(head.headers, 'proxy-authorization') } };
+}
+
+/**
+ * A 407 to a forwarded request is the proxy's answer, not the origin's (RFC 9110 §15.5.8): the
+ * same typed error a CONNECT tunnel refused with 407 gives. Undefined for any other response.
+ */
+export function forwardedAuthFailure(key: PoolKey, status: number): MuxpoolError | undefined {
+  const proxy = key.proxy;
+  if (status !== 407 || proxy === undefined || key.isHttps || !forwardsHttp(proxy)) return undefined;
+  return new MuxpoolError(
+    'MUXPOOL_ERR_PROXY_AUTH',
+    proxy.username === undefined
+      ? `the proxy ${proxy.display} needs credentials (407): put user:password@ in the proxy URL`
+      : `the proxy ${proxy.display} refused the credentials given (407)`,
+    { status: 407, maybeProcessed: false },
+  );
 }

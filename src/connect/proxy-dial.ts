@@ -10,7 +10,7 @@ import type net from 'node:net';
 import { channels } from '../core/diagnostics.js';
 import { setTimerSafe } from '../core/durations.js';
 import { MuxpoolError, isMuxpoolError } from '../errors.js';
-import type { ProxyEndpoint, TlsIdentity } from '../pool/key.js';
+import { type ProxyEndpoint, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { type DialOptions, type DialResult, dialTcp, mapSocketError } from './dial.js';
 import { forwardsHttp } from './proxy-config.js';
 import { openConnectTunnel } from './proxy-http.js';
@@ -60,8 +60,8 @@ export async function dialThroughProxy(options: ProxyDialOptions): Promise<Proxy
       alpn: ['http/1.1'],
       connectTimeoutMs: target.connectTimeoutMs,
       signal: target.signal,
-      // The secure context is cached per identity key; the proxy's is its own.
-      keyId: `proxy ${proxy.id}`,
+      // Secure contexts are cached by this id: it names the proxy and the trust it is checked with.
+      keyId: `proxy ${proxy.id}#${options.proxyTls === undefined ? 'default' : tlsFingerprint(options.proxyTls)}`,
       lookup: target.lookup,
     });
   } catch (err) {
@@ -130,6 +130,10 @@ export async function dialThroughProxy(options: ProxyDialOptions): Promise<Proxy
       socket: socket as net.Socket,
       connectTimeoutMs: Math.max(1, deadline - performance.now()),
     });
+    // The two sockets live and die together: over an https:// proxy the inner TLS runs on the
+    // outer TLS socket as a stream, and neither closes the other by itself.
+    inner.socket.once('close', () => socket.destroy());
+    socket.once('close', () => inner.socket.destroy());
     publish(proxy, target, mode, started);
     return { ...inner, remoteAddress: toProxy.remoteAddress, handshakeMs: performance.now() - started, mode };
   } catch (err) {
