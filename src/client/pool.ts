@@ -38,7 +38,7 @@ import {
 import { type DispatchHandler, type DispatchOptions, DispatchSink, dispatchBody, dispatchHeaders, dispatchUrl } from './dispatcher.js';
 import { Exchange, type ResponseHeadInfo } from './exchange.js';
 import { OriginFacts } from './origin-facts.js';
-import { type ProxySelector, proxySelectorFor } from './proxy-env.js';
+import { type ProxyPerScheme, type ProxySelector, proxySelectorFor } from './proxy-env.js';
 import { forwardedAuthFailure, proxiedRequest } from './proxy-request.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
 import { type RedirectMode, isRedirect, nextHop, redirectModeOf } from './redirect.js';
@@ -120,9 +120,10 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
    * (percent-encoded); or `'env'` to follow `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
    * `NO_PROXY` (either case, read when the pool is built). https URLs go through a CONNECT
    * tunnel (or SOCKS5), http URLs are forwarded in absolute form (or tunnelled through SOCKS5).
-   * HTTP/3 never goes through a proxy. A bad URL fails here with `MUXPOOL_ERR_INVALID_ARGUMENT`.
+   * HTTP/3 never goes through a proxy. `{ http, https }` names a proxy per URL scheme (a
+   * missing one: direct). A bad URL fails here with `MUXPOOL_ERR_INVALID_ARGUMENT`.
    */
-  proxy?: string;
+  proxy?: string | ProxyPerScheme;
   /**
    * Hosts that go direct despite `proxy`, as curl's `NO_PROXY` (replaces the environment's with
    * `'env'`): names (matching subdomains too), IP addresses, CIDR ranges, `host:port`, or `*`.

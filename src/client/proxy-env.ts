@@ -199,19 +199,45 @@ export function proxyFromEnvironment(env: Environment, cases: EnvCase, noProxy?:
   );
 }
 
+/** Proxies per URL scheme: `http` serves `http:` URLs, `https` serves `https:` URLs; a missing one means direct. */
+export interface ProxyPerScheme {
+  http?: string | undefined;
+  https?: string | undefined;
+}
+
 /** The pool's `proxy` and `noProxy` options; undefined when every request goes direct. */
-export function proxySelectorFor(proxy: string | undefined, noProxy: string | readonly string[] | undefined): ProxySelector | undefined {
+export function proxySelectorFor(proxy: string | ProxyPerScheme | undefined, noProxy: string | readonly string[] | undefined): ProxySelector | undefined {
   if (noProxy !== undefined && typeof noProxy !== 'string' && !(Array.isArray(noProxy) && noProxy.every((e) => typeof e === 'string'))) {
     throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'noProxy must be a string or an array of strings');
   }
   if (proxy === undefined) return undefined;
-  if (typeof proxy !== 'string') throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `proxy must be a URL string or 'env', got ${typeof proxy}`);
-  const selector =
-    proxy === 'env'
-      ? proxyFromEnvironment(process.env, 'either', noProxy)
-      : (() => {
-          const endpoint = parseProxyUrl(proxy, 'proxy');
-          return new ProxySelector(endpoint, endpoint, new NoProxyList(noProxy));
-        })();
+  let selector: ProxySelector;
+  if (proxy === 'env') selector = proxyFromEnvironment(process.env, 'either', noProxy);
+  else if (typeof proxy === 'string') {
+    const endpoint = parseProxyUrl(proxy, 'proxy');
+    selector = new ProxySelector(endpoint, endpoint, new NoProxyList(noProxy));
+  } else if (typeof proxy === 'object' && proxy !== null) {
+    const one = (value: unknown, name: string): ProxyEndpoint | undefined => {
+      if (value === undefined || value === '') return undefined;
+      if (typeof value !== 'string') throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `${name} must be a URL string, got ${typeof value}`);
+      return parseProxyUrl(value, name);
+    };
+    selector = new ProxySelector(one(proxy.http, 'proxy.http'), one(proxy.https, 'proxy.https'), new NoProxyList(noProxy));
+  } else {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `proxy must be a URL string, { http, https } or 'env', got ${typeof proxy}`);
+  }
   return selector.none ? undefined : selector;
+}
+
+/**
+ * The proxies curl would use for `env` when no `-x` is given: `http_proxy` (lower case only)
+ * for http URLs, `HTTPS_PROXY` for https URLs (either case), `ALL_PROXY` for both when theirs is
+ * unset; and `NO_PROXY` unless `--noproxy` replaces it.
+ */
+export function curlEnvironmentProxies(env: Environment): { proxy: ProxyPerScheme; noProxy: string | undefined } {
+  const all = envValue(env, 'all_proxy', 'curl')?.value;
+  return {
+    proxy: { http: envValue(env, 'http_proxy', 'curl')?.value ?? all, https: envValue(env, 'https_proxy', 'curl')?.value ?? all },
+    noProxy: envValue(env, 'no_proxy', 'curl')?.value,
+  };
 }
