@@ -10,7 +10,7 @@ import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
-import net from 'node:net';
+import type net from 'node:net';
 import { test } from 'node:test';
 import { fetch as undiciFetch } from 'undici';
 import { ConnectionPool, HttpVersion, PoolKey } from '../../src/index.js';
