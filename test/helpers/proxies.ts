@@ -14,6 +14,7 @@
  *   cases, recording every CONNECT head and SOCKS request it receives.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -98,6 +99,8 @@ export interface TinyproxyOptions {
   basicAuth?: { user: string; password: string };
   /** Restrict CONNECT to these ports (tinyproxy's `ConnectPort`); default: every port. */
   connectPorts?: number[];
+  /** Pin it to this CPU (benchmarks), when taskset exists. */
+  cpu?: number;
 }
 
 export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<ProxyProcess> {
@@ -116,7 +119,12 @@ export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<Pr
   ];
   const config = join(dir, 'tinyproxy.conf');
   await writeFile(config, `${lines.join('\n')}\n`);
-  return runDaemon('tinyproxy', TINYPROXY_BINARY, ['-d', '-c', config], port, dir, false);
+  const args = ['-d', '-c', config];
+  // taskset execs tinyproxy in its own process: the pid stays the one to signal.
+  if (options.cpu !== undefined && existsSync('/usr/bin/taskset')) {
+    return runDaemon('tinyproxy', '/usr/bin/taskset', ['-c', String(options.cpu), TINYPROXY_BINARY, ...args], port, dir, false);
+  }
+  return runDaemon('tinyproxy', TINYPROXY_BINARY, args, port, dir, false);
 }
 
 /** Makes sure the SOCKS test account exists (creating it when root); throws what to do otherwise. */
