@@ -130,10 +130,6 @@ export async function dialThroughProxy(options: ProxyDialOptions): Promise<Proxy
       socket: socket as net.Socket,
       connectTimeoutMs: Math.max(1, deadline - performance.now()),
     });
-    // The two sockets live and die together: over an https:// proxy the inner TLS runs on the
-    // outer TLS socket as a stream, and neither closes the other by itself.
-    inner.socket.once('close', () => socket.destroy());
-    socket.once('close', () => inner.socket.destroy());
     publish(proxy, target, mode, started);
     return { ...inner, remoteAddress: toProxy.remoteAddress, handshakeMs: performance.now() - started, mode };
   } catch (err) {
