@@ -302,6 +302,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private readonly core: PoolCore<Connection, DialPlan>;
   private readonly plans: DialPlans;
   private readonly keys = new Map<string, PoolKey>();
+  /** Hand-built keys given the pool's TLS settings where `keyFor` would pick another proxy. */
+  private readonly tlsKeys = new Map<string, PoolKey>();
   private readonly urls = new Map<string, URL>();
   private readonly transports: DefaultConnector;
   private readonly altSvc: AltSvcCache;
@@ -662,7 +664,17 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    */
   private withPoolTls(key: PoolKey): PoolKey {
     if (!key.isHttps || key.tls !== undefined || this.tls === undefined) return key;
-    return key.proxy === undefined ? this.keyFor(`https://${key.authority}/`) : new PoolKey(key.host, key.port, true, this.tls, key.proxy);
+    const own = this.keyFor(`https://${key.authority}/`);
+    if (own.proxy === key.proxy) return own;
+    // The key's own proxy (or none) is kept: a hand-built key says itself whether it is proxied.
+    // Cached: a key's TLS fingerprint costs a hash of the CAs.
+    let withTls = this.tlsKeys.get(key.id);
+    if (withTls === undefined) {
+      withTls = new PoolKey(key.host, key.port, true, this.tls, key.proxy);
+      if (this.tlsKeys.size >= MAX_CACHED_KEYS) this.tlsKeys.clear();
+      this.tlsKeys.set(key.id, withTls);
+    }
+    return withTls;
   }
 
   private lendSocket(entry: HttpPoolEntry): Duplex {

@@ -563,3 +563,29 @@ test('the undici Dispatcher path (fetch with dispatcher: pool) goes through the 
   await fake.close();
   await origin.close();
 });
+
+test('the seed API: a hand-built PoolKey is direct unless it carries the proxy; with it, getOrCreate tunnels', async () => {
+  const origin = await httpsOrigin();
+  const fake = await startFakeHttpProxy(() => ({ kind: 'tunnel' }));
+  const c = await certs();
+  const leaks = leakCheck();
+  const pool = new ConnectionPool({ tls: { ca: c.caCert }, proxy: fake.url });
+  const direct = await pool.getOrCreate(new PoolKey('localhost', origin.port, true), HttpVersion.Http2);
+  assert.ok(direct !== undefined);
+  await pool.release(direct);
+  assert.equal(fake.heads.length, 0, 'a hand-built key without a proxy goes direct');
+  const proxied = await pool.getOrCreate(new PoolKey('localhost', origin.port, true, undefined, pool.keyFor(`${origin.url}/`).proxy), HttpVersion.Http3);
+  assert.ok(proxied !== undefined);
+  assert.equal(proxied.connection.protocol, 'h2', 'Http3 through a proxy is TCP');
+  assert.notEqual(proxied.connection.id, direct.connection.id);
+  await pool.release(proxied);
+  assert.equal(fake.heads.length, 1);
+  // request() to the same origin shares the proxied connection (same key id).
+  const res = await pool.request(`${origin.url}/`);
+  await res.text();
+  assert.equal(res.connectionId, proxied.connection.id);
+  await pool.close();
+  await leaks.check(pool);
+  await fake.close();
+  await origin.close();
+});
