@@ -241,6 +241,17 @@ test('an https:// proxy: TLS to the proxy, then TLS with ALPN to the origin insi
   assert.match(fake.heads[0] ?? '', /^CONNECT localhost:\d+ HTTP\/1\.1/);
   await pool.close();
   await leaks.check(pool);
+  // An http URL through an https:// proxy is forwarded over the TLS connection to the proxy.
+  const fwd = await startFakeHttpProxy((head) => (head.startsWith('GET ') ? { kind: 'reply', raw: 'HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nforwarded' } : { kind: 'tunnel' }), {
+    tls: { key: c.leafKey, cert: c.leafCert },
+  });
+  const viaTls = new ConnectionPool({ tls: { ca: c.caCert }, proxy: `https://carol:pw@localhost:${fwd.port}` });
+  assert.equal(await (await viaTls.request('http://origin.test:8080/p?q')).text(), 'forwarded');
+  assert.match(fwd.heads[0] ?? '', /^GET http:\/\/origin\.test:8080\/p\?q HTTP\/1\.1\r\nhost: origin\.test:8080\r\n/);
+  assert.match(fwd.heads[0] ?? '', new RegExp(`proxy-authorization: Basic ${Buffer.from('carol:pw').toString('base64')}`));
+  await viaTls.close();
+  await leaks.check(viaTls);
+  await fwd.close();
   // An untrusted proxy certificate is a failure to reach the proxy, with the TLS error as cause.
   const untrusting = new ConnectionPool({ proxy: `https://localhost:${fake.port}` });
   const err = await rejectsWith(untrusting.request(`${origin.url}/`), 'MUXPOOL_ERR_PROXY_CONNECT');
