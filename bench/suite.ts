@@ -1,10 +1,10 @@
 /**
- * `npm run bench` — the whole suite: bench:h1, bench:h2, bench:h3, bench:fetch and bench:cli in turn, each as
+ * `npm run bench` — the whole suite: bench:h1, bench:h2, bench:h3, bench:fetch, bench:cli and bench:proxy in turn, each as
  * `npm run bench:NAME -- ARGS` (so each keeps its own core pinning), then one summary of them:
  * bench/results/suite-<date>.json with every part's results, and bench/results/suite-<date>.md
  * with a table of muxpool's req/s ratios against the peers (printed too) and each part's tables.
  * Usage:
- *   npm run bench -- [--parts h1,h2,h3,fetch,cli] [options passed to every part, e.g. --duration 2 --warmup 1]
+ *   npm run bench -- [--parts h1,h2,h3,fetch,cli,proxy] [options passed to every part, e.g. --duration 2 --warmup 1]
  * A part that fails does not stop the others; the suite then names it and exits 1.
  */
 import { spawn } from 'node:child_process';
@@ -13,7 +13,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { type Comparison, RESULTS_DIR, SUITE_DIR_ENV, type SavedResults, fileStamp } from './lib/run.js';
 
-const PARTS = ['h1', 'h2', 'h3', 'fetch', 'cli'] as const;
+const PARTS = ['h1', 'h2', 'h3', 'fetch', 'cli', 'proxy'] as const;
 
 /** One line of the summary: a muxpool row against one peer at one concurrency. */
 interface RatioRow {

@@ -15,6 +15,8 @@ export const PEERS = [
   { binary: 'gtlsclient', pkg: 'ngtcp2-client', why: 'HTTP/3 interop (an independent client)' },
   { binary: 'gtlsserver', pkg: 'ngtcp2-server', why: 'HTTP/3 interop (an independent server)' },
   { binary: 'h2o', pkg: 'h2o', why: 'HTTP/2 interop' },
+  { binary: 'tinyproxy', pkg: 'tinyproxy', why: 'HTTP proxy: CONNECT tunnels and forwarding' },
+  { binary: 'danted', pkg: 'dante-server', why: 'SOCKS5 proxy, with and without authentication' },
   { binary: 'openssl', pkg: 'openssl', why: 'certificates for peers' },
   { python: 'hpack', pkg: 'python3-hpack', why: 'HPACK cross-check' },
 ];

@@ -53,6 +53,10 @@ export const ERROR_CODES = {
   MUXPOOL_ERR_DECODE: 'the response body could not be decoded (corrupt gzip, deflate, br or zstd content-encoding)',
   MUXPOOL_ERR_NOT_SUPPORTED: 'the request needs something muxpool does not do (an HTTP upgrade, CONNECT through dispatch)',
   MUXPOOL_ERR_PROTOCOL_UNAVAILABLE: 'the requested HTTP version cannot be used with this origin or is not supported',
+  MUXPOOL_ERR_PROXY_CONNECT: 'the proxy could not be reached (refused, not resolvable, timed out, or TLS to an https proxy failed); `cause` says why',
+  MUXPOOL_ERR_PROXY_TUNNEL: 'the HTTP proxy refused the CONNECT tunnel (its status is in `status` and the message) or answered with a malformed or incomplete response',
+  MUXPOOL_ERR_PROXY_AUTH: 'the proxy needs credentials or refused the ones given (HTTP 407, SOCKS5 authentication failed or required)',
+  MUXPOOL_ERR_SOCKS: 'the SOCKS5 proxy could not connect to the target (its RFC 1928 reply code in `replyCode`) or broke the protocol',
   MUXPOOL_ERR_INTERNAL: 'an internal invariant broke (a bug in muxpool: please report it)',
 } as const;
 
@@ -76,6 +80,10 @@ export interface MuxpoolErrorOptions {
   origin?: ErrorOrigin;
   /** Other failures that came with this one (the QUIC attempt's, when TCP failed too). */
   related?: readonly unknown[];
+  /** The HTTP status a proxy answered CONNECT with (`MUXPOOL_ERR_PROXY_TUNNEL`, `MUXPOOL_ERR_PROXY_AUTH`). */
+  status?: number;
+  /** The reply code of a SOCKS5 proxy (RFC 1928 §6), for `MUXPOOL_ERR_SOCKS`. */
+  replyCode?: number;
 }
 
 /**
@@ -95,6 +103,10 @@ export class MuxpoolError extends Error {
   readonly origin: ErrorOrigin | undefined;
   /** Other failures that came with this one, e.g. every attempt of a QUIC/TCP race that failed. */
   readonly related: readonly unknown[] | undefined;
+  /** The HTTP status a proxy answered CONNECT with (`MUXPOOL_ERR_PROXY_TUNNEL`, `MUXPOOL_ERR_PROXY_AUTH`). */
+  readonly status: number | undefined;
+  /** The reply code of a SOCKS5 proxy (RFC 1928 §6), for `MUXPOOL_ERR_SOCKS`. */
+  readonly replyCode: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: MuxpoolErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -104,6 +116,8 @@ export class MuxpoolError extends Error {
     this.wireCode = options.wireCode;
     this.origin = options.origin;
     this.related = options.related;
+    this.status = options.status;
+    this.replyCode = options.replyCode;
   }
 
   /** A copy of this error with `others` attached as `related` (its own cause kept). */
@@ -115,6 +129,8 @@ export class MuxpoolError extends Error {
       wireCode: this.wireCode,
       origin: this.origin,
       related: [...(this.related ?? []), ...others],
+      ...(this.status !== undefined ? { status: this.status } : {}),
+      ...(this.replyCode !== undefined ? { replyCode: this.replyCode } : {}),
     });
   }
 
@@ -165,6 +181,8 @@ export function errorForRequest<T>(shared: T): T | MuxpoolError {
   if (shared.wireCode !== undefined) options.wireCode = shared.wireCode;
   if (shared.origin !== undefined) options.origin = shared.origin;
   if (shared.related !== undefined) options.related = shared.related;
+  if (shared.status !== undefined) options.status = shared.status;
+  if (shared.replyCode !== undefined) options.replyCode = shared.replyCode;
   return new MuxpoolError(shared.code, shared.message, options);
 }
 

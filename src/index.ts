@@ -9,6 +9,7 @@ export { HttpVersion } from './protocol/version.js';
 export type { ConnectionProtocol } from './protocol/version.js';
 export { PoolKey } from './pool/key.js';
 export type { TlsIdentity } from './pool/key.js';
+export type { ProxyEndpoint } from './pool/key.js';
 export { PoolEntry } from './pool/entry.js';
 export type { Connection } from './protocol/connection.js';
 export type { ConnectionObserver, ConnectionState, Poolable } from './pool/poolable.js';
@@ -16,6 +17,7 @@ export type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHa
 export type { AcquireOptions, CleanupTask, PoolCoreOptions } from './pool/pool.js';
 export type { ConnectionSnapshot, PoolStats } from './client/stats.js';
 export { ConnectionPool, getDefaultPool, request } from './client/pool.js';
+export type { ProxyPerScheme } from './client/proxy-env.js';
 export type { ConnectionPoolOptions, DispatchFunction, DispatchInterceptor, HttpPoolEntry, PoolEventMap, RequestOptions } from './client/pool.js';
 export type { DispatchController, DispatchHandler, DispatchOptions } from './client/dispatcher.js';
 export type { DispatchBody, DispatchResponseData, ResponseStartData, StreamResult } from './client/dispatcher-api.js';

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { ConnectionPool, type RequestOptions } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
+import { type ProxyArgs, proxyPoolOptions, takeProxyOption, traceProxies } from './proxy-args.js';
 import { HttpVersion } from '../protocol/version.js';
 import type { PoolStats } from '../client/stats.js';
 import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
@@ -25,7 +26,8 @@ const USAGE = `usage:
                                --rate R, --workers W, --json (muxpool bench --help)
 options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insecure,
          --cacert FILE, --http1.1, --http2, --http3, --http3-only, --max-time SECONDS,
-         -L/--location, --max-redirs N, --compressed`;
+         -L/--location, --max-redirs N, --compressed, -x/--proxy URL, --noproxy LIST
+         (without -x: http_proxy, HTTPS_PROXY, ALL_PROXY and NO_PROXY as curl reads them)`;
 
 /**
  * The embedded server pulls in certificate generation (@peculiar/x509, half a second to load):
@@ -41,6 +43,13 @@ function exitCodeFor(err: unknown): number {
   switch (err.code) {
     case 'MUXPOOL_ERR_DNS':
       return 6;
+    case 'MUXPOOL_ERR_PROXY_CONNECT':
+      return err.message.includes('cannot resolve') ? 5 : 7;
+    case 'MUXPOOL_ERR_PROXY_TUNNEL':
+    case 'MUXPOOL_ERR_PROXY_AUTH':
+      return 56;
+    case 'MUXPOOL_ERR_SOCKS':
+      return 97;
     case 'MUXPOOL_ERR_CONNECT_REFUSED':
     case 'MUXPOOL_ERR_CONNECT':
       return 7;
@@ -75,7 +84,7 @@ function hint(err: MuxpoolError): string {
 
 class UsageError extends Error {}
 
-interface FetchArgs {
+interface FetchArgs extends ProxyArgs {
   url: string;
   method: string | undefined;
   headers: Array<[string, string]>;
@@ -110,6 +119,8 @@ function parseFetchArgs(argv: string[]): FetchArgs {
     location: false,
     maxRedirects: 50,
     compressed: false,
+    proxy: undefined,
+    noproxy: undefined,
   };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
@@ -119,6 +130,7 @@ function parseFetchArgs(argv: string[]): FetchArgs {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (takeRequestOption(arg, () => value(i++, arg), args, (message) => new UsageError(message))) continue;
+    if (takeProxyOption(arg, () => value(i++, arg), args)) continue;
     switch (arg) {
       case '-d':
       case '--data':
@@ -182,7 +194,9 @@ async function runFetch(argv: string[]): Promise<number> {
   const ca = args.cacert === undefined ? undefined : await readFile(args.cacert, 'utf8');
   const pool = new ConnectionPool({
     tls: { ...(ca !== undefined ? { ca } : {}), ...(args.insecure ? { rejectUnauthorized: false } : {}) },
+    ...proxyPoolOptions(args, process.env),
   });
+  const untrace = args.verbose ? traceProxies((line) => process.stderr.write(line)) : undefined;
   try {
     let body: string | Buffer | undefined;
     if (args.data !== undefined) body = args.data.startsWith('@') ? await readFile(args.data.slice(1)) : args.data;
@@ -214,6 +228,7 @@ async function runFetch(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
+    untrace?.();
     await pool.destroy();
   }
 }

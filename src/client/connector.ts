@@ -7,7 +7,9 @@ import type { LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../core/clock.js';
 import { channels } from '../core/diagnostics.js';
-import { dialTcp } from '../connect/dial.js';
+import { type DialOptions, type DialResult, dialTcp } from '../connect/dial.js';
+import { forwardsHttp } from '../connect/proxy-config.js';
+import { dialThroughProxy } from '../connect/proxy-dial.js';
 import { type Resolver, resolveHost, systemResolver, toNodeLookup } from '../connect/resolve.js';
 import type { OriginStore } from '../connect/origin-store.js';
 import { TlsSessionCache } from '../connect/session-cache.js';
@@ -79,12 +81,21 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
   private readonly quic: QuicDialer;
   /** QUIC attempts that outlived a race TCP won: aborted when the pool closes. */
   private readonly lingering = new Set<AbortController>();
+  /** An `https://` proxy's certificate is checked with the pool's CAs and verification setting, against the proxy's own name. */
+  private readonly proxyTls: TlsIdentity | undefined;
 
   constructor(options: ConnectorOptions) {
     this.options = options;
     this.sessions = new TlsSessionCache(options.tlsSessionCacheSize, { store: options.store, field: 'tlsSession', recordFor: options.recordFor });
     this.resolver = options.resolver ?? systemResolver;
     this.lookup = options.resolver !== undefined ? toNodeLookup(options.resolver) : undefined;
+    this.proxyTls =
+      options.tls === undefined
+        ? undefined
+        : {
+            ...(options.tls.ca !== undefined ? { ca: options.tls.ca } : {}),
+            ...(options.tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: options.tls.rejectUnauthorized } : {}),
+          };
     this.quic = new QuicDialer({
       clock: options.clock,
       resolver: this.resolver,
@@ -134,6 +145,18 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
 
   private async dialAny(key: PoolKey, plan: DialPlan, signal: AbortSignal): Promise<Connection> {
     if (!plan.wantsH3) return this.dialTcp(key, plan.protocols, signal);
+    if (key.proxy !== undefined) {
+      // CONNECT tunnels and SOCKS5 carry TCP only: HTTP/3 never goes through a proxy, and QUIC
+      // straight to the origin would bypass the proxy the caller asked for.
+      if (plan.tcpProtocols.length === 0) {
+        throw new MuxpoolError(
+          'MUXPOOL_ERR_PROTOCOL_UNAVAILABLE',
+          `HTTP/3 cannot go through the proxy ${key.proxy.display} (proxies carry TCP only); use Auto or Http3 to get HTTP/2 or HTTP/1.1 through it`,
+          { maybeProcessed: false },
+        );
+      }
+      return this.dialTcp(key, plan.tcpProtocols, signal);
+    }
     const tcp = plan.tcpProtocols;
     const identity = key.tls ?? this.options.tls;
     const h3Possible = key.isHttps && this.quic.supports(identity);
@@ -251,7 +274,15 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     }
     const identity = key.tls ?? this.options.tls;
     let lookup = this.lookup;
-    if (wantsH2 && key.isHttps && this.canCoalesce(identity) && this.coalescing.hasCandidates(key)) {
+    // Never coalesced through a proxy: the address the proxy reached is unknown here, and a
+    // proxied session must not serve a direct request (nor the reverse).
+    const proxy = key.proxy;
+    if (proxy !== undefined && !key.isHttps && forwardsHttp(proxy) && !protocols.includes('http/1.1')) {
+      throw new MuxpoolError('MUXPOOL_ERR_PROTOCOL_UNAVAILABLE', `HTTP/2 with prior knowledge cannot be forwarded by the HTTP proxy ${proxy.display}`, {
+        maybeProcessed: false,
+      });
+    }
+    if (proxy === undefined && wantsH2 && key.isHttps && this.canCoalesce(identity) && this.coalescing.hasCandidates(key)) {
       const addresses = await resolveHost(this.resolver, key.host);
       const shared = this.coalescing.find(key, addresses);
       if (shared !== undefined) return shared.addView(key.id);
@@ -262,7 +293,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     // leaves h2 out. Cleartext has no ALPN: h2 there means prior knowledge (RFC 9113 §3.3).
     const priorKnowledge = !key.isHttps && wantsH2 && !protocols.includes('http/1.1');
     const alpn = key.isHttps ? (wantsH2 ? ['h2', 'http/1.1'] : ['http/1.1']) : [];
-    const result = await dialTcp({
+    const dialOptions: DialOptions = {
       host: key.host,
       port: key.port,
       isHttps: key.isHttps,
@@ -273,7 +304,11 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       sessionCache: this.sessions,
       keyId: key.id,
       lookup,
-    });
+    };
+    const result: DialResult =
+      proxy === undefined
+        ? await dialTcp(dialOptions)
+        : await dialThroughProxy({ proxy, target: dialOptions, proxyTls: this.proxyTls, resolver: this.resolver });
     if (result.alpn !== 'h2' && !priorKnowledge) {
       // Built inside the try: a driver that refuses its options must not leave the socket open.
       try {
@@ -312,7 +347,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       result.socket.destroy();
       throw err;
     }
-    if (key.isHttps && this.canCoalesce(identity)) this.coalescing.add(view.session, key);
+    if (proxy === undefined && key.isHttps && this.canCoalesce(identity)) this.coalescing.add(view.session, key);
     return view;
   }
 

@@ -8,7 +8,8 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
 import { durationOption } from '../core/durations.js';
 import { countOption } from '../core/options.js';
-import { MuxpoolError } from '../errors.js';
+import { MuxpoolError, isMuxpoolError } from '../errors.js';
+import { SOCKS_CONNECTION_REFUSED } from '../connect/proxy-socks.js';
 import type { PoolEntry } from '../pool/entry.js';
 import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { MemoryOriginStore, type OriginStore } from '../connect/origin-store.js';
@@ -37,6 +38,8 @@ import {
 import { type DispatchHandler, type DispatchOptions, DispatchSink, dispatchBody, dispatchHeaders, dispatchUrl } from './dispatcher.js';
 import { Exchange, type ResponseHeadInfo } from './exchange.js';
 import { OriginFacts } from './origin-facts.js';
+import { type ProxyPerScheme, type ProxySelector, proxySelectorFor } from './proxy-env.js';
+import { forwardedAuthFailure, proxiedRequest } from './proxy-request.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
 import { type RedirectMode, isRedirect, nextHop, redirectModeOf } from './redirect.js';
 import { Response } from './response.js';
@@ -111,6 +114,21 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
    * 0 turns retries off.
    */
   maxRetries?: number;
+  /**
+   * A proxy for every request: `http://`, `https://` (TLS to the proxy), `socks5://` (the name
+   * resolved here) or `socks5h://` (resolved by the proxy), with optional `user:password@`
+   * (percent-encoded); or `'env'` to follow `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
+   * `NO_PROXY` (either case, read when the pool is built). https URLs go through a CONNECT
+   * tunnel (or SOCKS5), http URLs are forwarded in absolute form (or tunnelled through SOCKS5).
+   * HTTP/3 never goes through a proxy. `{ http, https }` names a proxy per URL scheme (a
+   * missing one: direct). A bad URL fails here with `MUXPOOL_ERR_INVALID_ARGUMENT`.
+   */
+  proxy?: string | ProxyPerScheme;
+  /**
+   * Hosts that go direct despite `proxy`, as curl's `NO_PROXY` (replaces the environment's with
+   * `'env'`): names (matching subdomains too), IP addresses, CIDR ranges, `host:port`, or `*`.
+   */
+  noProxy?: string | readonly string[];
 }
 
 /** The Dispatcher events the pool emits: the origin, the dispatchers involved (the pool), and the error. */
@@ -190,7 +208,17 @@ function isRetryable(err: MuxpoolError, exchange: Exchange, prepared: PreparedRe
  * own `acquireTimeoutMs`; `timeoutMs` covers them all.
  */
 function isRetryableDialFailure(err: MuxpoolError): boolean {
-  return err.code === 'MUXPOOL_ERR_CONNECT_REFUSED' && err.maybeProcessed === false;
+  if (err.maybeProcessed !== false) return false;
+  if (err.code === 'MUXPOOL_ERR_CONNECT_REFUSED') return true;
+  // Through a proxy, the same two refusals: the proxy's port, or (SOCKS5 reply 5) the target's.
+  // A tunnel the proxy refused by status, or a 407, would get the same answer again.
+  if (err.code === 'MUXPOOL_ERR_PROXY_CONNECT') {
+    // A copy made for one request has the shared error as its cause: the socket's error is below it.
+    let cause: unknown = err.cause;
+    for (let depth = 0; depth < 4 && isMuxpoolError(cause, 'MUXPOOL_ERR_PROXY_CONNECT'); depth++) cause = cause.cause;
+    return isMuxpoolError(cause, 'MUXPOOL_ERR_CONNECT_REFUSED');
+  }
+  return err.code === 'MUXPOOL_ERR_SOCKS' && err.replyCode === SOCKS_CONNECTION_REFUSED;
 }
 
 /**
@@ -274,12 +302,16 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private readonly core: PoolCore<Connection, DialPlan>;
   private readonly plans: DialPlans;
   private readonly keys = new Map<string, PoolKey>();
+  /** Hand-built keys given the pool's TLS settings where `keyFor` would pick another proxy. */
+  private readonly tlsKeys = new Map<string, PoolKey>();
   private readonly urls = new Map<string, URL>();
   private readonly transports: DefaultConnector;
   private readonly altSvc: AltSvcCache;
   private readonly store: OriginStore;
   private readonly maxRetries: number;
   private readonly tls: TlsIdentity | undefined;
+  /** Which requests go through which proxy (undefined: all direct). */
+  private readonly proxies: ProxySelector | undefined;
   /** Sockets out with getH1()/acquireH1() callers, to recognise them in putH1(). */
   private readonly lentSockets = new WeakMap<Duplex, HttpPoolEntry>();
   private readonly releaseBound = (entry: HttpPoolEntry): void => this.core.release(entry);
@@ -292,6 +324,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   constructor(options: ConnectionPoolOptions = {}) {
     super();
     const clock = options.clock ?? systemClock;
+    // First: a bad proxy URL fails before anything is built.
+    this.proxies = proxySelectorFor(options.proxy, options.noProxy);
     const store = options.originStore ?? new MemoryOriginStore();
     // Keys without TLS settings of their own use the pool's: their records carry its fingerprint,
     // so nothing learned under one trust configuration serves another.
@@ -630,7 +664,17 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    */
   private withPoolTls(key: PoolKey): PoolKey {
     if (!key.isHttps || key.tls !== undefined || this.tls === undefined) return key;
-    return this.keyFor(`https://${key.authority}/`);
+    const own = this.keyFor(`https://${key.authority}/`);
+    if (own.proxy === key.proxy) return own;
+    // The key's own proxy (or none) is kept: a hand-built key says itself whether it is proxied.
+    // Cached: a key's TLS fingerprint costs a hash of the CAs.
+    let withTls = this.tlsKeys.get(key.id);
+    if (withTls === undefined) {
+      withTls = new PoolKey(key.host, key.port, true, this.tls, key.proxy);
+      if (this.tlsKeys.size >= MAX_CACHED_KEYS) this.tlsKeys.clear();
+      this.tlsKeys.set(key.id, withTls);
+    }
+    return withTls;
   }
 
   private lendSocket(entry: HttpPoolEntry): Duplex {
@@ -660,7 +704,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     return url;
   }
 
-  /** The key `request()` uses for a URL: its origin plus the pool's TLS settings. */
+  /** The key `request()` uses for a URL: its origin plus the pool's TLS settings and the proxy that serves it. */
   keyFor(input: string | URL): PoolKey {
     const url = typeof input === 'string' ? parseUrl(input) : input;
     const cacheKey = url.protocol + url.host;
@@ -668,7 +712,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     if (key === undefined) {
       const isHttps = url.protocol === 'https:';
       const port = url.port === '' ? (isHttps ? 443 : 80) : Number(url.port);
-      key = new PoolKey(url.hostname, port, isHttps, isHttps ? this.tls : undefined);
+      key = new PoolKey(url.hostname, port, isHttps, isHttps ? this.tls : undefined, this.proxies?.select(url));
       if (this.keys.size >= MAX_CACHED_KEYS) this.keys.clear();
       this.keys.set(cacheKey, key);
     }
@@ -823,6 +867,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       control?.dispose();
       throw err;
     }
+    // Through a proxy the request changes on the wire (absolute form, or no Proxy-Authorization).
+    const wire = key.proxy === undefined ? prepared : proxiedRequest(prepared, key.proxy);
     const acquireOptions = { signal: control?.controller.signal, acquireTimeoutMs: options.acquireTimeoutMs, priority: options.priority };
     // A retry after a stale HTTP/1.1 socket needs a connection of its own (the next idle one may
     // be stale too); after GOAWAY or REFUSED_STREAM the failed connection is already out of
@@ -867,7 +913,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       // (below), not when one attempt fails.
       if (control !== undefined) control.exchange = exchange;
       try {
-        exchange.stream = entry.connection.openStream(prepared.head, prepared.body, exchange);
+        exchange.stream = entry.connection.openStream(wire.head, wire.body, exchange);
       } catch (err) {
         exchange.onError(
           err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'opening a stream failed', { cause: err }),
@@ -892,6 +938,14 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         throw ownError(err, attempt);
       }
       const head = exchange.head;
+      if (key.proxy !== undefined && head !== undefined) {
+        const refused = forwardedAuthFailure(key, head.status);
+        if (refused !== undefined) {
+          void exchange.dump();
+          control?.dispose();
+          throw ownError(refused, attempt);
+        }
+      }
       if (head !== undefined && key.isHttps && head.headers['alt-svc'] !== undefined) this.learnAltSvc(key, head.headers['alt-svc'], options.version);
       exchange.attempt = attempt;
       return exchange;
@@ -905,6 +959,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    * (for `Auto` and `Http3`), so the requests after this one can use it.
    */
   private learnAltSvc(key: PoolKey, value: string | string[], version: HttpVersion | undefined): void {
+    // Through a proxy HTTP/3 is never used, so an advertisement prepares nothing.
+    if (key.proxy !== undefined) return;
     if (!this.altSvc.learn(key, value)) return;
     if (version !== undefined && version !== HttpVersion.Auto && version !== HttpVersion.Http3) return;
     if (!this.transports.isH3Broken(key)) this.core.dialInBackground(key, this.plans.h3Background);
@@ -915,6 +971,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `unknown HTTP version ${String(version)}`);
     }
     const https = url.protocol === 'https:';
+    if (key.proxy !== undefined) return this.proxiedPlan(https, version, key);
     switch (version) {
       case undefined:
       case HttpVersion.Auto:
@@ -930,6 +987,27 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       case HttpVersion.Http3Only:
         if (!https) throw new MuxpoolError('MUXPOOL_ERR_PROTOCOL_UNAVAILABLE', 'HTTP/3 needs an https: URL');
         return this.plans.h3Only;
+    }
+  }
+
+  /**
+   * Through a proxy only TCP serves (CONNECT and SOCKS5 carry no UDP): `Auto` and `Http3` use
+   * HTTP/2 or HTTP/1.1 as ALPN picks inside the tunnel; `Http3Only` cannot be served.
+   */
+  private proxiedPlan(https: boolean, version: HttpVersion | undefined, key: PoolKey): DialPlan {
+    switch (version) {
+      case HttpVersion.Http1_1:
+        return this.plans.h1;
+      case HttpVersion.Http2:
+        return this.plans.h2;
+      case HttpVersion.Http3Only:
+        throw new MuxpoolError(
+          'MUXPOOL_ERR_PROTOCOL_UNAVAILABLE',
+          `HTTP/3 cannot go through the proxy ${key.proxy?.display ?? ''} (proxies carry TCP only): use Auto or Http3 to get HTTP/2 or HTTP/1.1 through it, or noProxy for this host`,
+          { maybeProcessed: false },
+        );
+      default:
+        return https ? this.plans.tcp : this.plans.h1;
     }
   }
 }

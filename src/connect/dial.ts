@@ -26,6 +26,11 @@ export interface DialOptions {
   keyId: string;
   /** Resolves the host; the system resolver when absent. */
   lookup?: net.LookupFunction | undefined;
+  /**
+   * TLS on this already connected socket (a proxy tunnel) instead of dialing `host`; `host`
+   * still gives SNI and the name the certificate is checked against.
+   */
+  socket?: net.Socket | undefined;
 }
 
 export interface DialResult {
@@ -154,6 +159,7 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
           autoSelectFamily: true,
           noDelay: true,
           ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
+          ...(options.socket !== undefined ? { socket: options.socket } : {}),
         };
         socket = tls.connect(connectOptions);
         const cache = options.sessionCache;

@@ -20,4 +20,6 @@ export const channels = {
   goaway: diagnostics.channel('muxpool:goaway'),
   /** `{ origin, waitedMs }`: a request waited for a connection slot (queue and dial). */
   queueWait: diagnostics.channel('muxpool:queue:wait'),
+  /** `{ target, proxy, mode, durationMs }`: a connection through a proxy is up (mode `'tunnel'` or `'forward'`). */
+  proxy: diagnostics.channel('muxpool:proxy'),
 } as const;

@@ -53,6 +53,26 @@ export function normalizeHost(host: string): string {
   return h.toLowerCase();
 }
 
+/**
+ * A proxy that connections of a key go through (parsed and validated by `connect/proxy-config`).
+ * Pure data: the pool only compares `id`; the connector dials through it.
+ */
+export interface ProxyEndpoint {
+  readonly scheme: 'http' | 'https' | 'socks5' | 'socks5h';
+  /** Lower case, IPv6 without brackets. */
+  readonly host: string;
+  readonly port: number;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  /**
+   * `scheme://host:port`, plus a digest of the credentials when there are any: two proxies, or
+   * one proxy under two accounts, never share a connection. The password never appears in it.
+   */
+  readonly id: string;
+  /** For people (logs, `-v`): `scheme://user@host:port`, no password. */
+  readonly display: string;
+}
+
 /** Identifies an origin plus its TLS identity; keys with equal fields find the same connections. */
 export class PoolKey {
   readonly host: string;
@@ -63,8 +83,10 @@ export class PoolKey {
   readonly id: string;
   /** Digest of `tls` (empty without): connections are only ever shared within one TLS identity. */
   readonly tlsId: string;
+  /** The proxy connections of this key go through; undefined: direct. Part of `id`. */
+  readonly proxy: ProxyEndpoint | undefined;
 
-  constructor(host: string, port: number, isHttps: boolean, tls?: TlsIdentity) {
+  constructor(host: string, port: number, isHttps: boolean, tls?: TlsIdentity, proxy?: ProxyEndpoint) {
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `PoolKey port must be an integer in 1..65535, got ${String(port)}`);
     }
@@ -75,7 +97,10 @@ export class PoolKey {
     const hostPart = isIP(this.host) === 6 ? `[${this.host}]` : this.host;
     const base = `${this.isHttps ? 'https' : 'http'}://${hostPart}:${this.port}`;
     this.tlsId = this.tls === undefined ? '' : tlsFingerprint(this.tls);
-    this.id = this.tls === undefined ? base : `${base}#${this.tlsId}`;
+    this.proxy = proxy;
+    const direct = this.tls === undefined ? base : `${base}#${this.tlsId}`;
+    // Nothing is shared between direct and proxied connections, nor between proxies.
+    this.id = proxy === undefined ? direct : `${direct} via ${proxy.id}`;
   }
 
   /** `host:port` as it goes in a Host header or :authority (brackets around IPv6). */

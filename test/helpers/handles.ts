@@ -77,6 +77,13 @@ createHook({
   },
 }).enable();
 
+/** Whether the socket that owns a handle (Node keeps it under its internal `owner_symbol`) is destroyed. */
+function ownerDestroyed(wrapper: object): boolean {
+  const symbol = Object.getOwnPropertySymbols(wrapper).find((s) => s.description === 'owner_symbol');
+  const owner = symbol === undefined ? undefined : (wrapper as Record<symbol, { destroyed?: unknown } | undefined>)[symbol];
+  return owner?.destroyed === true;
+}
+
 /** True when the handle is still open (a TLSWRAP whose TCP handle closed is not). */
 function isOpen(handle: TrackedHandle): boolean {
   if (!live.has(handle.asyncId)) return false;
@@ -85,8 +92,9 @@ function isOpen(handle: TrackedHandle): boolean {
   if (wrapper === undefined) return false; // Collected: its destroy hook is on its way.
   const parent = wrapper._parent;
   const parentId = typeof parent === 'object' && parent !== null ? handleIds.get(parent) : undefined;
-  // Over a stream that is not a tracked TCP handle, only the destroy hook can say it closed.
-  if (parentId === undefined) return true;
+  // Over a stream that is not a tracked TCP handle (TLS inside TLS, through an https:// proxy),
+  // its socket's `destroyed` says it closed; the destroy hook waits for garbage collection.
+  if (parentId === undefined) return !ownerDestroyed(wrapper);
   if (live.has(parentId)) return true;
   live.delete(handle.asyncId);
   return false;

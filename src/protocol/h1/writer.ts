@@ -15,9 +15,13 @@ export function chunkHeader(length: number): string {
   return `${length.toString(16)}\r\n`;
 }
 
-/** The request target goes on the wire verbatim: no SP, CR, LF, NUL or other controls. */
+/**
+ * The request target goes on the wire verbatim: no SP, CR, LF, NUL or other controls. Origin
+ * form (`/path`), `*`, or absolute form `http://…` (RFC 9112 §3.2.2), which a request forwarded
+ * by an HTTP proxy carries.
+ */
 function validateTarget(path: string): void {
-  if (path.length === 0 || (path.charCodeAt(0) !== 0x2f && path !== '*')) {
+  if (path.length === 0 || (path.charCodeAt(0) !== 0x2f && path !== '*' && !path.startsWith('http://'))) {
     throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `request target must start with "/": ${JSON.stringify(path.slice(0, 80))}`);
   }
   for (let i = 0; i < path.length; i++) {
