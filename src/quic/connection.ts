@@ -267,6 +267,15 @@ export class QuicConnection {
     return this.closedPromise;
   }
 
+  /**
+   * The certificates the peer presented, leaf first, DER (a server's, or a client's when the
+   * server asked for one); empty before the handshake has them or after the connection closed.
+   */
+  peerCertificates(): Buffer[] {
+    const chain = this.native?.peerCertChain() ?? null;
+    return chain === null ? [] : chain.map((der) => Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+  }
+
   /** The ALPN protocol agreed on, or '' before the handshake. */
   get alpn(): string {
     return this.negotiatedAlpn;
@@ -1097,7 +1106,7 @@ export class QuicConnection {
         const nameMismatch = origin === 'local' && native !== undefined && this.certificateNameMismatch(native);
         return closeError(
           { isApp: info.isApp, errorCode: info.errorCode, reason: new Uint8Array(Buffer.from(info.reason, 'utf8')) },
-          { origin, serverName: this.serverName, nameMismatch },
+          { origin, serverName: this.serverName, nameMismatch, role: this.role },
         );
       }
       default:
