@@ -173,7 +173,9 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
     try {
       if (options.isHttps) {
         const servername = identity?.servername ?? (isIP(originHost) === 0 ? originHost : undefined);
-        const session = options.sessionCache?.get(options.keyId);
+        // A resumed TLS session carries no certificate to check (Node reports none), so a pinned
+        // connection always makes a full handshake: pins are checked on every connection.
+        const session = pins === undefined ? options.sessionCache?.get(options.keyId) : undefined;
         const connectOptions: tls.ConnectionOptions = {
           ...(options.socketPath !== undefined ? { path: options.socketPath } : { host, port, autoSelectFamily: true }),
           // RFC 6066 §3: IP literals are not sent as SNI.
@@ -189,7 +191,7 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
           ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
         };
         socket = tls.connect(connectOptions);
-        const cache = options.sessionCache;
+        const cache = pins === undefined ? options.sessionCache : undefined;
         if (cache !== undefined) {
           // TLS 1.3 tickets arrive after the handshake, possibly more than one: keep the latest.
           socket.on('session', (ticket: Buffer) => cache.set(options.keyId, ticket));

@@ -115,8 +115,9 @@ export class QuicDialer {
     }
     const address = addresses[0];
     if (address === undefined) throw new MuxpoolError('MUXPOOL_ERR_DNS', `no address for ${target.host}`, { maybeProcessed: false });
-    const session = this.tickets.get(route.id);
     const pins = parsePins(identity?.pins);
+    // As over TCP, a pinned connection is never resumed: every handshake shows its certificates.
+    const session = pins === undefined ? this.tickets.get(route.id) : undefined;
     let connection: QuicConnection;
     try {
       connection = await connectQuic({
@@ -127,8 +128,7 @@ export class QuicDialer {
         handshakeTimeoutMs,
         signal,
         clock: this.options.clock,
-        // With pins, no request may leave before the chain was seen: no 0-RTT.
-        ...(session !== undefined ? { session, earlyData: this.options.earlyData && pins === undefined } : {}),
+        ...(session !== undefined ? { session, earlyData: this.options.earlyData } : {}),
       });
     } catch (err) {
       // No request was sent on a connection that never came up.
