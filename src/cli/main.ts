@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { ConnectionPool, type RequestOptions } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
+import { type NetworkArgs, emptyNetworkArgs, networkPoolOptions, takeNetworkOption } from './net-args.js';
 import { HttpVersion } from '../protocol/version.js';
 import type { PoolStats } from '../client/stats.js';
 import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
@@ -25,7 +26,9 @@ const USAGE = `usage:
                                --rate R, --workers W, --json (muxpool bench --help)
 options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insecure,
          --cacert FILE, --http1.1, --http2, --http3, --http3-only, --max-time SECONDS,
-         -L/--location, --max-redirs N, --compressed`;
+         -L/--location, --max-redirs N, --compressed, --unix-socket PATH,
+         -E/--cert FILE[:PASS], --key FILE, --pass PASS, --resolve HOST:PORT:ADDR[,ADDR],
+         --connect-to HOST:PORT:HOST2:PORT2, --pinnedpubkey sha256//BASE64[;sha256//...]`;
 
 /**
  * The embedded server pulls in certificate generation (@peculiar/x509, half a second to load):
@@ -57,6 +60,10 @@ function exitCodeFor(err: unknown): number {
       return 3;
     case 'MUXPOOL_ERR_TOO_MANY_REDIRECTS':
       return 47;
+    case 'MUXPOOL_ERR_TLS_PIN':
+      return 90;
+    case 'MUXPOOL_ERR_TLS_CLIENT_CERT':
+      return 35;
     case 'MUXPOOL_ERR_DECODE':
       return 61;
     default:
@@ -92,6 +99,7 @@ interface FetchArgs {
   maxRedirects: number;
   /** --compressed: ask for and decode a compressed body (curl does not by default). */
   compressed: boolean;
+  net: NetworkArgs;
 }
 
 function parseFetchArgs(argv: string[]): FetchArgs {
@@ -110,6 +118,7 @@ function parseFetchArgs(argv: string[]): FetchArgs {
     location: false,
     maxRedirects: 50,
     compressed: false,
+    net: emptyNetworkArgs(),
   };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
@@ -119,6 +128,7 @@ function parseFetchArgs(argv: string[]): FetchArgs {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (takeRequestOption(arg, () => value(i++, arg), args, (message) => new UsageError(message))) continue;
+    if (takeNetworkOption(arg, () => value(i++, arg), args.net)) continue;
     switch (arg) {
       case '-d':
       case '--data':
@@ -180,14 +190,17 @@ function parseFetchArgs(argv: string[]): FetchArgs {
 async function runFetch(argv: string[]): Promise<number> {
   const args = parseFetchArgs(argv);
   const ca = args.cacert === undefined ? undefined : await readFile(args.cacert, 'utf8');
+  const net = await networkPoolOptions(args.net);
   const pool = new ConnectionPool({
-    tls: { ...(ca !== undefined ? { ca } : {}), ...(args.insecure ? { rejectUnauthorized: false } : {}) },
+    tls: { ...(ca !== undefined ? { ca } : {}), ...(args.insecure ? { rejectUnauthorized: false } : {}), ...net.tls },
+    ...net.pool,
   });
   try {
     let body: string | Buffer | undefined;
     if (args.data !== undefined) body = args.data.startsWith('@') ? await readFile(args.data.slice(1)) : args.data;
     const method = args.method ?? (body !== undefined ? 'POST' : 'GET');
     if (args.verbose) process.stderr.write(`* ${method} ${args.url}\n`);
+    if (args.verbose && args.net.unixSocket !== undefined) process.stderr.write(`* over the Unix domain socket ${args.net.unixSocket}\n`);
     const res = await pool.request(args.url, {
       method,
       headers: args.headers,
