@@ -755,8 +755,11 @@ export class QuicConnection {
       this.enterDraining(native);
       if (this.native === undefined) return;
       // A handshake that failed has nothing worth draining for: our CONNECTION_CLOSE went out
-      // in this turn's packets, and the peer holds no state we could still help it free.
-      if (!this.wasEstablished) {
+      // in this turn's packets, and the peer holds no state we could still help it free. The
+      // same when the peer's close carries a TLS alert (RFC 9001 §4.8): a server that refused
+      // our client certificate after our side of the handshake completed never held the
+      // connection as established either.
+      if (!this.wasEstablished || this.closeInfo?.error?.code === 'MUXPOOL_ERR_TLS_CLIENT_CERT') {
         this.finish();
         return;
       }
