@@ -669,7 +669,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    */
   private withPoolTls(key: PoolKey): PoolKey {
     if (!key.isHttps || key.tls !== undefined || this.tls === undefined) return key;
-    return this.keyFor(`https://${key.authority}/`);
+    return this.keyFor(`https://${key.authority}/`, key.socketPath);
   }
 
   private lendSocket(entry: HttpPoolEntry): Duplex {

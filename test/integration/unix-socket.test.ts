@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import { ConnectionPool, HttpVersion } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, PoolKey } from '../../src/index.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { certs } from '../helpers/certs.js';
 import { leakCheck } from '../helpers/leaks.js';
@@ -199,4 +199,20 @@ test('an empty socketPath is INVALID_ARGUMENT', async () => {
   const pool = new ConnectionPool();
   await rejectsWith(pool.request('http://x.test/', { socketPath: '' }), 'MUXPOOL_ERR_INVALID_ARGUMENT');
   await pool.close();
+});
+
+test('the seed API: a PoolKey with a socketPath keeps it when it takes the pool TLS settings', async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  const server = await listenOn(http2.createSecureServer({ key: c.leafKey, cert: c.leafCert }, echoHost) as unknown as Server, 'seed.sock');
+  const pool = new ConnectionPool({ tls: { ca: c.caCert } });
+  const key = new PoolKey('localhost', 443, true, undefined, { socketPath: server.path });
+  const entry = await pool.getOrCreate(key, HttpVersion.Http2);
+  assert.equal(entry?.connection.protocol, 'h2');
+  assert.match(entry?.key.id ?? '', /@unix:/);
+  if (entry !== undefined) await pool.release(entry);
+  await pool.close();
+  await drained(server);
+  await server.close();
+  await leaks.check(pool);
 });
