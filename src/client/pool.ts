@@ -98,6 +98,8 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
    * gives Host, the scheme and the TLS server name. A request's own `socketPath` wins.
    */
   socketPath?: string;
+  /** undici's connector options, as `new Agent({ connect })` takes them: only `socketPath` is read. */
+  connect?: { socketPath?: string | null };
   /** QUIC idle timeout we advertise (HTTP/3); the server's applies when smaller (RFC 9000 §10.1). Default 30 000. */
   quicIdleTimeoutMs?: number;
   /**
@@ -336,7 +338,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     this.plans = dialPlans(facts);
     this.store = store;
     this.tls = options.tls;
-    this.socketPath = options.socketPath;
+    this.socketPath = options.socketPath ?? options.connect?.socketPath ?? undefined;
     this.maxRetries = countOption('maxRetries', options.maxRetries, 1, 0);
     this.transports = new DefaultConnector({
       clock,

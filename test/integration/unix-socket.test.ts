@@ -75,12 +75,17 @@ test('http over a Unix socket: the URL gives Host; per-request socketPath and th
   assert.equal(await a.text(), '1.1 svc.internal');
   const b = await pool.request('http://svc.internal:8080/x', { socketPath: server.path });
   assert.equal(await b.text(), '1.1 svc.internal:8080');
-  const pooled = new ConnectionPool({ socketPath: server.path });
+  // undici's spelling, as `new Agent({ connect: { socketPath } })` takes it.
+  const pooled = new ConnectionPool({ connect: { socketPath: server.path } });
   const c = await pooled.request('http://docker/v1.43/info');
   assert.equal(await c.text(), '1.1 docker');
   const d = await pooled.request('http://docker/v1.43/info');
   await d.text();
   assert.equal(d.reused, true);
+  // undici's request(options) (the Dispatcher path) goes through the socket too.
+  const raw = await pooled.request({ origin: 'http://docker', path: '/v1.43/info', method: 'GET' });
+  assert.equal(raw.statusCode, 200);
+  assert.equal(await raw.body.text(), '1.1 docker');
   await pool.close();
   await pooled.close();
   await drained(server);
