@@ -200,7 +200,6 @@ async function runFetch(argv: string[]): Promise<number> {
     if (args.data !== undefined) body = args.data.startsWith('@') ? await readFile(args.data.slice(1)) : args.data;
     const method = args.method ?? (body !== undefined ? 'POST' : 'GET');
     if (args.verbose) process.stderr.write(`* ${method} ${args.url}\n`);
-    if (args.verbose && args.net.unixSocket !== undefined) process.stderr.write(`* over the Unix domain socket ${args.net.unixSocket}\n`);
     const res = await pool.request(args.url, {
       method,
       headers: args.headers,
@@ -211,7 +210,9 @@ async function runFetch(argv: string[]): Promise<number> {
       decompress: args.compressed,
       ...(args.maxTimeMs !== undefined ? { timeoutMs: args.maxTimeMs } : {}),
     });
-    if (args.verbose) process.stderr.write(await describeConnection(pool, res.connectionId, res.protocol, res.reused, res.attempts));
+    if (args.verbose) {
+      process.stderr.write(await describeConnection(pool, res.connectionId, res.protocol, res.reused, res.attempts, args.net.unixSocket !== undefined));
+    }
     const head = `${statusLine(res)}\n${Object.entries(
       res.headers,
     )
@@ -239,9 +240,16 @@ export function statusLine(res: { protocol: string; status: number; statusText: 
 }
 
 /** What -v says the pool did: dial or reuse, the transport and ALPN, resumption, retries. */
-async function describeConnection(pool: ConnectionPool, id: string, protocol: string, reused: boolean, attempts: number): Promise<string> {
+async function describeConnection(
+  pool: ConnectionPool,
+  id: string,
+  protocol: string,
+  reused: boolean,
+  attempts: number,
+  unixSocket = false,
+): Promise<string> {
   const snapshot = (await pool.stats()).connections.find((c) => c.id === id);
-  const transport = protocol === 'h3' ? 'QUIC' : 'TCP';
+  const transport = protocol === 'h3' ? 'QUIC' : unixSocket ? 'a Unix socket' : 'TCP';
   const lines = [
     `* ${reused ? 'reused' : 'dialed'} connection ${id} to ${snapshot?.remoteAddress ?? '?'} over ${transport}, ALPN ${protocol}`,
   ];

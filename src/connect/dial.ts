@@ -136,7 +136,8 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
         socket,
         alpn: alpn === 'h2' || alpn === 'http/1.1' ? alpn : undefined,
         resumed: tlsSocket?.isSessionReused() ?? false,
-        remoteAddress: socket.remoteAddress,
+        // A Unix socket has no address: its path names the peer in stats and messages.
+        remoteAddress: options.socketPath ?? socket.remoteAddress,
         handshakeMs: performance.now() - started,
       });
     };

@@ -51,7 +51,7 @@ test('--unix-socket: the request goes to the socket, Host from the URL; -v says 
   const out = await run(['--unix-socket', path, '-v', 'http://docker.local/info']);
   assert.equal(out.code, 0, out.stderr);
   assert.equal(out.stdout, 'via socket for docker.local');
-  assert.match(out.stderr, /over the Unix domain socket/);
+  assert.match(out.stderr, new RegExp(`dialed connection h1-\\d+ to ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} over a Unix socket`));
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
