@@ -19,6 +19,7 @@ import { HttpVersion, isHttpVersion } from '../protocol/version.js';
 import type { Resolver } from '../connect/resolve.js';
 import { channels } from '../core/diagnostics.js';
 import { routesFingerprint } from '../connect/overrides.js';
+import { parsePins } from '../connect/pins.js';
 import { AltSvcCache } from './alt-svc-cache.js';
 import { verifiesOwnHost } from './coalescing.js';
 import { DefaultConnector } from './connector.js';
@@ -332,6 +333,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     // Host overrides change where an origin's connections go: what is learned through them is
     // kept apart from what is learned going direct (routesFingerprint is '' without overrides).
     const routes = routesFingerprint(options.resolve, options.connectTo);
+    // A malformed pin fails here, not at the first https request.
+    parsePins(options.tls?.pins);
     const routed = routes === '' ? '' : `~${routes}`;
     const recordFor = (keyId: string): string => (keyId.includes('#') ? `${keyId}${routed}` : `${keyId}#${poolTls}${routed}`);
     const facts = new OriginFacts(store, recordFor);

@@ -108,9 +108,7 @@ test('pins are part of the TLS identity: a pinned pool never shares a key with a
   assert.equal(reordered.keyFor('https://a.test/').id, again.keyFor('https://a.test/').id);
 });
 
-test('a malformed pin is INVALID_ARGUMENT at the first request', async () => {
-  const c = await certs();
-  const pool = new ConnectionPool({ tls: { ca: c.caCert, pins: ['md5/abc'] } });
-  await rejectsWith(pool.request('https://localhost:1/'), 'MUXPOOL_ERR_INVALID_ARGUMENT');
-  await pool.close();
+test('a malformed pin is INVALID_ARGUMENT when the pool is made', () => {
+  assert.throws(() => new ConnectionPool({ tls: { pins: ['md5/abc'] } }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
+  assert.throws(() => new ConnectionPool({ tls: { pins: 'sha256/x' as unknown as string[] } }), { code: 'MUXPOOL_ERR_INVALID_ARGUMENT' });
 });
