@@ -333,10 +333,10 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     // Host overrides change where an origin's connections go: what is learned through them is
     // kept apart from what is learned going direct (routesFingerprint is '' without overrides).
     const routes = routesFingerprint(options.resolve, options.connectTo);
-    // A malformed pin fails here, not at the first https request.
-    parsePins(options.tls?.pins);
     const routed = routes === '' ? '' : `~${routes}`;
     const recordFor = (keyId: string): string => (keyId.includes('#') ? `${keyId}${routed}` : `${keyId}#${poolTls}${routed}`);
+    // A malformed pin fails here, not at the first https request.
+    parsePins(options.tls?.pins);
     const facts = new OriginFacts(store, recordFor);
     this.plans = dialPlans(facts);
     this.store = store;
@@ -704,7 +704,10 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     return url;
   }
 
-  /** The key `request()` uses for a URL: its origin plus the pool's TLS settings (and a Unix socket, if any). */
+  /**
+   * The key `request()` uses for a URL: its origin plus the pool's TLS settings, and the Unix
+   * socket its connections go through (the pool's `socketPath` unless one is given).
+   */
   keyFor(input: string | URL, socketPath: string | undefined = this.socketPath): PoolKey {
     const url = typeof input === 'string' ? parseUrl(input) : input;
     const cacheKey = socketPath === undefined ? url.protocol + url.host : `${url.protocol}${url.host}\0${socketPath}`;
