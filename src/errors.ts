@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   MUXPOOL_ERR_TLS_CERT: 'the server certificate is not trusted (unknown issuer, self-signed, expired)',
   MUXPOOL_ERR_TLS_HOSTNAME: 'the server certificate does not cover the host name',
   MUXPOOL_ERR_TLS: 'the TLS handshake failed for another reason (protocol or alert)',
+  MUXPOOL_ERR_TLS_PIN: 'no certificate of the server matches tls.pins (--pinnedpubkey): the connection was closed before any request was sent',
+  MUXPOOL_ERR_TLS_CLIENT_CERT: 'the server refused our client certificate, or required one and none was configured (a TLS alert from the server)',
   MUXPOOL_ERR_CONNECTION_RESET: 'the peer reset the connection',
   MUXPOOL_ERR_CONNECTION_CLOSED: 'the peer closed the connection before the response was complete',
   MUXPOOL_ERR_H1_PARSE: 'the HTTP/1.1 response is malformed (status line, header line, chunk framing, Content-Length with Transfer-Encoding, an unsupported transfer coding)',

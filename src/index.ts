@@ -8,8 +8,7 @@ export type { Clock, Timer } from './core/clock.js';
 export { HttpVersion } from './protocol/version.js';
 export type { ConnectionProtocol } from './protocol/version.js';
 export { PoolKey } from './pool/key.js';
-export type { TlsIdentity } from './pool/key.js';
-export type { ProxyEndpoint } from './pool/key.js';
+export type { PoolKeyRoute, ProxyEndpoint, TlsIdentity } from './pool/key.js';
 export { PoolEntry } from './pool/entry.js';
 export type { Connection } from './protocol/connection.js';
 export type { ConnectionObserver, ConnectionState, Poolable } from './pool/poolable.js';
@@ -23,6 +22,7 @@ export type { DispatchController, DispatchHandler, DispatchOptions } from './cli
 export type { DispatchBody, DispatchResponseData, ResponseStartData, StreamResult } from './client/dispatcher-api.js';
 export type { RequestPriority } from './pool/waiter.js';
 export type { ResolvedAddress, Resolver } from './connect/resolve.js';
+export { dnsTtlResolver } from './connect/resolve.js';
 export { FileOriginStore, MemoryOriginStore } from './connect/origin-store.js';
 export type { OriginRecord, OriginStore } from './connect/origin-store.js';
 export { Response } from './client/response.js';

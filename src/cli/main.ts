@@ -14,6 +14,7 @@ import { ConnectionPool, type RequestOptions } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
 import { type ProxyArgs, proxyPoolOptions, takeProxyOption, traceProxies } from './proxy-args.js';
+import { type NetworkArgs, emptyNetworkArgs, networkPoolOptions, takeNetworkOption } from './net-args.js';
 import { HttpVersion } from '../protocol/version.js';
 import type { PoolStats } from '../client/stats.js';
 import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
@@ -27,7 +28,10 @@ const USAGE = `usage:
 options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insecure,
          --cacert FILE, --http1.1, --http2, --http3, --http3-only, --max-time SECONDS,
          -L/--location, --max-redirs N, --compressed, -x/--proxy URL, --noproxy LIST
-         (without -x: http_proxy, HTTPS_PROXY, ALL_PROXY and NO_PROXY as curl reads them)`;
+         (without -x: http_proxy, HTTPS_PROXY, ALL_PROXY and NO_PROXY as curl reads them),
+         --unix-socket PATH, -E/--cert FILE[:PASS], --key FILE, --pass PASS,
+         --resolve HOST:PORT:ADDR[,ADDR], --connect-to HOST:PORT:HOST2:PORT2,
+         --pinnedpubkey sha256//BASE64[;sha256//...]`;
 
 /**
  * The embedded server pulls in certificate generation (@peculiar/x509, half a second to load):
@@ -66,6 +70,10 @@ function exitCodeFor(err: unknown): number {
       return 3;
     case 'MUXPOOL_ERR_TOO_MANY_REDIRECTS':
       return 47;
+    case 'MUXPOOL_ERR_TLS_PIN':
+      return 90;
+    case 'MUXPOOL_ERR_TLS_CLIENT_CERT':
+      return 35;
     case 'MUXPOOL_ERR_DECODE':
       return 61;
     default:
@@ -101,6 +109,7 @@ interface FetchArgs extends ProxyArgs {
   maxRedirects: number;
   /** --compressed: ask for and decode a compressed body (curl does not by default). */
   compressed: boolean;
+  net: NetworkArgs;
 }
 
 function parseFetchArgs(argv: string[]): FetchArgs {
@@ -121,6 +130,7 @@ function parseFetchArgs(argv: string[]): FetchArgs {
     compressed: false,
     proxy: undefined,
     noproxy: undefined,
+    net: emptyNetworkArgs(),
   };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
@@ -131,6 +141,7 @@ function parseFetchArgs(argv: string[]): FetchArgs {
     const arg = argv[i] as string;
     if (takeRequestOption(arg, () => value(i++, arg), args, (message) => new UsageError(message))) continue;
     if (takeProxyOption(arg, () => value(i++, arg), args)) continue;
+    if (takeNetworkOption(arg, () => value(i++, arg), args.net)) continue;
     switch (arg) {
       case '-d':
       case '--data':
@@ -192,9 +203,11 @@ function parseFetchArgs(argv: string[]): FetchArgs {
 async function runFetch(argv: string[]): Promise<number> {
   const args = parseFetchArgs(argv);
   const ca = args.cacert === undefined ? undefined : await readFile(args.cacert, 'utf8');
+  const net = await networkPoolOptions(args.net);
   const pool = new ConnectionPool({
-    tls: { ...(ca !== undefined ? { ca } : {}), ...(args.insecure ? { rejectUnauthorized: false } : {}) },
+    tls: { ...(ca !== undefined ? { ca } : {}), ...(args.insecure ? { rejectUnauthorized: false } : {}), ...net.tls },
     ...proxyPoolOptions(args, process.env),
+    ...net.pool,
   });
   const untrace = args.verbose ? traceProxies((line) => process.stderr.write(line)) : undefined;
   try {
@@ -212,7 +225,9 @@ async function runFetch(argv: string[]): Promise<number> {
       decompress: args.compressed,
       ...(args.maxTimeMs !== undefined ? { timeoutMs: args.maxTimeMs } : {}),
     });
-    if (args.verbose) process.stderr.write(await describeConnection(pool, res.connectionId, res.protocol, res.reused, res.attempts));
+    if (args.verbose) {
+      process.stderr.write(await describeConnection(pool, res.connectionId, res.protocol, res.reused, res.attempts, args.net.unixSocket !== undefined));
+    }
     const head = `${statusLine(res)}\n${Object.entries(
       res.headers,
     )
@@ -241,9 +256,16 @@ export function statusLine(res: { protocol: string; status: number; statusText: 
 }
 
 /** What -v says the pool did: dial or reuse, the transport and ALPN, resumption, retries. */
-async function describeConnection(pool: ConnectionPool, id: string, protocol: string, reused: boolean, attempts: number): Promise<string> {
+async function describeConnection(
+  pool: ConnectionPool,
+  id: string,
+  protocol: string,
+  reused: boolean,
+  attempts: number,
+  unixSocket = false,
+): Promise<string> {
   const snapshot = (await pool.stats()).connections.find((c) => c.id === id);
-  const transport = protocol === 'h3' ? 'QUIC' : 'TCP';
+  const transport = protocol === 'h3' ? 'QUIC' : unixSocket ? 'a Unix socket' : 'TCP';
   const lines = [
     `* ${reused ? 'reused' : 'dialed'} connection ${id} to ${snapshot?.remoteAddress ?? '?'} over ${transport}, ALPN ${protocol}`,
   ];

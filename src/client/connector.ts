@@ -27,6 +27,16 @@ import { CoalescingIndex, verifiesOwnHost } from './coalescing.js';
 import type { DialPlan } from './dial-plan.js';
 import type { OriginFacts } from './origin-facts.js';
 import { raceQuicAndTcp } from './race.js';
+import { ResolverCache } from '../connect/dns-cache.js';
+import { DialRoutes } from '../connect/overrides.js';
+
+/** Why HTTP/3 cannot serve a key, or undefined when it can. */
+function h3UnavailableReason(key: PoolKey, identityProblem: string | undefined): string | undefined {
+  if (!key.isHttps) return 'HTTP/3 needs an https: origin';
+  // QUIC runs over UDP; a Unix domain socket is a stream (SOCK_STREAM) carrying TCP-style bytes.
+  if (key.socketPath !== undefined) return `HTTP/3 cannot run over a Unix domain socket (${key.socketPath}): QUIC needs UDP`;
+  return identityProblem;
+}
 
 export interface ConnectorOptions {
   clock: Clock;
@@ -47,6 +57,11 @@ export interface ConnectorOptions {
   /** TLS sessions kept for resumption (per key). */
   tlsSessionCacheSize: number;
   resolver: Resolver | undefined;
+  /** Keep resolved addresses this long at most (their TTL when the resolver gives one); 0: no cache. */
+  dnsCacheMs: number;
+  /** curl's `--resolve` and `--connect-to` entries (overrides.ts). */
+  resolve: readonly string[] | undefined;
+  connectTo: readonly string[] | undefined;
   /** QUIC idle timeout we advertise; an idle HTTP/3 connection is retired a margin before it. */
   quicIdleTimeoutMs: number;
   /** With `Http3`, how long the QUIC handshake may take before the dial falls back to TCP. */
@@ -76,6 +91,8 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
   private readonly h1Options: H1ConnectionOptions;
   private readonly resolver: Resolver;
   private readonly lookup: LookupFunction | undefined;
+  /** Host overrides (`resolve`, `connectTo`), applied to TCP and QUIC alike. */
+  readonly routes: DialRoutes;
   /** Live HTTP/2 sessions over TLS that may serve other origins. */
   private readonly coalescing = new CoalescingIndex<H2Engine>();
   private readonly quic: QuicDialer;
@@ -87,8 +104,11 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
   constructor(options: ConnectorOptions) {
     this.options = options;
     this.sessions = new TlsSessionCache(options.tlsSessionCacheSize, { store: options.store, field: 'tlsSession', recordFor: options.recordFor });
-    this.resolver = options.resolver ?? systemResolver;
-    this.lookup = options.resolver !== undefined ? toNodeLookup(options.resolver) : undefined;
+    const resolver = options.resolver ?? systemResolver;
+    this.resolver = options.dnsCacheMs > 0 ? new ResolverCache(resolver, options.clock, options.dnsCacheMs).resolve : resolver;
+    // Without a resolver or cache of ours, Node's own lookup runs (and nothing is wrapped).
+    this.lookup = this.resolver !== systemResolver ? toNodeLookup(this.resolver) : undefined;
+    this.routes = new DialRoutes(options.resolve, options.connectTo, this.resolver);
     this.proxyTls =
       options.tls === undefined
         ? undefined
@@ -99,6 +119,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     this.quic = new QuicDialer({
       clock: options.clock,
       resolver: this.resolver,
+      routes: this.routes,
       idleTimeoutMs: options.quicIdleTimeoutMs,
       sessionCacheSize: options.tlsSessionCacheSize,
       brokenBackoffMs: options.h3BrokenBackoffMs,
@@ -159,16 +180,11 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     }
     const tcp = plan.tcpProtocols;
     const identity = key.tls ?? this.options.tls;
-    const h3Possible = key.isHttps && this.quic.supports(identity);
+    const h3Unavailable = h3UnavailableReason(key, this.quic.unsupported(identity));
+    const h3Possible = h3Unavailable === undefined;
     const route = this.routeFor(key);
     if (tcp.length === 0) {
-      if (!h3Possible) {
-        throw new MuxpoolError(
-          'MUXPOOL_ERR_PROTOCOL_UNAVAILABLE',
-          key.isHttps ? 'HTTP/3 cannot present a TLS client certificate yet' : 'HTTP/3 needs an https: origin',
-          { maybeProcessed: false },
-        );
-      }
+      if (!h3Possible) throw new MuxpoolError('MUXPOOL_ERR_PROTOCOL_UNAVAILABLE', h3Unavailable, { maybeProcessed: false });
       const deadline = plan.background ? Math.min(this.options.quicHandshakeTimeoutMs, this.options.connectTimeoutMs) : this.options.connectTimeoutMs;
       if (!plan.background && route.alternative === undefined) return this.dialH3(key, route, identity, deadline, signal);
       try {
@@ -273,7 +289,10 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       });
     }
     const identity = key.tls ?? this.options.tls;
-    let lookup = this.lookup;
+    // A connectTo override changes where the connection (or the proxy's tunnel) goes; the URL's
+    // host stays the TLS name.
+    const target = this.routes.active ? this.routes.target(key.host, key.port) : key;
+    let lookup = this.routes.active ? this.routes.lookupFor(target.port) : this.lookup;
     // Never coalesced through a proxy: the address the proxy reached is unknown here, and a
     // proxied session must not serve a direct request (nor the reverse).
     const proxy = key.proxy;
@@ -282,8 +301,10 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
         maybeProcessed: false,
       });
     }
-    if (proxy === undefined && wantsH2 && key.isHttps && this.canCoalesce(identity) && this.coalescing.hasCandidates(key)) {
-      const addresses = await resolveHost(this.resolver, key.host);
+    // Over a Unix socket there is no address to compare either: no coalescing.
+    const coalescable = proxy === undefined && key.isHttps && key.socketPath === undefined && this.canCoalesce(identity);
+    if (coalescable && wantsH2 && this.coalescing.hasCandidates(key)) {
+      const addresses = this.routes.active ? await this.routes.addresses(target.host, target.port) : await resolveHost(this.resolver, key.host);
       const shared = this.coalescing.find(key, addresses);
       if (shared !== undefined) return shared.addView(key.id);
       // Connect to the addresses just resolved instead of asking again.
@@ -294,8 +315,10 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     const priorKnowledge = !key.isHttps && wantsH2 && !protocols.includes('http/1.1');
     const alpn = key.isHttps ? (wantsH2 ? ['h2', 'http/1.1'] : ['http/1.1']) : [];
     const dialOptions: DialOptions = {
-      host: key.host,
-      port: key.port,
+      host: target.host,
+      port: target.port,
+      originHost: key.host,
+      socketPath: key.socketPath,
       isHttps: key.isHttps,
       tls: identity,
       alpn,
@@ -347,7 +370,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       result.socket.destroy();
       throw err;
     }
-    if (proxy === undefined && key.isHttps && this.canCoalesce(identity)) this.coalescing.add(view.session, key);
+    if (coalescable) this.coalescing.add(view.session, key);
     return view;
   }
 

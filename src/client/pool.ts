@@ -19,6 +19,8 @@ import type { Connection } from '../protocol/connection.js';
 import { HttpVersion, isHttpVersion } from '../protocol/version.js';
 import type { Resolver } from '../connect/resolve.js';
 import { channels } from '../core/diagnostics.js';
+import { routesFingerprint } from '../connect/overrides.js';
+import { parsePins } from '../connect/pins.js';
 import { AltSvcCache } from './alt-svc-cache.js';
 import { verifiesOwnHost } from './coalescing.js';
 import { DefaultConnector } from './connector.js';
@@ -79,6 +81,29 @@ export interface ConnectionPoolOptions extends PoolCoreOptions {
   coalesce?: boolean;
   /** Name resolution for every dial (default: the system's, as `dns.lookup`). */
   resolver?: Resolver;
+  /**
+   * Keep resolved addresses this long at most; 0 (default) asks the resolver on every dial. The
+   * system resolver reports no TTL, so its answers are kept this long; a resolver that returns
+   * `ttlSeconds` (such as `dnsTtlResolver`) has them kept for the TTL when it is shorter.
+   */
+  dnsCacheMs?: number;
+  /**
+   * curl's `--resolve`: `host:port:address[,address]…` entries giving the addresses of a host
+   * for one port, without DNS. TCP and QUIC both use them; TLS still checks the URL's host.
+   */
+  resolve?: readonly string[];
+  /**
+   * curl's `--connect-to`: `host:port:host2:port2` entries sending connections for host:port to
+   * host2:port2 (an empty part matches any, or keeps the original). TLS still checks the URL's host.
+   */
+  connectTo?: readonly string[];
+  /**
+   * Send every request through this Unix domain socket (undici's `socketPath`); the URL still
+   * gives Host, the scheme and the TLS server name. A request's own `socketPath` wins.
+   */
+  socketPath?: string;
+  /** undici's connector options, as `new Agent({ connect })` takes them: only `socketPath` is read. */
+  connect?: { socketPath?: string | null };
   /** QUIC idle timeout we advertise (HTTP/3); the server's applies when smaller (RFC 9000 §10.1). Default 30 000. */
   quicIdleTimeoutMs?: number;
   /**
@@ -144,7 +169,7 @@ export type DispatchFunction = (options: DispatchOptions, handler: DispatchHandl
 export type DispatchInterceptor = (dispatch: DispatchFunction) => DispatchFunction;
 
 /** What one send (one hop, every attempt) needs of the request's options. */
-type SendOptions = Pick<RequestOptions, 'version' | 'acquireTimeoutMs' | 'priority'>;
+type SendOptions = Pick<RequestOptions, 'version' | 'acquireTimeoutMs' | 'priority' | 'socketPath'>;
 
 export interface RequestOptions {
   method?: string;
@@ -152,6 +177,12 @@ export interface RequestOptions {
   body?: BodyInit;
   /** Default `Auto`: http → HTTP/1.1, https → ALPN. */
   version?: HttpVersion;
+  /**
+   * Connect through this Unix domain socket (every hop, redirects included, as curl's
+   * `--unix-socket`); the URL still gives Host, the scheme and the TLS server name. HTTP/3
+   * cannot run over it: `Auto` and `Http3` use TCP-style HTTP/1.1 or HTTP/2, `Http3Only` fails.
+   */
+  socketPath?: string;
   signal?: AbortSignal;
   /** The whole request, from acquiring a connection to the end of the body. */
   timeoutMs?: number;
@@ -187,6 +218,8 @@ const NEVER_RETRIED = new Set<string>([
   'MUXPOOL_ERR_HEADERS_TOO_LARGE',
   'MUXPOOL_ERR_H1_PARSE',
   'MUXPOOL_ERR_H1_CONTENT_LENGTH',
+  'MUXPOOL_ERR_TLS_PIN',
+  'MUXPOOL_ERR_TLS_CLIENT_CERT',
 ]);
 
 /**
@@ -312,6 +345,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private readonly tls: TlsIdentity | undefined;
   /** Which requests go through which proxy (undefined: all direct). */
   private readonly proxies: ProxySelector | undefined;
+  private readonly socketPath: string | undefined;
   /** Sockets out with getH1()/acquireH1() callers, to recognise them in putH1(). */
   private readonly lentSockets = new WeakMap<Duplex, HttpPoolEntry>();
   private readonly releaseBound = (entry: HttpPoolEntry): void => this.core.release(entry);
@@ -330,11 +364,18 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     // Keys without TLS settings of their own use the pool's: their records carry its fingerprint,
     // so nothing learned under one trust configuration serves another.
     const poolTls = options.tls !== undefined ? tlsFingerprint(options.tls) : 'default';
-    const recordFor = (keyId: string): string => (keyId.includes('#') ? keyId : `${keyId}#${poolTls}`);
+    // Host overrides change where an origin's connections go: what is learned through them is
+    // kept apart from what is learned going direct (routesFingerprint is '' without overrides).
+    const routes = routesFingerprint(options.resolve, options.connectTo);
+    const routed = routes === '' ? '' : `~${routes}`;
+    const recordFor = (keyId: string): string => (keyId.includes('#') ? `${keyId}${routed}` : `${keyId}#${poolTls}${routed}`);
+    // A malformed pin fails here, not at the first https request.
+    parsePins(options.tls?.pins);
     const facts = new OriginFacts(store, recordFor);
     this.plans = dialPlans(facts);
     this.store = store;
     this.tls = options.tls;
+    this.socketPath = options.socketPath ?? options.connect?.socketPath ?? undefined;
     this.maxRetries = countOption('maxRetries', options.maxRetries, 1, 0);
     this.transports = new DefaultConnector({
       clock,
@@ -350,6 +391,9 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       tls: options.tls,
       tlsSessionCacheSize: countOption('tlsSessionCacheSize', options.tlsSessionCacheSize, 256, 0),
       resolver: options.resolver,
+      dnsCacheMs: durationOption('dnsCacheMs', options.dnsCacheMs, 0, { min: 0 }),
+      resolve: options.resolve,
+      connectTo: options.connectTo,
       quicIdleTimeoutMs: durationOption('quicIdleTimeoutMs', options.quicIdleTimeoutMs, 30_000, { min: 1 }),
       quicHandshakeTimeoutMs: durationOption('quicHandshakeTimeoutMs', options.quicHandshakeTimeoutMs, 3_000, { min: 1 }),
       h3BrokenBackoffMs: durationOption('h3BrokenBackoffMs', options.h3BrokenBackoffMs, 300_000, { min: 0 }),
@@ -664,13 +708,13 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    */
   private withPoolTls(key: PoolKey): PoolKey {
     if (!key.isHttps || key.tls !== undefined || this.tls === undefined) return key;
-    const own = this.keyFor(`https://${key.authority}/`);
+    const own = this.keyFor(`https://${key.authority}/`, key.socketPath);
     if (own.proxy === key.proxy) return own;
     // The key's own proxy (or none) is kept: a hand-built key says itself whether it is proxied.
     // Cached: a key's TLS fingerprint costs a hash of the CAs.
     let withTls = this.tlsKeys.get(key.id);
     if (withTls === undefined) {
-      withTls = new PoolKey(key.host, key.port, true, this.tls, key.proxy);
+      withTls = new PoolKey(key.host, key.port, true, this.tls, { proxy: key.proxy, socketPath: key.socketPath });
       if (this.tlsKeys.size >= MAX_CACHED_KEYS) this.tlsKeys.clear();
       this.tlsKeys.set(key.id, withTls);
     }
@@ -704,15 +748,20 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     return url;
   }
 
-  /** The key `request()` uses for a URL: its origin plus the pool's TLS settings and the proxy that serves it. */
-  keyFor(input: string | URL): PoolKey {
+  /**
+   * The key `request()` uses for a URL: its origin plus the pool's TLS settings, the proxy that
+   * serves it, and the Unix socket its connections go through (the pool's `socketPath` unless
+   * one is given; a socket is a route of its own, so no proxy applies to it).
+   */
+  keyFor(input: string | URL, socketPath: string | undefined = this.socketPath): PoolKey {
     const url = typeof input === 'string' ? parseUrl(input) : input;
-    const cacheKey = url.protocol + url.host;
+    const cacheKey = socketPath === undefined ? url.protocol + url.host : `${url.protocol}${url.host}\0${socketPath}`;
     let key = this.keys.get(cacheKey);
     if (key === undefined) {
       const isHttps = url.protocol === 'https:';
       const port = url.port === '' ? (isHttps ? 443 : 80) : Number(url.port);
-      key = new PoolKey(url.hostname, port, isHttps, isHttps ? this.tls : undefined, this.proxies?.select(url));
+      const route = socketPath === undefined ? { proxy: this.proxies?.select(url) } : { socketPath };
+      key = new PoolKey(url.hostname, port, isHttps, isHttps ? this.tls : undefined, route);
       if (this.keys.size >= MAX_CACHED_KEYS) this.keys.clear();
       this.keys.set(cacheKey, key);
     }
@@ -861,7 +910,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     let key: PoolKey;
     let plan: DialPlan;
     try {
-      key = this.keyFor(url);
+      key = this.keyFor(url, options.socketPath ?? this.socketPath);
       plan = this.planFor(url, key, options.version);
     } catch (err) {
       control?.dispose();
@@ -961,6 +1010,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private learnAltSvc(key: PoolKey, value: string | string[], version: HttpVersion | undefined): void {
     // Through a proxy HTTP/3 is never used, so an advertisement prepares nothing.
     if (key.proxy !== undefined) return;
+    // A service behind a Unix socket has no UDP side: its Alt-Svc must not send QUIC anywhere.
+    if (key.socketPath !== undefined) return;
     if (!this.altSvc.learn(key, value)) return;
     if (version !== undefined && version !== HttpVersion.Auto && version !== HttpVersion.Http3) return;
     if (!this.transports.isH3Broken(key)) this.core.dialInBackground(key, this.plans.h3Background);

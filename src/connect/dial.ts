@@ -9,8 +9,9 @@ import tls from 'node:tls';
 import { MuxpoolError } from '../errors.js';
 import type { TlsIdentity } from '../pool/key.js';
 import type { TlsSessionCache } from './session-cache.js';
-import { clientSecureContext } from './trust.js';
 import { setTimerSafe } from '../core/durations.js';
+import { parsePins, pinMismatch } from './pins.js';
+import { clientSecureContext, userCaList } from './trust.js';
 
 export interface DialOptions {
   host: string;
@@ -31,6 +32,13 @@ export interface DialOptions {
    * still gives SNI and the name the certificate is checked against.
    */
   socket?: net.Socket | undefined;
+  /**
+   * The URL's host when `host` is another one (a `connectTo` override): the TLS server name and
+   * the name the certificate is checked against stay the URL's.
+   */
+  originHost?: string | undefined;
+  /** Connect to this Unix domain socket instead of `host:port` (TLS still checks the URL's host). */
+  socketPath?: string | undefined;
 }
 
 export interface DialResult {
@@ -57,6 +65,14 @@ const CERT_ERRORS = new Set([
   'CERT_REJECTED',
 ]);
 
+/**
+ * OpenSSL's codes for certificate alerts received from the peer (RFC 8446 §6.2: bad_certificate,
+ * unsupported_certificate, certificate_revoked, certificate_expired, certificate_unknown,
+ * unknown_ca, access_denied, certificate_required).
+ */
+const PEER_CERTIFICATE_ALERTS =
+  /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_(BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|UNKNOWN_CA|ACCESS_DENIED|CERTIFICATE_REQUIRED)$/;
+
 /** Maps a Node socket/TLS error to our codes. `phase` tells connect failures from later ones. */
 export function mapSocketError(err: unknown, phase: 'connect' | 'request'): MuxpoolError {
   if (err instanceof MuxpoolError) return err;
@@ -73,6 +89,16 @@ export function mapSocketError(err: unknown, phase: 'connect' | 'request'): Muxp
   if (code === 'EPIPE') return make('MUXPOOL_ERR_CONNECTION_CLOSED', `connection closed by peer: ${message}`);
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return make('MUXPOOL_ERR_TLS_HOSTNAME', message);
   if (CERT_ERRORS.has(code)) return make('MUXPOOL_ERR_TLS_CERT', `certificate not trusted (${code}): ${message}`);
+  if (PEER_CERTIFICATE_ALERTS.test(code)) {
+    // An alert the server sent about a certificate can only be about ours (we verify its
+    // certificate ourselves). In TLS 1.3 it may come after our handshake finished, while the
+    // first request is written; the server reads no request before it accepts the client's
+    // Finished (RFC 8446 §4.4.4), so nothing was processed.
+    return new MuxpoolError('MUXPOOL_ERR_TLS_CLIENT_CERT', `the server refused our client certificate (${code}): ${message}`, {
+      cause: err,
+      maybeProcessed: false,
+    });
+  }
   if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || /SSL|TLS/.test(message)) {
     return make('MUXPOOL_ERR_TLS', `TLS failed: ${message}`);
   }
@@ -94,6 +120,9 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
     let settled = false;
     const identity = options.tls;
     const readyEvent = options.isHttps ? 'secureConnect' : 'connect';
+    // Thrown before any socket or timer exists: a bad pin rejects the dial with nothing to free.
+    const originHost = options.originHost ?? host;
+    const pins = options.isHttps ? parsePins(identity?.pins) : undefined;
     const finish = (err: MuxpoolError | undefined): void => {
       if (settled) return;
       settled = true;
@@ -112,11 +141,18 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
         socket,
         alpn: alpn === 'h2' || alpn === 'http/1.1' ? alpn : undefined,
         resumed: tlsSocket?.isSessionReused() ?? false,
-        remoteAddress: socket.remoteAddress,
+        // A Unix socket has no address: its path names the peer in stats and messages.
+        remoteAddress: options.socketPath ?? socket.remoteAddress,
         handshakeMs: performance.now() - started,
       });
     };
-    const onReady = (): void => finish(undefined);
+    // Pins are checked once the handshake is done and before the socket is handed out, so no
+    // request byte is ever written on a connection whose keys match none.
+    const onReady = (): void => {
+      const mismatch = pins === undefined ? undefined : checkPins(socket as tls.TLSSocket, pins, identity, originHost);
+      if (mismatch !== undefined) options.sessionCache?.delete(options.keyId);
+      finish(mismatch);
+    };
     const onError = (err: Error): void => {
       if (options.isHttps && options.sessionCache !== undefined) options.sessionCache.delete(options.keyId);
       finish(mapSocketError(err, 'connect'));
@@ -142,39 +178,37 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
     );
     try {
       if (options.isHttps) {
-        const servername = identity?.servername ?? (isIP(host) === 0 ? host : undefined);
-        const session = options.sessionCache?.get(options.keyId);
-        const connectOptions: tls.ConnectionOptions & net.TcpSocketConnectOpts = {
-          host,
-          port,
+        const servername = identity?.servername ?? (isIP(originHost) === 0 ? originHost : undefined);
+        // A resumed TLS session carries no certificate to check (Node reports none), so a pinned
+        // connection always makes a full handshake: pins are checked on every connection.
+        const session = pins === undefined ? options.sessionCache?.get(options.keyId) : undefined;
+        const connectOptions: tls.ConnectionOptions = {
+          ...(options.socketPath !== undefined ? { path: options.socketPath } : { host, port, autoSelectFamily: true }),
           // RFC 6066 §3: IP literals are not sent as SNI.
           ...(servername !== undefined && isIP(servername) === 0 ? { servername } : {}),
           ALPNProtocols: options.alpn,
           secureContext: clientSecureContext(options.keyId, identity),
           rejectUnauthorized: identity?.rejectUnauthorized !== false,
           ...(session !== undefined ? { session } : {}),
-          ...(servername !== undefined
-            ? { checkServerIdentity: (_name: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(servername, cert) }
-            : {}),
-          autoSelectFamily: true,
-          noDelay: true,
+          // Always the URL's host (or the configured server name), whatever address or socket
+          // the connection went to: an override changes where we connect, never whom we trust.
+          checkServerIdentity: (_name: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(servername ?? originHost, cert),
+          ...(options.socketPath === undefined ? { noDelay: true } : {}),
           ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
           ...(options.socket !== undefined ? { socket: options.socket } : {}),
         };
         socket = tls.connect(connectOptions);
-        const cache = options.sessionCache;
+        const cache = pins === undefined ? options.sessionCache : undefined;
         if (cache !== undefined) {
           // TLS 1.3 tickets arrive after the handshake, possibly more than one: keep the latest.
           socket.on('session', (ticket: Buffer) => cache.set(options.keyId, ticket));
         }
       } else {
-        socket = net.connect({
-          host,
-          port,
-          autoSelectFamily: true,
-          noDelay: true,
-          ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
-        });
+        socket = net.connect(
+          options.socketPath !== undefined
+            ? { path: options.socketPath }
+            : { host, port, autoSelectFamily: true, noDelay: true, ...(options.lookup !== undefined ? { lookup: options.lookup } : {}) },
+        );
       }
     } catch (err) {
       timer.cancel();
@@ -185,4 +219,18 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
     socket.on('error', onError);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** The pin check of a TLS socket just connected: the chain it presented, leaf first. */
+function checkPins(socket: tls.TLSSocket, pins: ReadonlySet<string>, identity: TlsIdentity | undefined, host: string): MuxpoolError | undefined {
+  const chain: Buffer[] = [];
+  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  // Bounded: Node links the chain through issuerCertificate, ending on a self-issued one.
+  for (let i = 0; i < 16 && cert !== undefined && cert.raw !== undefined; i++) {
+    chain.push(cert.raw);
+    const next: tls.DetailedPeerCertificate | undefined = cert.issuerCertificate;
+    if (next === cert || next?.raw === undefined || next.raw.equals(cert.raw)) break;
+    cert = next;
+  }
+  return pinMismatch(pins, chain, userCaList(identity?.ca), host);
 }

@@ -4,18 +4,23 @@
  * resumption, and the memory of origins whose HTTP/3 failed, with an exponential backoff, so
  * `Http3` does not pay a doomed handshake on every dial.
  */
+import { createPrivateKey } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
 import { type PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { type QuicConfig, type QuicConnection, connectQuic, createQuicClientConfig } from '../quic/index.js';
 import { type Resolver, resolveHost } from './resolve.js';
 import type { OriginStore } from './origin-store.js';
+import type { DialRoutes } from './overrides.js';
 import { TlsSessionCache } from './session-cache.js';
-import { trustedCaList } from './trust.js';
+import { parsePins, pinMismatch } from './pins.js';
+import { trustedCaList, userCaList } from './trust.js';
 
 export interface QuicDialerOptions {
   clock: Clock;
   resolver: Resolver;
+  /** Host overrides (`resolve`, `connectTo`): QUIC goes where TCP would. */
+  routes?: DialRoutes;
   /** QUIC idle timeout we advertise (max_idle_timeout). */
   idleTimeoutMs: number;
   /** Session tickets kept, one per key. */
@@ -77,11 +82,15 @@ export class QuicDialer {
   }
 
   /**
-   * Whether HTTP/3 can carry requests for this identity at all: a client certificate cannot be
-   * presented over our QUIC stack yet, so such keys stay on TCP.
+   * Why HTTP/3 cannot carry requests for this identity, or undefined when it can. A client
+   * certificate given as PKCS#12 cannot reach the QUIC stack: node:crypto reads no PKCS#12 and
+   * the binding takes PEM only (Node's TLS reads it, so TCP can present it).
    */
-  supports(identity: TlsIdentity | undefined): boolean {
-    return identity?.cert === undefined && identity?.key === undefined;
+  unsupported(identity: TlsIdentity | undefined): string | undefined {
+    if (identity?.pfx !== undefined) {
+      return 'HTTP/3 cannot present a PKCS#12 (tls.pfx) client certificate: give it as tls.cert and tls.key (PEM) for HTTP/3';
+    }
+    return undefined;
   }
 
   /**
@@ -96,19 +105,24 @@ export class QuicDialer {
     handshakeTimeoutMs: number,
     signal: AbortSignal,
   ): Promise<QuicConnection> {
+    const routes = this.options.routes;
+    const target = routes?.active === true ? routes.target(route.host, route.port) : route;
     let addresses;
     try {
-      addresses = await resolveHost(this.options.resolver, route.host);
+      addresses = routes?.active === true ? await routes.addresses(target.host, target.port) : await resolveHost(this.options.resolver, target.host);
     } catch (cause) {
-      throw new MuxpoolError('MUXPOOL_ERR_DNS', `cannot resolve ${route.host}: ${(cause as Error).message}`, { cause, maybeProcessed: false });
+      throw new MuxpoolError('MUXPOOL_ERR_DNS', `cannot resolve ${target.host}: ${(cause as Error).message}`, { cause, maybeProcessed: false });
     }
     const address = addresses[0];
-    if (address === undefined) throw new MuxpoolError('MUXPOOL_ERR_DNS', `no address for ${route.host}`, { maybeProcessed: false });
-    const session = this.tickets.get(route.id);
+    if (address === undefined) throw new MuxpoolError('MUXPOOL_ERR_DNS', `no address for ${target.host}`, { maybeProcessed: false });
+    const pins = parsePins(identity?.pins);
+    // As over TCP, a pinned connection is never resumed: every handshake shows its certificates.
+    const session = pins === undefined ? this.tickets.get(route.id) : undefined;
+    let connection: QuicConnection;
     try {
-      return await connectQuic({
+      connection = await connectQuic({
         host: address.address,
-        port: route.port,
+        port: target.port,
         servername: identity?.servername ?? key.host,
         config: this.configFor(identity),
         handshakeTimeoutMs,
@@ -121,6 +135,16 @@ export class QuicDialer {
       if (err instanceof MuxpoolError) err.maybeProcessed ??= false;
       throw err;
     }
+    if (pins !== undefined) {
+      // Checked before the HTTP/3 layer exists: not even its control stream has been sent.
+      const mismatch = pinMismatch(pins, connection.peerCertificates(), userCaList(identity?.ca), key.host);
+      if (mismatch !== undefined) {
+        this.tickets.delete(route.id);
+        connection.destroy(mismatch);
+        throw mismatch;
+      }
+    }
+    return connection;
   }
 
   /** Keeps the latest session ticket of a connection made over `route`. */
@@ -178,6 +202,7 @@ export class QuicDialer {
     config = createQuicClientConfig({
       alpn: ['h3'],
       verifyPeer,
+      ...clientCertificate(identity),
       ...(verifyPeer ? { ca: trustedCaList(identity?.ca) } : {}),
       idleTimeoutMs: this.options.idleTimeoutMs,
       earlyData: this.options.earlyData,
@@ -189,4 +214,23 @@ export class QuicDialer {
     configs.set(cacheKey, config);
     return config;
   }
+}
+
+/**
+ * `tls.cert`/`tls.key` as the QUIC stack takes them: PEM text, the key decrypted in memory with
+ * `tls.passphrase` (BoringSSL gets no passphrase callback through the binding).
+ */
+function clientCertificate(identity: TlsIdentity | undefined): { certChain?: string; key?: string } {
+  if (identity?.cert === undefined && identity?.key === undefined) return {};
+  if (identity.cert === undefined || identity.key === undefined) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'a client certificate needs both tls.cert and tls.key');
+  }
+  let key;
+  try {
+    key = createPrivateKey({ key: identity.key, format: 'pem', ...(identity.passphrase !== undefined ? { passphrase: identity.passphrase } : {}) });
+  } catch (cause) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'tls.key cannot be read (not PEM, or a wrong or missing passphrase)', { cause });
+  }
+  const pem = (value: string | Buffer): string => (typeof value === 'string' ? value : value.toString('latin1'));
+  return { certChain: pem(identity.cert), key: key.export({ type: 'pkcs8', format: 'pem' }) as string };
 }

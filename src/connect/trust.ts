@@ -60,6 +60,11 @@ function userCas(ca: TlsIdentity['ca']): string[] {
   return out;
 }
 
+/** The user's own CAs (`tls.ca`), as PEM strings. */
+export function userCaList(ca?: TlsIdentity['ca']): string[] {
+  return userCas(ca);
+}
+
 /** Every CA the client trusts for this identity, as PEM strings. */
 export function trustedCaList(ca?: TlsIdentity['ca']): string[] {
   return [...tls.rootCertificates, ...extraCaCerts(), ...userCas(ca)];
@@ -80,6 +85,7 @@ export function clientSecureContext(identityKey: string, identity: TlsIdentity |
     ...(identity?.cert !== undefined ? { cert: identity.cert } : {}),
     ...(identity?.key !== undefined ? { key: identity.key } : {}),
     ...(identity?.passphrase !== undefined ? { passphrase: identity.passphrase } : {}),
+    ...(identity?.pfx !== undefined ? { pfx: identity.pfx } : {}),
   });
   if (contexts.size >= MAX_CONTEXTS) {
     const oldest = contexts.keys().next().value;

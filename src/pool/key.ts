@@ -18,6 +18,17 @@ export interface TlsIdentity {
   cert?: string | Buffer;
   key?: string | Buffer;
   passphrase?: string;
+  /**
+   * Client certificate and key as PKCS#12 (`.pfx`/`.p12`), unlocked with `passphrase`. Used over
+   * TCP (Node's TLS reads it); the QUIC stack takes PEM only, so such keys stay on TCP.
+   */
+  pfx?: string | Buffer;
+  /**
+   * Public-key pins, `sha256/BASE64` (OkHttp's form; curl's `sha256//BASE64` is accepted too):
+   * the SHA-256 of a certificate's DER SubjectPublicKeyInfo. The connection is used only when
+   * the server's leaf, or a certificate that provably signed the chain above it, matches one.
+   */
+  pins?: readonly string[];
 }
 
 function pemText(value: string | Buffer): string {
@@ -33,6 +44,9 @@ export function tlsFingerprint(tls: TlsIdentity): string {
   if (tls.cert !== undefined) hash.update(`cert=${pemText(tls.cert)}\0`);
   if (tls.key !== undefined) hash.update(`key=${pemText(tls.key)}\0`);
   if (tls.passphrase !== undefined) hash.update(`pass=${tls.passphrase}\0`);
+  if (tls.pfx !== undefined) hash.update(`pfx=${typeof tls.pfx === 'string' ? tls.pfx : tls.pfx.toString('base64')}\0`);
+  // Sorted: the same set of pins in another order is the same identity.
+  if (tls.pins !== undefined && tls.pins.length > 0) hash.update(`pins=${[...tls.pins].sort().join(',')}\0`);
   return hash.digest('base64url').slice(0, 22);
 }
 
@@ -73,6 +87,17 @@ export interface ProxyEndpoint {
   readonly display: string;
 }
 
+/** Where a key's connections go instead of a TCP or UDP port: fields that change the route. */
+export interface PoolKeyRoute {
+  /**
+   * A Unix domain socket: connections go there, while the URL still gives Host, the scheme and
+   * the TLS server name. HTTP/3 cannot run over it (QUIC needs UDP).
+   */
+  socketPath?: string;
+  /** A proxy the connections go through (not used with `socketPath`, which is already a route). */
+  proxy?: ProxyEndpoint;
+}
+
 /** Identifies an origin plus its TLS identity; keys with equal fields find the same connections. */
 export class PoolKey {
   readonly host: string;
@@ -85,8 +110,10 @@ export class PoolKey {
   readonly tlsId: string;
   /** The proxy connections of this key go through; undefined: direct. Part of `id`. */
   readonly proxy: ProxyEndpoint | undefined;
+  /** The Unix domain socket this key's connections use, if any (part of `id`). */
+  readonly socketPath: string | undefined;
 
-  constructor(host: string, port: number, isHttps: boolean, tls?: TlsIdentity, proxy?: ProxyEndpoint) {
+  constructor(host: string, port: number, isHttps: boolean, tls?: TlsIdentity, route?: PoolKeyRoute) {
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `PoolKey port must be an integer in 1..65535, got ${String(port)}`);
     }
@@ -97,8 +124,18 @@ export class PoolKey {
     const hostPart = isIP(this.host) === 6 ? `[${this.host}]` : this.host;
     const base = `${this.isHttps ? 'https' : 'http'}://${hostPart}:${this.port}`;
     this.tlsId = this.tls === undefined ? '' : tlsFingerprint(this.tls);
+    const socketPath = route?.socketPath;
+    if (socketPath !== undefined && (typeof socketPath !== 'string' || socketPath.length === 0 || socketPath.includes('\0'))) {
+      throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'socketPath must be a non-empty path without NUL');
+    }
+    this.socketPath = socketPath;
+    // A Unix socket is already the route: a proxy does not apply to it (as curl's --unix-socket).
+    const proxy = socketPath === undefined ? route?.proxy : undefined;
     this.proxy = proxy;
-    const direct = this.tls === undefined ? base : `${base}#${this.tlsId}`;
+    // The socket path goes before the TLS part: `#` stays the separator the origin store's
+    // record names rely on, and a connection to /a.sock never serves /b.sock or TCP.
+    const routed = socketPath === undefined ? base : `${base}@unix:${encodeURIComponent(socketPath)}`;
+    const direct = this.tls === undefined ? routed : `${routed}#${this.tlsId}`;
     // Nothing is shared between direct and proxied connections, nor between proxies.
     this.id = proxy === undefined ? direct : `${direct} via ${proxy.id}`;
   }

@@ -50,6 +50,10 @@ export interface QuicClientConfigOptions extends QuicTransportOptions {
   verifyPeer?: boolean;
   /** Allow 0-RTT when resuming a session. Default false. */
   earlyData?: boolean;
+  /** A client certificate chain (PEM, leaf first) to present when the server asks for one. */
+  certChain?: string;
+  /** The client certificate's private key, PEM, unencrypted (decrypt it first). */
+  key?: string;
 }
 
 export interface QuicServerConfigOptions extends QuicTransportOptions {
@@ -61,6 +65,11 @@ export interface QuicServerConfigOptions extends QuicTransportOptions {
   key: string;
   /** Accept 0-RTT data from resuming clients. Default false. */
   earlyData?: boolean;
+  /**
+   * Require a client certificate issued by one of these CAs (PEM): a client without one, or with
+   * one these do not verify, fails the handshake (quiche's verify_peer on the server side).
+   */
+  clientCa?: readonly string[];
 }
 
 interface ResolvedTransport {
@@ -212,6 +221,29 @@ function nativeConfigError(cause: unknown): MuxpoolError {
   return new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', `quiche rejected the TLS settings: ${String(cause)}`, { cause });
 }
 
+/**
+ * A certificate chain and its key, checked to belong together, as the binding takes them: a key
+ * BoringSSL would refuse later is refused here with a message that says why.
+ */
+function clientIdentity(certChain: string | undefined, key: string | undefined): { chain: Uint8Array; key: Uint8Array } | undefined {
+  if (certChain === undefined && key === undefined) return undefined;
+  if (certChain === undefined || key === undefined) throw invalid('a client certificate needs both certChain and key');
+  const chain = parseCertificates(certChain, 'the client certificate', 'MUXPOOL_ERR_INVALID_ARGUMENT');
+  let keyObject: KeyObject;
+  try {
+    keyObject = createPrivateKey(key);
+  } catch (cause) {
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'the client key is not a readable, unencrypted PEM private key', { cause });
+  }
+  if (!new X509Certificate(chain[0] as string).checkPrivateKey(keyObject)) {
+    throw invalid('the client key does not belong to the client certificate');
+  }
+  return {
+    chain: new Uint8Array(Buffer.from(chain.join('\n'), 'latin1')),
+    key: new Uint8Array(Buffer.from(keyObject.export({ type: 'pkcs8', format: 'pem' }) as string, 'latin1')),
+  };
+}
+
 /** Builds a client config. Throws INVALID_CA for a CA that is not valid PEM. */
 export function createQuicClientConfig(options: QuicClientConfigOptions): QuicConfig {
   const alpn = checkAlpn(options.alpn);
@@ -223,11 +255,19 @@ export function createQuicClientConfig(options: QuicClientConfigOptions): QuicCo
   if (verifyPeer && cas.length === 0) {
     throw new MuxpoolError('MUXPOOL_ERR_INVALID_CA', 'verifying the server needs at least one CA certificate (quiche reads no system store)');
   }
+  const identity = clientIdentity(options.certChain, options.key);
   const quiche = loadQuiche();
   let native: NativeConfig;
   try {
     const bundle = cas.length === 0 ? null : new Uint8Array(Buffer.from(cas.join('\n'), 'latin1'));
-    native = quiche.Config.withBoringSslCtx(verifyPeer, false, bundle, null, null, null);
+    native = quiche.Config.withBoringSslCtx(
+      verifyPeer,
+      false,
+      bundle,
+      identity === undefined ? null : [identity.key],
+      identity === undefined ? null : [identity.chain],
+      null,
+    );
   } catch (cause) {
     throw nativeConfigError(cause);
   }
@@ -250,13 +290,21 @@ export function createQuicServerConfig(options: QuicServerConfigOptions): QuicCo
   if (!new X509Certificate(chain[0] as string).checkPrivateKey(key)) {
     throw invalid('key does not belong to the first certificate of certChain');
   }
+  const clientCas: string[] = [];
+  for (const [i, entry] of (options.clientCa ?? []).entries()) {
+    clientCas.push(...parseCertificates(entry, `clientCa[${i}]`, 'MUXPOOL_ERR_INVALID_CA'));
+  }
+  const verifyClients = options.clientCa !== undefined;
+  if (verifyClients && clientCas.length === 0) throw new MuxpoolError('MUXPOOL_ERR_INVALID_CA', 'clientCa holds no certificate');
   const quiche = loadQuiche();
   let native: NativeConfig;
   try {
+    // verify_peer on a server: PEER | FAIL_IF_NO_PEER_CERT in the binding, so a client without
+    // a certificate is refused with certificate_required (RFC 8446 §4.4.2.4).
     native = quiche.Config.withBoringSslCtx(
+      verifyClients,
       false,
-      false,
-      null,
+      verifyClients ? new Uint8Array(Buffer.from(clientCas.join('\n'), 'latin1')) : null,
       [new Uint8Array(Buffer.from(options.key, 'latin1'))],
       [new Uint8Array(Buffer.from(chain.join('\n'), 'latin1'))],
       null,
@@ -265,7 +313,7 @@ export function createQuicServerConfig(options: QuicServerConfigOptions): QuicCo
     throw nativeConfigError(cause);
   }
   applyTransport(native, alpn, transport, earlyData);
-  return new QuicConfig(native, { role: 'server', alpn, verifyPeer: false, earlyData, ...transport });
+  return new QuicConfig(native, { role: 'server', alpn, verifyPeer: verifyClients, earlyData, ...transport });
 }
 
 /** Configs by digest of their options; bounded, oldest dropped first. */

@@ -267,6 +267,15 @@ export class QuicConnection {
     return this.closedPromise;
   }
 
+  /**
+   * The certificates the peer presented, leaf first, DER (a server's, or a client's when the
+   * server asked for one); empty before the handshake has them or after the connection closed.
+   */
+  peerCertificates(): Buffer[] {
+    const chain = this.native?.peerCertChain() ?? null;
+    return chain === null ? [] : chain.map((der) => Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+  }
+
   /** The ALPN protocol agreed on, or '' before the handshake. */
   get alpn(): string {
     return this.negotiatedAlpn;
@@ -746,8 +755,11 @@ export class QuicConnection {
       this.enterDraining(native);
       if (this.native === undefined) return;
       // A handshake that failed has nothing worth draining for: our CONNECTION_CLOSE went out
-      // in this turn's packets, and the peer holds no state we could still help it free.
-      if (!this.wasEstablished) {
+      // in this turn's packets, and the peer holds no state we could still help it free. The
+      // same when the peer's close carries a TLS alert (RFC 9001 §4.8): a server that refused
+      // our client certificate after our side of the handshake completed never held the
+      // connection as established either.
+      if (!this.wasEstablished || this.closeInfo?.error?.code === 'MUXPOOL_ERR_TLS_CLIENT_CERT') {
         this.finish();
         return;
       }
@@ -1097,7 +1109,7 @@ export class QuicConnection {
         const nameMismatch = origin === 'local' && native !== undefined && this.certificateNameMismatch(native);
         return closeError(
           { isApp: info.isApp, errorCode: info.errorCode, reason: new Uint8Array(Buffer.from(info.reason, 'utf8')) },
-          { origin, serverName: this.serverName, nameMismatch },
+          { origin, serverName: this.serverName, nameMismatch, role: this.role },
         );
       }
       default:

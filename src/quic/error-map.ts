@@ -66,6 +66,12 @@ const CERTIFICATE_ALERTS = new Set([
   48, // unknown_ca
 ]);
 
+/**
+ * Alerts a server sends about the client's certificate: the certificate ones, access_denied
+ * (49) and certificate_required (116, RFC 8446 §4.4.2.4: the client sent none).
+ */
+const CLIENT_CERTIFICATE_ALERTS = new Set([...CERTIFICATE_ALERTS, 49, 116]);
+
 export const TLS_ALERT_NO_APPLICATION_PROTOCOL = 120;
 
 /** The TLS alert inside a crypto error code, or undefined when it is not one. */
@@ -92,6 +98,8 @@ export interface CloseErrorContext {
   serverName: string | undefined;
   /** True when our own check found that the peer's certificate does not cover `serverName`. */
   nameMismatch: boolean;
+  /** Our side of the connection: a client's certificate is the one a server's alert judges. */
+  role?: 'client' | 'server';
 }
 
 /**
@@ -116,6 +124,12 @@ export function closeError(err: NativeConnectionError, context: CloseErrorContex
         );
       }
       return new MuxpoolError('MUXPOOL_ERR_TLS_CERT', `the server certificate is not trusted (${described})`, options);
+    }
+    if (context.origin === 'remote' && context.role === 'client' && CLIENT_CERTIFICATE_ALERTS.has(alert)) {
+      return new MuxpoolError('MUXPOOL_ERR_TLS_CLIENT_CERT', `the server refused our client certificate (${described}${suffix})`, {
+        ...options,
+        maybeProcessed: false,
+      });
     }
     const who = context.origin === 'local' ? 'we aborted' : 'the peer aborted';
     return new MuxpoolError('MUXPOOL_ERR_TLS', `${who} the QUIC TLS handshake with ${described}${suffix}`, options);

@@ -6,13 +6,14 @@
  *
  * Routes: `/` a short greeting naming the protocol, `/echo` the request body back, `/bytes/N`
  * N bytes, `/gzip/N` N bytes gzip-encoded, `/redirect/N` N redirects before `/`, `/delay/MS` an
- * answer after MS milliseconds (capped), `/status/CODE` an empty response.
+ * answer after MS milliseconds (capped), `/status/CODE` an empty response, `/client-cert` the subject of the client's certificate.
  */
 import { once } from 'node:events';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { X509Certificate } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { type GeneratedCertificates, generateCertificates } from './certs.js';
 import { H3Server } from './h3.js';
@@ -24,6 +25,12 @@ export interface EmbeddedServerOptions {
   certificates?: GeneratedCertificates;
   /** Serve HTTP/3 too (default true). Without the QUIC binding it is left out with a warning. */
   http3?: boolean;
+  /**
+   * Require a client certificate issued by this CA (PEM) on HTTP/1.1, HTTP/2 and HTTP/3 alike:
+   * a client without one, or with one this CA did not issue, fails the TLS handshake.
+   * `/client-cert` answers with the subject of the certificate a client presented.
+   */
+  clientCa?: string;
 }
 
 export interface EmbeddedServer {
@@ -45,6 +52,19 @@ interface RequestLike extends Readable {
   url?: string | undefined;
   headers: http.IncomingHttpHeaders;
   httpVersion: string;
+  /** HTTP/3 requests: the client's certificates (HTTP/1.1 and HTTP/2 have `socket`). */
+  peerCertificates?: () => Buffer[];
+  socket?: unknown;
+}
+
+/** The subject of the client certificate a request came with, or 'none'. */
+function clientSubject(req: RequestLike): string {
+  if (req.peerCertificates !== undefined) {
+    const leaf = req.peerCertificates()[0];
+    return leaf === undefined ? 'none' : new X509Certificate(leaf).subject;
+  }
+  const socket = req.socket as { getPeerX509Certificate?: () => X509Certificate | undefined } | undefined;
+  return socket?.getPeerX509Certificate?.()?.subject ?? 'none';
 }
 
 interface ResponseLike {
@@ -58,6 +78,12 @@ const MAX_BYTES = 64 * 1024 * 1024;
 
 function handle(req: RequestLike, res: ResponseLike & NodeJS.WritableStream): void {
   const url = req.url ?? '/';
+  if (url === '/client-cert') {
+    req.resume();
+    res.setHeader('content-type', 'text/plain');
+    res.end(`${clientSubject(req)}\n`);
+    return;
+  }
   if (url === '/echo') {
     res.setHeader('content-type', req.headers['content-type'] ?? 'application/octet-stream');
     req.pipe(res as NodeJS.WritableStream);
@@ -103,11 +129,17 @@ function handle(req: RequestLike, res: ResponseLike & NodeJS.WritableStream): vo
 }
 
 /** Tries to bind HTTP/3 to the TCP port's number; reports why not instead of failing the server. */
-async function listenH3(certs: GeneratedCertificates, host: string, port: number): Promise<{ server?: H3Server; error?: string }> {
+async function listenH3(
+  certs: GeneratedCertificates,
+  host: string,
+  port: number,
+  clientCa: string | undefined,
+): Promise<{ server?: H3Server; error?: string }> {
   try {
     const server = await H3Server.listen({
       cert: certs.leafCert,
       key: certs.leafKey,
+      ...(clientCa !== undefined ? { clientCa } : {}),
       host,
       port,
       handler: (req, res) => handle(req, res as unknown as ResponseLike & NodeJS.WritableStream),
@@ -129,7 +161,11 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions = {}): 
   // maxSessionMemory: /bytes/N answers with one buffer of up to 64 MiB; under Node's default
   // (10 MB) a few of those cancelled at once make the session refuse streams with
   // ENHANCE_YOUR_CALM (found by the soak), which is the server's limit, not the client's doing.
-  const tlsServer = http2.createSecureServer({ key: certs.leafKey, cert: certs.leafCert, allowHTTP1: true, maxSessionMemory: 256 }, onRequest);
+  const clientAuth = options.clientCa !== undefined ? { requestCert: true, rejectUnauthorized: true, ca: options.clientCa } : {};
+  const tlsServer = http2.createSecureServer(
+    { key: certs.leafKey, cert: certs.leafCert, allowHTTP1: true, maxSessionMemory: 256, ...clientAuth },
+    onRequest,
+  );
   const plainServer = http.createServer(onRequest);
   plainServer.keepAliveTimeout = 30_000;
   tlsServer.setTimeout(0);
@@ -138,7 +174,7 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions = {}): 
   await Promise.all([once(tlsServer, 'listening'), once(plainServer, 'listening')]);
   const tlsPort = (tlsServer.address() as AddressInfo).port;
   const plainPort = (plainServer.address() as AddressInfo).port;
-  const h3 = options.http3 === false ? { error: 'HTTP/3 turned off' } : await listenH3(certs, host, tlsPort);
+  const h3 = options.http3 === false ? { error: 'HTTP/3 turned off' } : await listenH3(certs, host, tlsPort, options.clientCa);
   if (h3.server !== undefined) altSvc = `h3=":${tlsPort}"; ma=86400`;
   // Sessions are tracked so close() does not wait for clients that keep theirs open.
   const sessions = new Set<http2.ServerHttp2Session>();

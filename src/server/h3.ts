@@ -48,6 +48,8 @@ export interface H3ServerRequest extends Readable {
   readonly authority: string | undefined;
   /** The request arrived as 0-RTT early data, which an attacker could replay (RFC 8470). */
   readonly earlyData: boolean;
+  /** The client's certificate chain, leaf first (DER); empty when it presented none. */
+  peerCertificates(): Buffer[];
 }
 
 export type H3RequestHandler = (req: H3ServerRequest, res: H3ServerResponse) => void;
@@ -66,6 +68,8 @@ export interface H3ServerOptions {
   idleTimeoutMs?: number;
   /** Accept 0-RTT requests (replay-safe handlers only). Default false. */
   earlyData?: boolean;
+  /** Require a client certificate issued by one of these CAs (PEM); clients without one fail the handshake. */
+  clientCa?: string | readonly string[];
 }
 
 const DEFAULT_MAX_FIELD_SECTION = 64 * 1024;
@@ -90,6 +94,10 @@ class ServerRequest extends Readable implements H3ServerRequest {
     this.url = parsed.path;
     this.headers = parsed.headers as IncomingHttpHeaders;
     this.authority = parsed.authority;
+  }
+
+  peerCertificates(): Buffer[] {
+    return this.stream.owner.quic.peerCertificates();
   }
 
   override _read(): void {
@@ -501,6 +509,7 @@ export class H3Server {
       initialMaxStreamsBidi: options.maxConcurrentStreams ?? 100,
       ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       earlyData: options.earlyData === true,
+      ...(options.clientCa !== undefined ? { clientCa: typeof options.clientCa === 'string' ? [options.clientCa] : options.clientCa } : {}),
     });
     // Connections can arrive as soon as the socket is bound, before the server object exists.
     const holder: { server?: H3Server } = {};

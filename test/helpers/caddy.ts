@@ -41,6 +41,11 @@ export interface CaddyOptions {
   directives?: (docroot: string) => string;
   /** Pins Caddy to these CPUs with taskset (e.g. `'0'`), when taskset exists: for benchmarks. */
   cpus?: string;
+  /**
+   * Require client certificates issued by this CA (PEM): Caddy's `client_auth` with
+   * `mode require_and_verify`, on HTTP/1.1, HTTP/2 and HTTP/3.
+   */
+  clientCa?: string;
 }
 
 const TASKSET = '/usr/bin/taskset';
@@ -66,19 +71,28 @@ async function freePort(): Promise<number> {
   throw new Error('no port free for both TCP and UDP');
 }
 
-function caddyfile(port: number, directives: string): string {
+/**
+ * With `clientCa`, `strict_sni_host insecure_off`: client auth turns strict SNI-Host matching on,
+ * and Caddy 2.6 then answers every HTTP/3 request 421, since quic-go reports no TLS server name
+ * to it (caddyserver/caddy#5078). The certificate is still required and verified.
+ */
+function caddyfile(port: number, directives: string, clientCaPath?: string): string {
+  const tls =
+    clientCaPath === undefined
+      ? '\ttls internal'
+      : `\ttls internal {\n\t\tclient_auth {\n\t\t\tmode require_and_verify\n\t\t\ttrusted_ca_cert_file ${JSON.stringify(clientCaPath)}\n\t\t}\n\t}`;
   return `{
 \tadmin off
 \tskip_install_trust
 \thttp_port 0
 \tauto_https disable_redirects
 \tservers {
-\t\tprotocols h1 h2 h3
+\t\tprotocols h1 h2 h3${clientCaPath === undefined ? '' : '\n\t\tstrict_sni_host insecure_off'}
 \t}
 }
 
 https://localhost:${port}, https://127.0.0.1:${port} {
-\ttls internal
+${tls}
 ${directives}
 }
 `;
@@ -97,7 +111,12 @@ export async function startCaddy(options: CaddyOptions = {}): Promise<CaddyServe
     await writeFile(path, content);
   }
   const directives = options.directives?.(docroot) ?? `\trespond ${JSON.stringify(options.body ?? 'hello')}`;
-  await writeFile(configPath, caddyfile(port, directives));
+  let clientCaPath: string | undefined;
+  if (options.clientCa !== undefined) {
+    clientCaPath = join(dir, 'client-ca.pem');
+    await writeFile(clientCaPath, options.clientCa);
+  }
+  await writeFile(configPath, caddyfile(port, directives, clientCaPath));
   const env = {
     ...process.env,
     HOME: dir,

@@ -37,10 +37,12 @@ export interface TrackedHandle {
 }
 
 const live = new Map<number, TrackedHandle>();
-/** A TCP handle's async id, found from the handle object (a TLSWRAP's `_parent`). */
+/** A TCP or pipe handle's async id, found from the handle object (a TLSWRAP's `_parent`). */
 const handleIds = new WeakMap<object, number>();
 /** Listening TCP handles: a TCPWRAP they trigger is an accepted connection. */
 const listeners = new Set<number>();
+/** Live PIPEWRAP handles (Unix domain sockets among them), by async id. */
+const pipes = new Set<number>();
 let seq = 0;
 /** Timers the tracker itself arms while it waits are not the test's. */
 let ownTimers = 0;
@@ -58,6 +60,13 @@ function shortStack(): string {
 createHook({
   init(asyncId, type, triggerAsyncId, resource): void {
     if (type === 'TCPSERVERWRAP') listeners.add(asyncId);
+    if (type === 'PIPEWRAP') {
+      // Not reported itself (stdio and child-process pipes are PIPEWRAPs too), but a TLS socket
+      // over a Unix domain socket closes when its pipe does.
+      handleIds.set(resource, asyncId);
+      pipes.add(asyncId);
+      return;
+    }
     if (!TRACKED_TYPES.has(type)) return;
     if (type === 'Timeout' && ownTimers > 0) return;
     if (type === 'TCPWRAP') handleIds.set(resource, asyncId);
@@ -73,6 +82,7 @@ createHook({
   },
   destroy(asyncId): void {
     live.delete(asyncId);
+    pipes.delete(asyncId);
     listeners.delete(asyncId);
   },
 }).enable();
@@ -95,7 +105,7 @@ function isOpen(handle: TrackedHandle): boolean {
   // Over a stream that is not a tracked TCP handle (TLS inside TLS, through an https:// proxy),
   // its socket's `destroyed` says it closed; the destroy hook waits for garbage collection.
   if (parentId === undefined) return !ownerDestroyed(wrapper);
-  if (live.has(parentId)) return true;
+  if (live.has(parentId) || pipes.has(parentId)) return true;
   live.delete(handle.asyncId);
   return false;
 }

@@ -420,7 +420,7 @@ test('keys keep direct, proxied and different proxies apart; no coalescing acros
   const ids = [direct, viaA, viaB, viaAasBob, viaAasEve].map((p) => p.keyFor(url).id);
   assert.equal(new Set(ids).size, 5, ids.join(' | '));
   for (const id of ids) assert.doesNotMatch(id, /\by\b|:x@/, 'no password in a key id');
-  assert.equal(viaA.keyFor(url).id, new PoolKey('example.test', 443, true, undefined, viaA.keyFor(url).proxy).id);
+  assert.equal(viaA.keyFor(url).id, new PoolKey('example.test', 443, true, undefined, { proxy: viaA.keyFor(url).proxy }).id);
   for (const p of [direct, viaA, viaB, viaAasBob, viaAasEve]) await p.close();
 
   // One pool, one origin whose certificate covers localhost and 127.0.0.1: direct to one name
@@ -585,7 +585,7 @@ test('the seed API: a hand-built PoolKey is direct unless it carries the proxy; 
   assert.ok(direct !== undefined);
   await pool.release(direct);
   assert.equal(fake.heads.length, 0, 'a hand-built key without a proxy goes direct');
-  const proxied = await pool.getOrCreate(new PoolKey('localhost', origin.port, true, undefined, pool.keyFor(`${origin.url}/`).proxy), HttpVersion.Http3);
+  const proxied = await pool.getOrCreate(new PoolKey('localhost', origin.port, true, undefined, { proxy: pool.keyFor(`${origin.url}/`).proxy }), HttpVersion.Http3);
   assert.ok(proxied !== undefined);
   assert.equal(proxied.connection.protocol, 'h2', 'Http3 through a proxy is TCP');
   assert.notEqual(proxied.connection.id, direct.connection.id);

@@ -411,7 +411,8 @@ export class H1Connection implements Connection, ResponseSink {
 
   private onSocketError(err: Error): void {
     const mapped = mapSocketError(err, 'request');
-    mapped.maybeProcessed = true;
+    // A server's alert about our client certificate comes before it reads any request.
+    if (mapped.code !== 'MUXPOOL_ERR_TLS_CLIENT_CERT') mapped.maybeProcessed = true;
     if (this.closeError === undefined) this.closeError = mapped;
     if (this.activeStream !== undefined) this.failStream(this.activeStream, errorForStream(mapped));
     this.deadlines.stop();
