@@ -17,6 +17,7 @@ export const PEERS = [
   { binary: 'h2o', pkg: 'h2o', why: 'HTTP/2 interop' },
   { binary: 'openssl', pkg: 'openssl', why: 'certificates for peers' },
   { python: 'hpack', pkg: 'python3-hpack', why: 'HPACK cross-check' },
+  { binary: 'chromium', pkg: 'chromium', why: 'the bench HTML report opened in a real browser' },
 ];
 
 function onPath(binary) {

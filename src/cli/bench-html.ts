@@ -94,7 +94,7 @@ const PAGE_SCRIPT = `
         title: 'Latency histogram (' + (data.mode === 'open-loop' ? 'from each request\\u2019s scheduled time' : 'from each send') + ')',
         width: width, height: 280,
         scales: { x: { time: false, distr: 3 }, y: { range: function (u, min, max) { return [0, Math.max(1, max) * 1.05]; } } },
-        axes: [{ label: 'latency (ms, log scale)', values: function (u, vals) { return vals.map(fmtMs); } }, { label: 'responses' }],
+        axes: [{ label: 'latency (ms, log scale)', values: function (u, vals) { return vals.map(fmtMs); } }, { label: 'responses', size: 70 }],
         series: [{ label: 'from', value: function (u, v) { return fmtMs(v); } }, { label: 'responses', fill: 'rgba(54,110,180,0.55)', stroke: '#2c5f9e', paths: bars, points: { show: false } }]
       }, [hist.fromMs, hist.counts], document.getElementById('chart-histogram'));
       drawn++;
@@ -105,14 +105,14 @@ const PAGE_SCRIPT = `
       new uPlot({
         title: 'Throughput per second', width: width, height: 240,
         scales: { x: { time: false } },
-        axes: [{ label: 'second of the run' }, { label: 'per second' }],
-        series: [{ label: 'second' }, { label: 'responses', stroke: '#2c5f9e', width: 2 }, { label: 'errors', stroke: '#c0392b', width: 2 }]
-      }, [secs, t.map(function (s) { return s.requests; }), t.map(function (s) { return s.errors; })], document.getElementById('chart-throughput'));
+        axes: [{ label: 'second of the run' }, { label: 'per second', size: 70 }],
+        series: [{ label: 'second' }, { label: 'responses/s', stroke: '#2c5f9e', width: 2 }, { label: 'errors/s', stroke: '#c0392b', width: 2 }]
+      }, [secs, t.map(function (s) { return s.reqPerSec; }), t.map(function (s) { return Math.round(s.errors * 10000 / s.durationMs) / 10; })], document.getElementById('chart-throughput'));
       drawn++;
       new uPlot({
         title: 'Latency per second', width: width, height: 240,
         scales: { x: { time: false } },
-        axes: [{ label: 'second of the run' }, { label: 'ms', values: function (u, vals) { return vals.map(fmtMs); } }],
+        axes: [{ label: 'second of the run' }, { label: 'latency', size: 80, values: function (u, vals) { return vals.map(fmtMs); } }],
         series: [{ label: 'second' }, { label: 'p50', stroke: '#27ae60', width: 2, value: function (u, v) { return fmtMs(v); } }, { label: 'p99', stroke: '#d35400', width: 2, value: function (u, v) { return fmtMs(v); } }]
       }, [secs, t.map(function (s) { return s.p50Ms; }), t.map(function (s) { return s.p99Ms; })], document.getElementById('chart-latency'));
       drawn++;

@@ -61,6 +61,8 @@ export interface LoadPlan {
 export interface LoadSecond {
   /** Seconds since the start of the run (0: the first second). */
   second: number;
+  /** How much of that second the run lasted: 1000 but for the last one. */
+  durationMs: number;
   requests: number;
   errors: number;
   /** Empty when no response completed in that second. */
@@ -311,12 +313,14 @@ export class LoadEngine {
 
   /** Ends the current second of the timeline once it is over (or at the end of the run). */
   private closeSecond(final = false): void {
-    const index = Math.floor((performance.now() - this.startedAt) / 1000);
+    const elapsedMs = performance.now() - this.startedAt;
+    const index = Math.floor(elapsedMs / 1000);
     if (index <= this.secondIndex && !final) return;
     const histogram = this.secondHistogram;
     this.histogram.add(histogram);
     this.timeline.push({
       second: this.secondIndex,
+      durationMs: index > this.secondIndex ? 1000 : Math.max(1, Math.round(elapsedMs - this.secondIndex * 1000)),
       requests: this.secondRequests,
       errors: this.secondErrors,
       histogram: histogram.totalCount === 0 ? '' : hdr.encodeIntoCompressedBase64(histogram),
@@ -326,7 +330,7 @@ export class LoadEngine {
     this.secondErrors = 0;
     // Seconds in which no tick ran (a blocked loop) are there, empty: the charts keep time.
     // Bounded by the length of the run in seconds.
-    for (let second = this.secondIndex + 1; second < index; second++) this.timeline.push({ second, requests: 0, errors: 0, histogram: '' });
+    for (let second = this.secondIndex + 1; second < index; second++) this.timeline.push({ second, durationMs: 1000, requests: 0, errors: 0, histogram: '' });
     this.secondIndex = Math.max(this.secondIndex + 1, index);
   }
 
@@ -483,14 +487,15 @@ function addCounts(into: Record<string, number>, from: Record<string, number>): 
 
 /** Worker threads' seconds added by index: counts summed, histograms added (never percentiles averaged). */
 function mergeTimelines(timelines: ReadonlyArray<readonly LoadSecond[]>): LoadSecond[] {
-  const bySecond = new Map<number, { requests: number; errors: number; histogram: hdr.Histogram | undefined }>();
+  const bySecond = new Map<number, { durationMs: number; requests: number; errors: number; histogram: hdr.Histogram | undefined }>();
   for (const timeline of timelines) {
     for (const second of timeline) {
       let merged = bySecond.get(second.second);
       if (merged === undefined) {
-        merged = { requests: 0, errors: 0, histogram: undefined };
+        merged = { durationMs: 0, requests: 0, errors: 0, histogram: undefined };
         bySecond.set(second.second, merged);
       }
+      merged.durationMs = Math.max(merged.durationMs, second.durationMs);
       merged.requests += second.requests;
       merged.errors += second.errors;
       if (second.histogram !== '') {
@@ -503,6 +508,7 @@ function mergeTimelines(timelines: ReadonlyArray<readonly LoadSecond[]>): LoadSe
     .sort((a, b) => a[0] - b[0])
     .map(([second, merged]) => ({
       second,
+      durationMs: merged.durationMs,
       requests: merged.requests,
       errors: merged.errors,
       histogram: merged.histogram === undefined ? '' : hdr.encodeIntoCompressedBase64(merged.histogram),

@@ -30,8 +30,12 @@ export interface WorkerReport {
 /** One second of the run (counted from its start): what completed in it. */
 export interface SecondReport {
   second: number;
+  /** Responses in that second; the last second's count is over its own length (`durationMs`). */
   requests: number;
   errors: number;
+  /** Responses per second over that second (the last one is usually shorter). */
+  reqPerSec: number;
+  durationMs: number;
   /** Latency of the responses that completed in that second; null when none did. */
   p50Ms: number | null;
   p99Ms: number | null;
@@ -157,7 +161,15 @@ export function buildReport(context: ReportContext, result: LoadResult, parts: r
       const histogram = second.histogram === '' ? undefined : hdr.decodeFromCompressedBase64(second.histogram);
       const at = (percentile: number): number | null =>
         histogram === undefined ? null : round3(Math.min(histogram.getValueAtPercentile(percentile), histogram.maxValue) / 1000);
-      return { second: second.second, requests: second.requests, errors: second.errors, p50Ms: at(50), p99Ms: at(99) };
+      return {
+        second: second.second,
+        requests: second.requests,
+        errors: second.errors,
+        reqPerSec: perSecond(second.requests, second.durationMs),
+        durationMs: second.durationMs,
+        p50Ms: at(50),
+        p99Ms: at(99),
+      };
     }),
   };
 }

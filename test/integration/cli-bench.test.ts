@@ -157,6 +157,38 @@ test('-k, -X and -H: statuses are counted per code and are not errors', async ()
   assert.deepEqual(report.statusCodes, { '418': 5 });
 });
 
+test('-b, --body-file, -X and repeated -H: every request carries the body, method and fields asked for', async () => {
+  const seen: Array<{ method: string; one: string | undefined; two: string | undefined; body: string }> = [];
+  const recorder = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      seen.push({ method: req.method ?? '', one: req.headers['x-one'] as string | undefined, two: req.headers['x-two'] as string | undefined, body: Buffer.concat(chunks).toString() });
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => recorder.listen(0, '127.0.0.1', resolve));
+  const target = `http://127.0.0.1:${(recorder.address() as AddressInfo).port}/`;
+  try {
+    // A body without -X is a POST, as curl sends it.
+    const posted = parseReport(await bench([target, '-b', '{"a":1}', '-H', 'x-one: 1', '-H', 'x-two: two', '-n', '20', '-c', '4', '--json']));
+    assert.equal(posted.requests, 20);
+    assert.equal(posted.errors, 0);
+    assert.deepEqual(new Set(seen.map((r) => JSON.stringify(r))), new Set([JSON.stringify({ method: 'POST', one: '1', two: 'two', body: '{"a":1}' })]));
+    assert.equal(seen.length, 20);
+    seen.length = 0;
+    const file = join(dir, 'body.bin');
+    await writeFile(file, 'from a file\n');
+    const put = parseReport(await bench([target, '--body-file', file, '-X', 'PUT', '-n', '10', '-c', '2', '--json']));
+    assert.equal(put.requests, 10);
+    assert.equal(put.errors, 0);
+    assert.deepEqual(new Set(seen.map((r) => `${r.method} ${r.body}`)), new Set(['PUT from a file\n']));
+  } finally {
+    recorder.closeAllConnections();
+    await new Promise<void>((resolve) => recorder.close(() => resolve()));
+  }
+});
+
 test('errors are counted by code, and a run where every request fails exits 1', async () => {
   const closed = await startRawServer(() => {});
   await closed.close();
@@ -179,6 +211,8 @@ test('usage errors exit 2 with a one-line message', async () => {
     ['-n', '10', '-d', '1', url],
     ['--protocol', 'h4', url],
     ['--workers', '4', '-c', '2', url],
+    ['-b', 'x', '--body-file', 'y', url],
+    ['--report', 'out.txt', url],
     [],
   ];
   // One after the other: a burst of CLI processes on a busy machine proves nothing more.

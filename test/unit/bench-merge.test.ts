@@ -21,7 +21,7 @@ function workerResult(latenciesUs: readonly number[], concurrency: number, start
   const timeline: LoadSecond[] = [latenciesUs.slice(0, half), latenciesUs.slice(half)].map((values, second) => {
     const h = createLatencyHistogram();
     for (const value of values) h.recordValue(value);
-    return { second, requests: values.length, errors: 0, histogram: hdr.encodeIntoCompressedBase64(h) };
+    return { second, durationMs: 1000, requests: values.length, errors: 0, histogram: hdr.encodeIntoCompressedBase64(h) };
   });
   return {
     concurrency,
