@@ -164,22 +164,32 @@ interface ParsedHead {
   readonly method: string;
   readonly status: number;
   readonly statusText: string;
-  /** Never handed out: each response gets its own copy. */
-  readonly headers: IncomingHeaders;
+  /** The fields as `[name, value, …]` (never handed out: each response gets a record of its own). */
+  readonly fields: ReadonlyArray<string | string[]>;
   readonly keepAlive: boolean;
   readonly keepAliveTimeoutMs: number | undefined;
   readonly next: ParserState;
   readonly remaining: number;
 }
 
-/** A copy the receiver may change freely (set-cookie arrays included). */
-function copyHeaders(headers: IncomingHeaders): IncomingHeaders {
-  const copy = emptyHeaders();
+/** A header record as a flat list, to build fresh records from (faster than copying the record). */
+function flatFields(headers: IncomingHeaders): Array<string | string[]> {
+  const fields: Array<string | string[]> = [];
   for (const name in headers) {
     const value = headers[name] as string | string[];
-    copy[name] = typeof value === 'string' ? value : value.slice();
+    fields.push(name, typeof value === 'string' ? value : value.slice());
   }
-  return copy;
+  return fields;
+}
+
+/** A record the receiver may change freely (set-cookie arrays included). */
+function recordOf(fields: ReadonlyArray<string | string[]>): IncomingHeaders {
+  const record = emptyHeaders();
+  for (let i = 0; i < fields.length; i += 2) {
+    const value = fields[i + 1] as string | string[];
+    record[fields[i] as string] = typeof value === 'string' ? value : value.slice();
+  }
+  return record;
 }
 
 export class ResponseParser {
@@ -385,7 +395,7 @@ export class ResponseParser {
       this.sink.onHead({
         status: last.status,
         statusText: last.statusText,
-        headers: copyHeaders(last.headers),
+        headers: recordOf(last.fields),
         keepAlive: last.keepAlive,
         keepAliveTimeoutMs: last.keepAliveTimeoutMs,
       });
@@ -479,7 +489,7 @@ export class ResponseParser {
       method: this.method,
       status,
       statusText,
-      headers: copyHeaders(headers),
+      fields: flatFields(headers),
       keepAlive,
       keepAliveTimeoutMs,
       next,
