@@ -35,6 +35,7 @@ export interface RequestHead {
   /**
    * Set on a head that is sent many times unchanged (the load generator's): each protocol keeps
    * its encoding of the head here, made on first use, instead of encoding it for every request.
+   * @internal
    */
   readonly encodings?: HeadEncodings | undefined;
 }
@@ -43,7 +44,8 @@ export interface RequestHead {
  * Per-protocol encodings of one `RequestHead`, filled in by the drivers. Only for a head nobody
  * changes after its first request. Each entry is exactly what the driver would build from the head
  * alone; anything that depends on the connection (HPACK's dynamic table, the peer's limits) is
- * still decided per request.
+ * still decided per request. Internal: the load generator's (`muxpool bench`).
+ * @internal
  */
 export class HeadEncodings {
   /** HTTP/1.1: the request line and fields, as written to the socket. */
