@@ -19,6 +19,7 @@ export const PEERS = [
   { binary: 'danted', pkg: 'dante-server', why: 'SOCKS5 proxy, with and without authentication' },
   { binary: 'openssl', pkg: 'openssl', why: 'certificates for peers' },
   { python: 'hpack', pkg: 'python3-hpack', why: 'HPACK cross-check' },
+  { binary: 'chromium', pkg: 'chromium', why: 'the bench HTML report opened in a real browser' },
 ];
 
 function onPath(binary) {

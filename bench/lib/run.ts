@@ -204,6 +204,20 @@ export function medianResult(rounds: Result[]): Result {
 }
 
 /**
+ * One result per client from several rounds: the round with the highest req/s (on a shared
+ * machine the least disturbed one), with every round's req/s and the errors of all rounds.
+ */
+export function bestResult(rounds: Result[]): Result {
+  const best = rounds.reduce<Result | undefined>((top, r) => (top === undefined || r.reqPerSec > top.reqPerSec ? r : top), undefined);
+  if (best === undefined) throw new Error('bestResult needs at least one round');
+  return {
+    ...best,
+    errors: rounds.reduce((sum, r) => sum + r.errors, 0),
+    rounds: rounds.map((r) => r.reqPerSec),
+  };
+}
+
+/**
  * One ratio the suite summary shows: `subject`'s req/s over `peer`'s at the same concurrency,
  * with the ratio it should reach where a goal was set. A benchmark that saves none is summed up
  * as every `muxpool…` row against every other row.

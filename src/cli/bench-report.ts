@@ -16,9 +16,38 @@ export interface LatencySummaryMs {
   mean: number | null;
 }
 
-/** The `--json` output. Latencies are null when no response arrived. */
+/** One worker thread's share of a `--workers` run. */
+export interface WorkerReport {
+  /** 1-based. */
+  worker: number;
+  connections: number;
+  requests: number;
+  errors: number;
+  reqPerSec: number;
+  latencyMs: LatencySummaryMs;
+}
+
+/** One second of the run (counted from its start): what completed in it. */
+export interface SecondReport {
+  second: number;
+  /** Responses in that second; the last second's count is over its own length (`durationMs`). */
+  requests: number;
+  errors: number;
+  /** Responses per second over that second (the last one is usually shorter). */
+  reqPerSec: number;
+  durationMs: number;
+  /** Latency of the responses that completed in that second; null when none did. */
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+/**
+ * The `--json` output (the README's table lists every field; names are stable). Latencies are
+ * null when no response arrived.
+ */
 export interface BenchReport {
   url: string;
+  method: string;
   /** What served the responses (h1, h2, h3; several joined with '+'); null when none arrived. */
   protocol: string | null;
   /** What --protocol asked for ('auto' without it). */
@@ -46,10 +75,19 @@ export interface BenchReport {
   latencyMs: LatencySummaryMs;
   statusCodes: Record<string, number>;
   errorCodes: Record<string, number>;
+  /** Response body bytes received (counted, not kept). */
+  bodyBytes: number;
+  /** CPU time (user + system) of the load generator's process per request, µs; null when none was made. */
+  cpuUsPerRequest: number | null;
+  /** Per worker thread with --workers; empty without. */
+  perWorker: WorkerReport[];
+  /** The run second by second. */
+  timeline: SecondReport[];
 }
 
 export interface ReportContext {
   url: string;
+  method: string;
   requestedProtocol: ProtocolName | 'auto';
   connections: number;
   workers: number;
@@ -65,17 +103,33 @@ function byCount(counts: Record<string, number>): Array<[string, number]> {
   return Object.entries(counts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
 }
 
-export function buildReport(context: ReportContext, result: LoadResult): BenchReport {
-  const durationMs = Math.max(0, result.endedAtMs - result.startedAtMs);
-  const histogram = result.histogram;
+/** p50, p90, p99, p99.9, max and mean of a histogram of µs, in ms; nulls when it is empty. */
+export function latencySummary(histogram: hdr.Histogram): LatencySummaryMs {
   const empty = histogram.totalCount === 0;
   // Percentiles come back as the top of their HDR bucket (within 0.1 %), the maximum exactly:
   // capped at the maximum so that p99.9 never reads above it.
   const at = (percentile: number): number | null =>
     empty ? null : round3(Math.min(histogram.getValueAtPercentile(percentile), histogram.maxValue) / 1000);
+  return {
+    p50: at(50),
+    p90: at(90),
+    p99: at(99),
+    p999: at(99.9),
+    max: empty ? null : round3(histogram.maxValue / 1000),
+    mean: empty ? null : round3(histogram.mean / 1000),
+  };
+}
+
+function perSecond(requests: number, durationMs: number): number {
+  return durationMs <= 0 ? 0 : Math.round((requests / durationMs) * 1000 * 10) / 10;
+}
+
+export function buildReport(context: ReportContext, result: LoadResult, parts: readonly LoadResult[] = []): BenchReport {
+  const durationMs = Math.max(0, result.endedAtMs - result.startedAtMs);
   const protocols = byCount(result.protocols).map(([name]) => PROTOCOL_NAMES[name] ?? name);
   return {
     url: context.url,
+    method: context.method,
     protocol: protocols.length === 0 ? null : protocols.join('+'),
     requestedProtocol: context.requestedProtocol,
     connections: context.connections,
@@ -89,17 +143,34 @@ export function buildReport(context: ReportContext, result: LoadResult): BenchRe
     unsent: result.unsent,
     stalled: result.stalled,
     durationMs: round3(durationMs),
-    reqPerSec: durationMs === 0 ? 0 : Math.round((result.requests / durationMs) * 1000 * 10) / 10,
-    latencyMs: {
-      p50: at(50),
-      p90: at(90),
-      p99: at(99),
-      p999: at(99.9),
-      max: empty ? null : round3(histogram.maxValue / 1000),
-      mean: empty ? null : round3(histogram.mean / 1000),
-    },
+    reqPerSec: perSecond(result.requests, durationMs),
+    latencyMs: latencySummary(result.histogram),
     statusCodes: Object.fromEntries(byCount(result.statusCodes)),
     errorCodes: Object.fromEntries(byCount(result.errorCodes)),
+    bodyBytes: result.bodyBytes,
+    cpuUsPerRequest: result.requests === 0 ? null : round3(result.cpuUs / result.requests),
+    perWorker: parts.map((part, i) => ({
+      worker: i + 1,
+      connections: part.concurrency,
+      requests: part.requests,
+      errors: part.errors,
+      reqPerSec: perSecond(part.requests, part.endedAtMs - part.startedAtMs),
+      latencyMs: latencySummary(part.histogram),
+    })),
+    timeline: result.timeline.map((second) => {
+      const histogram = second.histogram === '' ? undefined : hdr.decodeFromCompressedBase64(second.histogram);
+      const at = (percentile: number): number | null =>
+        histogram === undefined ? null : round3(Math.min(histogram.getValueAtPercentile(percentile), histogram.maxValue) / 1000);
+      return {
+        second: second.second,
+        requests: second.requests,
+        errors: second.errors,
+        reqPerSec: perSecond(second.requests, second.durationMs),
+        durationMs: second.durationMs,
+        p50Ms: at(50),
+        p99Ms: at(99),
+      };
+    }),
   };
 }
 
@@ -149,6 +220,13 @@ export function formatSummary(report: BenchReport, histogram: hdr.Histogram): st
     `  ${report.requests} requests in ${(report.durationMs / 1000).toFixed(2)} s: ` +
       `${report.reqPerSec.toFixed(1)} req/s, ${report.errors} errors`,
   );
+  if (report.cpuUsPerRequest !== null) out.push(`  ${report.cpuUsPerRequest.toFixed(1)} µs of CPU per request (load generator, user + system)`);
+  for (const w of report.perWorker) {
+    out.push(
+      `  worker ${w.worker}: ${w.connections} in flight, ${w.requests} requests, ${w.reqPerSec.toFixed(1)} req/s, ` +
+        `${w.errors} errors, p50 ${ms(w.latencyMs.p50)} ms, p99 ${ms(w.latencyMs.p99)} ms`,
+    );
+  }
   if (report.mode === 'open-loop') {
     out.push(`  ${report.late} late (sent > ${LATE_AFTER_MS} ms after their scheduled time), ${report.unsent} never sent`);
   }

@@ -9,13 +9,16 @@
  * the JSON report on stdout. Exit 0 when at least one response arrived, 1 when every request
  * failed, 2 on a usage error.
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
 import { HttpVersion } from '../protocol/version.js';
-import { type LoadPlan, type LoadResult, LoadEngine, deserializeResult, mergeResults } from './bench-load.js';
+import { type LoadPlan, type LoadResult, LoadEngine, checkPlan, deserializeResult, mergeResults } from './bench-load.js';
+import { renderHtmlReport } from './bench-html.js';
 import { type ProtocolName, buildReport, formatSummary } from './bench-report.js';
 import type { MainMessage, WorkerMessage } from './bench-worker.js';
 
@@ -28,8 +31,12 @@ export const BENCH_USAGE = `usage: muxpool bench URL [options]
   --rate R               open loop: R requests/s on a fixed schedule, latency from the
                          scheduled time; at most N in flight, the rest wait and count as late
   --workers W            split the load over W worker threads, each with its own pool
-  -X, --request METHOD   -H, --header 'name: value'   --cacert FILE   -k, --insecure
-  --json                 print the result as JSON`;
+  -b, --body TEXT        send TEXT as the body of every request (POST unless -X says otherwise)
+  --body-file FILE       send the bytes of FILE as the body of every request
+  -X, --request METHOD   -H, --header 'name: value' (repeat for more fields)
+  --cacert FILE          -k, --insecure
+  --json                 print the result as JSON (fields: see the README)
+  --report FILE.html     also write a self-contained HTML report with charts`;
 
 const DEFAULT_CONNECTIONS = 16;
 const DEFAULT_DURATION_MS = 10_000;
@@ -54,11 +61,14 @@ export interface BenchArgs {
   protocol: ProtocolName | undefined;
   ratePerSec: number | undefined;
   workers: number | undefined;
-  method: string;
+  method: string | undefined;
   headers: Array<[string, string]>;
+  body: string | undefined;
+  bodyFile: string | undefined;
   cacert: string | undefined;
   insecure: boolean;
   json: boolean;
+  report: string | undefined;
   help: boolean;
 }
 
@@ -93,11 +103,14 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     protocol: undefined,
     ratePerSec: undefined,
     workers: undefined,
-    method: 'GET',
+    method: undefined,
     headers: [],
+    body: undefined,
+    bodyFile: undefined,
     cacert: undefined,
     insecure: false,
     json: false,
+    report: undefined,
     help: false,
   };
   const value = (i: number, flag: string): string => {
@@ -138,6 +151,19 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
       case '--json':
         args.json = true;
         break;
+      case '-b':
+      case '--body':
+        args.body = value(i++, arg);
+        break;
+      case '--body-file':
+        args.bodyFile = value(i++, arg);
+        break;
+      case '--report': {
+        const file = value(i++, arg);
+        if (!/\.html?$/i.test(file)) throw new BenchUsageError(`--report writes HTML: the file name must end in .html, got ${JSON.stringify(file)}`);
+        args.report = file;
+        break;
+      }
       case '-h':
       case '--help':
         args.help = true;
@@ -151,6 +177,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   if (args.help) return args;
   if (args.url === '') throw new BenchUsageError('a URL is needed');
   if (args.requests !== undefined && args.durationMs !== undefined) throw new BenchUsageError('-n and -d exclude each other');
+  if (args.body !== undefined && args.bodyFile !== undefined) throw new BenchUsageError('--body and --body-file exclude each other');
   if (args.requests === undefined && args.durationMs === undefined) args.durationMs = DEFAULT_DURATION_MS;
   if (args.workers !== undefined && args.workers > args.connections) {
     throw new BenchUsageError(`--workers ${args.workers} needs -c of at least ${args.workers} (each worker runs at least one connection)`);
@@ -194,7 +221,8 @@ interface Counters {
 interface LoadRun {
   counters(): Counters;
   stop(): void;
-  readonly done: Promise<LoadResult>;
+  /** The whole run's result, and each worker thread's own (none without workers). */
+  readonly done: Promise<{ result: LoadResult; parts: LoadResult[] }>;
 }
 
 function runInProcess(plan: LoadPlan): LoadRun {
@@ -202,7 +230,7 @@ function runInProcess(plan: LoadPlan): LoadRun {
   return {
     counters: () => ({ completed: engine.completed, errors: engine.errors }),
     stop: () => engine.stop(),
-    done: engine.run(),
+    done: engine.run().then((result) => ({ result, parts: [] })),
   };
 }
 
@@ -271,7 +299,7 @@ async function runInWorkers(plan: LoadPlan, workers: number): Promise<LoadRun> {
   const done = all.then(
     async (parts) => {
       await Promise.all(threads.map((thread) => thread.terminate()));
-      return mergeResults(parts);
+      return { result: mergeResults(parts), parts };
     },
     async (err: unknown) => {
       await Promise.all(threads.map((thread) => thread.terminate()));
@@ -364,10 +392,13 @@ export async function runBench(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const ca = args.cacert === undefined ? undefined : await readFile(args.cacert, 'utf8');
+  const body = args.bodyFile !== undefined ? new Uint8Array(await readFile(args.bodyFile)) : args.body !== undefined ? Buffer.from(args.body, 'utf8') : undefined;
   const plan: LoadPlan = {
     url: url.href,
-    method: args.method,
+    // As curl: a body without -X is a POST.
+    method: args.method ?? (body !== undefined ? 'POST' : 'GET'),
     headers: args.headers,
+    body,
     version: args.protocol === undefined ? HttpVersion.Auto : VERSIONS[args.protocol],
     concurrency: args.connections,
     requests: args.requests,
@@ -376,6 +407,8 @@ export async function runBench(argv: readonly string[]): Promise<number> {
     ca,
     insecure: args.insecure,
   };
+  // Bad input (a method, a header field) fails here, before any thread or connection.
+  checkPlan(plan);
   const run = args.workers === undefined ? runInProcess(plan) : await runInWorkers(plan, args.workers);
   const total =
     args.requests ?? (args.ratePerSec !== undefined ? Math.round((args.ratePerSec * (args.durationMs ?? 0)) / 1000) : undefined);
@@ -389,23 +422,65 @@ export async function runBench(argv: readonly string[]): Promise<number> {
     run.stop();
   };
   process.on('SIGINT', onInterrupt);
-  let result: LoadResult;
+  let outcome: { result: LoadResult; parts: LoadResult[] };
   try {
-    result = await run.done;
+    outcome = await run.done;
   } finally {
     process.off('SIGINT', onInterrupt);
     display?.stop();
   }
+  const { result, parts } = outcome;
   const report = buildReport(
     {
       url: plan.url,
+      method: plan.method,
       requestedProtocol: args.protocol ?? 'auto',
       connections: args.connections,
       workers: args.workers ?? 1,
       rate: args.ratePerSec,
     },
     result,
+    parts,
   );
+  if (args.report !== undefined) {
+    await writeFile(args.report, await renderHtmlReport(report, result, { command: commandLine(argv), environment: environment() }));
+  }
   process.stdout.write(args.json ? `${JSON.stringify(report)}\n` : formatSummary(report, result.histogram));
+  if (args.report !== undefined && !args.json) process.stdout.write(`\nreport: ${args.report}\n`);
   return result.requests > 0 && result.errors === result.requests ? 1 : 0;
+}
+
+/** The command as typed, quoted where a shell would need it (for the report). */
+function commandLine(argv: readonly string[]): string {
+  const quote = (arg: string): string => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+  return ['muxpool', 'bench', ...argv].map(quote).join(' ');
+}
+
+/** muxpool's version, from the package.json above this file (dist/cli/ or build/src/cli/). */
+function version(): string {
+  // Bounded: a few directories up.
+  for (const up of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'muxpool' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // Not there: the next one up.
+    }
+  }
+  return 'unknown';
+}
+
+/** Where the run happened, for the report: enough to tell two machines and two runs apart. */
+function environment(): Record<string, string> {
+  const cpus = os.cpus();
+  return {
+    muxpool: version(),
+    node: process.version,
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpu: `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown'}`,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    loadAverage: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    host: os.hostname(),
+    date: new Date().toISOString(),
+  };
 }

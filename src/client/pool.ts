@@ -327,6 +327,30 @@ export function statsNow(pool: ConnectionPool): PoolStats {
 }
 
 /**
+ * Stream slots on a pool's connections for one URL, taken and given back directly: what the load
+ * generator (`muxpool bench`) drives its requests through instead of `request()`. Dialing,
+ * `maxPerHost`, `maxStreams`, waiting and protocol choice stay the pool's; retries, redirects and
+ * the `Response` are left out. Internal: not part of the public API.
+ */
+export interface ConnectionLender {
+  /** A slot now without dialing or waiting, or undefined. */
+  tryAcquire(): HttpPoolEntry | undefined;
+  /** A slot: now, on a connection the pool dials, or after waiting (bounded like `request()`'s). */
+  acquire(options?: AcquireOptions): Promise<HttpPoolEntry>;
+  /** Gives the slot back once its stream ended (completed or failed). */
+  release(entry: HttpPoolEntry): void;
+}
+
+const lenders = new WeakMap<ConnectionPool, (url: URL, version: HttpVersion | undefined) => ConnectionLender>();
+
+/** The `ConnectionLender` of `pool` for `url`, with `version` chosen as `request()` would. */
+export function connectionLender(pool: ConnectionPool, url: URL, version: HttpVersion | undefined): ConnectionLender {
+  const lender = lenders.get(pool);
+  if (lender === undefined) throw new MuxpoolError('MUXPOOL_ERR_INVALID_ARGUMENT', 'not a muxpool ConnectionPool');
+  return lender(parseUrl(url), version);
+}
+
+/**
  * The pool. Also an undici `Dispatcher` (an EventEmitter with `dispatch`, `close`, `destroy` and
  * the `connect`, `disconnect` and `connectionError` events), so `fetch(url, { dispatcher: pool })`
  * and undici's APIs run on it.
@@ -425,6 +449,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       },
     });
     cores.set(this, this.core);
+    lenders.set(this, (url, version) => this.lender(url, version));
     this.altSvc = new AltSvcCache(
       clock,
       store,
@@ -1015,6 +1040,24 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     if (!this.altSvc.learn(key, value)) return;
     if (version !== undefined && version !== HttpVersion.Auto && version !== HttpVersion.Http3) return;
     if (!this.transports.isH3Broken(key)) this.core.dialInBackground(key, this.plans.h3Background);
+  }
+
+  private lender(url: URL, version: HttpVersion | undefined): ConnectionLender {
+    const key = this.keyFor(url);
+    // Checked once up front, so a bad version fails before any load. Auto and Http3 choose again
+    // per acquire, as `request()` does (an Alt-Svc that `request()` learned moves them to HTTP/3).
+    const fixed = this.planFor(url, key, version);
+    const dynamic = version === undefined || version === HttpVersion.Auto || version === HttpVersion.Http3;
+    const plan = (): DialPlan => (dynamic ? this.planFor(url, key, version) : fixed);
+    return {
+      tryAcquire: () => this.core.tryAcquire(key, plan()),
+      acquire: async (options) => {
+        const entry = await this.core.acquire(key, plan(), false, options);
+        if (entry === undefined) throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'acquire settled without a connection');
+        return entry;
+      },
+      release: this.releaseBound,
+    };
   }
 
   private planFor(url: URL, key: PoolKey, version: HttpVersion | undefined): DialPlan {

@@ -32,6 +32,31 @@ export interface RequestHead {
    * is streamed with unknown length; `null` when the request has no body at all.
    */
   readonly contentLength: number | null | undefined;
+  /**
+   * Set on a head that is sent many times unchanged (the load generator's): each protocol keeps
+   * its encoding of the head here, made on first use, instead of encoding it for every request.
+   * @internal
+   */
+  readonly encodings?: HeadEncodings | undefined;
+}
+
+/**
+ * Per-protocol encodings of one `RequestHead`, filled in by the drivers. Only for a head nobody
+ * changes after its first request. Each entry is exactly what the driver would build from the head
+ * alone; anything that depends on the connection (HPACK's dynamic table, the peer's limits) is
+ * still decided per request. Internal: the load generator's (`muxpool bench`).
+ * @internal
+ */
+export class HeadEncodings {
+  /** HTTP/1.1: the request line and fields, as written to the socket. */
+  h1: Buffer | undefined;
+  /** HTTP/2: the field list (pseudo-header fields first) and its total size for the peer's limit (RFC 9113 §6.5.2). */
+  h2Fields: readonly string[] | undefined;
+  h2Key: string | undefined;
+  h2Size = 0;
+  /** HTTP/3: the HEADERS frame (QPACK static-only, so it depends on nothing else), and what it was built for. */
+  h3Frame: Uint8Array | undefined;
+  h3Tag: string | undefined;
 }
 
 /** A request body as the transport receives it: bytes, or chunks that arrive over time. */

@@ -1,5 +1,5 @@
 /**
- * Tests that need an independent peer (Caddy, nghttpd, h2o, ngtcp2, python3-hpack) call
+ * Tests that need an independent peer (Caddy, nghttpd, h2o, ngtcp2, python3-hpack, chromium) call
  * `requirePeer` first: a missing one fails the test with what to install, never skips it.
  */
 // @ts-expect-error: a plain ESM script shared with `npm test`'s pretest step, without types.

@@ -222,3 +222,58 @@ test('interim (1xx) responses are bounded by count as well as bytes: the 17th fa
   assert.equal(parse(interim.repeat(17) + final), 'MUXPOOL_ERR_HEADERS_TOO_LARGE');
   assert.equal(parse(interim.repeat(17) + final, 'GET', [5, 40, 300]), 'MUXPOOL_ERR_HEADERS_TOO_LARGE');
 });
+
+test('a head identical to the last one is answered from the parser cache: same events, own header records, method counts', () => {
+  const heads: IncomingHeaders[] = [];
+  const events: string[] = [];
+  const parser = new ResponseParser({
+    onHead: (h) => {
+      heads.push(h.headers);
+      events.push(`head ${h.status} ${h.statusText} ${JSON.stringify(h.headers)} ${h.keepAlive} ${h.keepAliveTimeoutMs}`);
+    },
+    onBody: (chunk) => events.push(`body ${chunk.toString('latin1')}`),
+    onTrailers: () => events.push('trailers'),
+    onComplete: () => events.push('complete'),
+  });
+  const head = 'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\n';
+  const exchange = (method: string, wire: string): string[] => {
+    events.length = 0;
+    parser.start(method);
+    parser.execute(Buffer.from(wire, 'latin1'));
+    return [...events];
+  };
+  const first = exchange('GET', `${head}hello`);
+  assert.deepEqual(first.slice(1), ['body hello', 'complete']);
+  // What the first receiver does to its record must not reach the next response.
+  (heads[0]?.['set-cookie'] as string[]).push('c=3');
+  (heads[0] as IncomingHeaders)['x-added'] = '1';
+  assert.deepEqual(exchange('GET', `${head}world`), [first[0], 'body world', 'complete']);
+  assert.notEqual(heads[1], heads[0]);
+  // Nor what a receiver of a record from the cache does.
+  (heads[1]?.['set-cookie'] as string[]).push('d=4');
+  (heads[1] as IncomingHeaders)['x-added'] = '2';
+  assert.deepEqual(exchange('GET', `${head}again`), [first[0], 'body again', 'complete']);
+  // The same head answering HEAD announces a body that is not there (RFC 9110 §9.3.2).
+  assert.deepEqual(exchange('HEAD', head), [first[0], 'complete']);
+  // A different head is parsed afresh, and the body split over two reads still counts down.
+  events.length = 0;
+  parser.start('GET');
+  parser.execute(Buffer.from('HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nn', 'latin1'));
+  parser.execute(Buffer.from('o', 'latin1'));
+  assert.deepEqual(events, ['head 404 Not Found {"content-length":"2"} true undefined', 'body n', 'body o', 'complete']);
+  assert.deepEqual(exchange('GET', 'HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno'), [events[0], 'body no', 'complete']);
+});
+
+test('every keep-alive response parses the same the second time on the same parser (the head cache changes nothing)', () => {
+  for (const [name, wire, method, eof] of RESPONSES) {
+    if (eof) continue;
+    const once = parse(wire, method);
+    assert.ok(Array.isArray(once), name);
+    const { events, parser } = recorder();
+    for (let i = 0; i < 2; i++) {
+      parser.start(method);
+      parser.execute(Buffer.from(wire, 'latin1'));
+    }
+    assert.deepEqual(events, [...once, ...once], name);
+  }
+});

@@ -201,7 +201,9 @@ export class H1Connection implements Connection, ResponseSink {
       );
       return stream;
     }
-    const headText = encodeRequestHead(head, framing);
+    // A head sent again and again is encoded once (its framing follows from the head alone).
+    const encodings = head.encodings;
+    const headText = encodings === undefined ? encodeRequestHead(head, framing) : (encodings.h1 ??= Buffer.from(encodeRequestHead(head, framing), 'latin1'));
     this.activeStream = stream;
     this.requestCount++;
     this.expiresAt = undefined;

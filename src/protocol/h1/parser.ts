@@ -158,6 +158,40 @@ function keepAliveTimeout(value: string | string[] | undefined): number | undefi
   return match === null ? undefined : Number(match[1]) * 1000;
 }
 
+/** A final response head as parsed, kept to answer the next identical head without parsing it. */
+interface ParsedHead {
+  readonly text: string;
+  readonly method: string;
+  readonly status: number;
+  readonly statusText: string;
+  /** The fields as `[name, value, …]` (never handed out: each response gets a record of its own). */
+  readonly fields: ReadonlyArray<string | string[]>;
+  readonly keepAlive: boolean;
+  readonly keepAliveTimeoutMs: number | undefined;
+  readonly next: ParserState;
+  readonly remaining: number;
+}
+
+/** A header record as a flat list, to build fresh records from (faster than copying the record). */
+function flatFields(headers: IncomingHeaders): Array<string | string[]> {
+  const fields: Array<string | string[]> = [];
+  for (const name in headers) {
+    const value = headers[name] as string | string[];
+    fields.push(name, typeof value === 'string' ? value : value.slice());
+  }
+  return fields;
+}
+
+/** A record the receiver may change freely (set-cookie arrays included). */
+function recordOf(fields: ReadonlyArray<string | string[]>): IncomingHeaders {
+  const record = emptyHeaders();
+  for (let i = 0; i < fields.length; i += 2) {
+    const value = fields[i + 1] as string | string[];
+    record[fields[i] as string] = typeof value === 'string' ? value : value.slice();
+  }
+  return record;
+}
+
 export class ResponseParser {
   private readonly sink: ResponseSink;
   private readonly maxHeaderBytes: number;
@@ -174,6 +208,12 @@ export class ResponseParser {
   private headBytes = 0;
   /** Interim (1xx) responses seen before the final one (bounded: fields.ts). */
   private interimCount = 0;
+  /**
+   * The last final head. A server answering the same resource sends the same head bytes again and
+   * again (until its Date field changes), and the result of parsing them depends on those bytes
+   * and the request method alone: an identical head is answered from here.
+   */
+  private lastHead: ParsedHead | undefined;
 
   constructor(sink: ResponseSink, limits: ParserLimits = {}) {
     this.sink = sink;
@@ -348,6 +388,20 @@ export class ResponseParser {
   }
 
   private onHeadBytes(text: string): void {
+    const last = this.lastHead;
+    if (last !== undefined && last.text === text && last.method === this.method) {
+      this.remaining = last.remaining;
+      this.parserState = last.next === 'done' ? 'head' : last.next;
+      this.sink.onHead({
+        status: last.status,
+        statusText: last.statusText,
+        headers: recordOf(last.fields),
+        keepAlive: last.keepAlive,
+        keepAliveTimeoutMs: last.keepAliveTimeoutMs,
+      });
+      if (last.next === 'done') this.complete();
+      return;
+    }
     const lines = splitLines(text);
     // The section ends with an empty line, which split() turns into two empty strings.
     while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
@@ -428,13 +482,20 @@ export class ResponseParser {
       keepAlive = false;
     }
     this.parserState = next === 'done' ? 'head' : next;
-    this.sink.onHead({
+    const statusText = statusLine.length > 13 ? statusLine.slice(13) : '';
+    const keepAliveTimeoutMs = keepAlive ? keepAliveTimeout(headers['keep-alive']) : undefined;
+    this.lastHead = {
+      text,
+      method: this.method,
       status,
-      statusText: statusLine.length > 13 ? statusLine.slice(13) : '',
-      headers,
+      statusText,
+      fields: flatFields(headers),
       keepAlive,
-      keepAliveTimeoutMs: keepAlive ? keepAliveTimeout(headers['keep-alive']) : undefined,
-    });
+      keepAliveTimeoutMs,
+      next,
+      remaining: next === 'body-length' ? this.remaining : 0,
+    };
+    this.sink.onHead({ status, statusText, headers, keepAlive, keepAliveTimeoutMs });
     if (next === 'done') this.complete();
   }
 

@@ -216,6 +216,13 @@ class EngineStream implements RequestStream, BodySink {
 /** Codes with which a peer's GOAWAY or RST_STREAM says that we broke a rule. */
 const PEER_BLAMES_US = new Set([PROTOCOL_ERROR, FLOW_CONTROL_ERROR, SETTINGS_TIMEOUT, STREAM_CLOSED, FRAME_SIZE_ERROR, COMPRESSION_ERROR, ENHANCE_YOUR_CALM]);
 
+/** RFC 9113 §6.5.2: a field list's size, each field's name and value octets plus 32. */
+function headerListSize(fields: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i < fields.length; i += 2) size += (fields[i] as string).length + (fields[i + 1] as string).length + 32;
+  return size;
+}
+
 export class H2Engine {
   readonly id = nextConnectionId('h2');
   readonly remoteAddress: string | undefined;
@@ -463,15 +470,32 @@ export class H2Engine {
 
   /** The request's field block: pseudo-header fields first (RFC 9113 §8.3.1), then the rest. */
   private encodeRequest(head: RequestHead): Uint8Array {
+    const encodings = head.encodings;
+    if (encodings === undefined) return this.encodeFields(this.requestFields(head), undefined);
+    if (encodings.h2Fields === undefined) {
+      const fields = this.requestFields(head);
+      encodings.h2Fields = fields;
+      encodings.h2Key = fields.join('\0');
+      encodings.h2Size = headerListSize(fields);
+    }
+    return this.encodeFields(encodings.h2Fields, encodings.h2Key, encodings.h2Size);
+  }
+
+  /** The request's fields, pseudo-header fields first. */
+  private requestFields(head: RequestHead): string[] {
     const fields: string[] = [':method', head.method];
     // §8.5: CONNECT carries neither :scheme nor :path.
     if (head.method !== 'CONNECT') fields.push(':scheme', head.scheme, ':authority', head.authority, ':path', head.path === '' ? '/' : head.path);
     else fields.push(':authority', head.authority);
     const regular = multiplexedRequestFields(head.headers, head.contentLength);
     for (let i = 0; i < regular.length; i++) fields.push(regular[i] as string);
+    return fields;
+  }
+
+  /** The field block of `fields`; `key` is their `\0`-joined form when known, `size` their §6.5.2 size. */
+  private encodeFields(fields: readonly string[], key: string | undefined, knownSize?: number): Uint8Array {
     if (this.peerMaxHeaderList !== Infinity) {
-      let size = 0;
-      for (let i = 0; i < fields.length; i += 2) size += (fields[i] as string).length + (fields[i + 1] as string).length + 32;
+      const size = knownSize ?? headerListSize(fields);
       // §6.5.2: the peer told us the largest list it takes; a larger one would only be refused.
       if (size > this.peerMaxHeaderList) {
         throw new MuxpoolError('MUXPOOL_ERR_INVALID_HEADER', `request header list of ${size} bytes exceeds the server's SETTINGS_MAX_HEADER_LIST_SIZE ${this.peerMaxHeaderList}`, {
@@ -479,7 +503,7 @@ export class H2Engine {
         });
       }
     }
-    return this.encoder.encode(fields);
+    return this.encoder.encode(fields, key);
   }
 
   // ---------------------------------------------------------------------------------------

@@ -274,13 +274,18 @@ export class HpackEncoder {
 
   /**
    * Encodes a flat `[name, value, …]` list (names lower-case). The result is valid until the
-   * next call; the caller sends it at once.
+   * next call; the caller sends it at once. `knownKey`, when given, is `fields.join('\0')`,
+   * computed once by a caller that sends the same list many times.
    */
-  encode(fields: readonly string[]): Uint8Array {
-    // Large sets are rarely sent twice; keeping them would only hold memory.
-    let keyLength = 0;
-    for (let i = 0; i < fields.length && keyLength <= MAX_CACHED_KEY; i++) keyLength += (fields[i] as string).length + 1;
-    const key = keyLength <= MAX_CACHED_KEY ? fields.join('\0') : undefined;
+  encode(fields: readonly string[], knownKey?: string): Uint8Array {
+    let key: string | undefined;
+    if (knownKey !== undefined) key = knownKey.length <= MAX_CACHED_KEY ? knownKey : undefined;
+    else {
+      // Large sets are rarely sent twice; keeping them would only hold memory.
+      let keyLength = 0;
+      for (let i = 0; i < fields.length && keyLength <= MAX_CACHED_KEY; i++) keyLength += (fields[i] as string).length + 1;
+      key = keyLength <= MAX_CACHED_KEY ? fields.join('\0') : undefined;
+    }
     if (key !== undefined && this.pendingFinal === undefined) {
       const cached = this.cache.get(key);
       if (cached !== undefined && cached.stamp === this.table.inserted) return cached.bytes;

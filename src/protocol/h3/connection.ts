@@ -297,7 +297,13 @@ export class H3Connection implements Connection, QuicConnectionHandler {
       return stream;
     }
     let headersFrame: Uint8Array;
-    try {
+    // A head sent again and again keeps its frame: QPACK without a dynamic table makes it depend
+    // only on the head, our alt-used and the peer's limit.
+    const encodings = head.encodings;
+    const tag = encodings === undefined ? '' : `${this.options.altUsed ?? ''}\0${this.peerSettings?.get(SETTINGS_MAX_FIELD_SECTION_SIZE) ?? ''}`;
+    const cached = encodings !== undefined && encodings.h3Tag === tag ? encodings.h3Frame : undefined;
+    if (cached !== undefined) headersFrame = cached;
+    else try {
       const fields = toH3RequestFields(head);
       const altUsed = this.options.altUsed;
       if (altUsed !== undefined && !fields.some(([name]) => name === 'alt-used')) fields.push(['alt-used', altUsed]);
@@ -311,6 +317,10 @@ export class H3Connection implements Connection, QuicConnectionHandler {
         );
       }
       headersFrame = encodeHeadersFrame(encodeFieldSection(fields));
+      if (encodings !== undefined) {
+        encodings.h3Frame = headersFrame;
+        encodings.h3Tag = tag;
+      }
     } catch (err) {
       stream.to('closed');
       handler.onError(err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'encoding HTTP/3 headers failed', { cause: err }));
