@@ -257,7 +257,6 @@ export class H2Engine {
   private readonly out: Uint8Array[] = [];
   private outBytes = 0;
   private flushScheduled = false;
-  private flushHandle: NodeJS.Immediate | undefined;
   private socketCongested = false;
   /** ACKs owed to the peer since its socket last took our writes (flood bound). */
   private owedAcks = 0;
@@ -1186,12 +1185,15 @@ export class H2Engine {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.flushHandle = setImmediate(this.flushNow);
+    // process.nextTick, not setImmediate: the write leaves once the current callback and the
+    // promise continuations it woke (the caller's next requests) have run, so they share it,
+    // and a request costs no extra turn of the event loop (setImmediate made the loop poll
+    // once more per request at c=1: 1.9 turns per request instead of 1).
+    process.nextTick(this.flushNow);
   }
 
   private readonly flushNow = (): void => {
     this.flushScheduled = false;
-    this.flushHandle = undefined;
     this.flush();
   };
 
@@ -1392,11 +1394,6 @@ export class H2Engine {
     this.readyTimer = undefined;
     this.settingsAckTimer?.cancel();
     this.settingsAckTimer = undefined;
-    if (this.flushHandle !== undefined && this.out.length === 0) {
-      clearImmediate(this.flushHandle);
-      this.flushHandle = undefined;
-      this.flushScheduled = false;
-    }
   }
 }
 
