@@ -293,6 +293,7 @@ export class H2Engine {
     this.maxOwedAcks = options.maxQueuedControlFrames ?? DEFAULT_MAX_QUEUED_CONTROL_FRAMES;
     this.reader = new FrameReader({
       maxFrameSize: DEFAULT_MAX_FRAME_SIZE,
+      splitData: true,
       // The encoded block is bounded too: HPACK never needs much more room than the list it
       // carries (plus table-size updates and padding), so twice the list limit is generous.
       maxHeaderBlockBytes: 2 * options.maxHeaderBytes + 1024,
