@@ -1,9 +1,9 @@
 /**
  * Memory per idle HTTP/2 connection: N connections to one local server, each having served one
- * request and then left idle, through muxpool (our engine) and through raw `node:http2`
- * sessions, measured in a fresh process of its own (run with --expose-gc) so neither client's
- * earlier garbage skews the other. Usage (bench:h2 runs it):
- *   node --expose-gc h2-idle-memory.js ORIGIN CA_PATH N
+ * request and then left idle, through muxpool (our engine) or through raw `node:http2`
+ * sessions, each client in a fresh process of its own (run with --expose-gc), so that neither
+ * reuses pages the other freed. Usage (bench:h2 runs it once per client):
+ *   node --expose-gc h2-idle-memory.js muxpool|node ORIGIN CA_PATH N
  * Prints one JSON line: per-connection JS heap, external (ArrayBuffers included) and RSS deltas.
  *
  * A pool keeps one idle HTTP/2 connection per origin (extra ones close once another has room),
@@ -27,8 +27,10 @@ export interface IdleMemoryFigures {
   rssBytes: number;
 }
 
-const [origin, caPath, countText] = process.argv.slice(2);
-if (origin === undefined || caPath === undefined) throw new Error('usage: h2-idle-memory.js ORIGIN CA_PATH [N]');
+const [client, origin, caPath, countText] = process.argv.slice(2);
+if ((client !== 'muxpool' && client !== 'node') || origin === undefined || caPath === undefined) {
+  throw new Error('usage: h2-idle-memory.js muxpool|node ORIGIN CA_PATH [N]');
+}
 const ca = readFileSync(caPath, 'utf8');
 const n = Math.max(1, Math.min(2000, Number(countText ?? 200)));
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -93,7 +95,5 @@ async function muxpoolConnections(): Promise<IdleMemoryFigures> {
   return delta('muxpool', before, after, Math.max(1, connections));
 }
 
-// The raw sessions first: they allocate less garbage, so muxpool's run cannot flatter itself
-// by reusing pages the other freed (both are deltas anyway).
-const figures = [await rawSessions(), await muxpoolConnections()];
+const figures = client === 'node' ? await rawSessions() : await muxpoolConnections();
 process.stdout.write(`${JSON.stringify(figures)}\n`);
