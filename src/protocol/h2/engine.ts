@@ -257,6 +257,9 @@ export class H2Engine {
   private readonly out: Uint8Array[] = [];
   private outBytes = 0;
   private flushScheduled = false;
+  /** Whether the socket keeps the process alive (while streams are open), and an unref is due. */
+  private socketRefed = true;
+  private unrefScheduled = false;
   private socketCongested = false;
   /** ACKs owed to the peer since its socket last took our writes (flood bound). */
   private owedAcks = 0;
@@ -436,7 +439,10 @@ export class H2Engine {
     this.queue(encodeHeaders(id, block, endStream, this.peerMaxFrameSize));
     const now = this.options.clock.now();
     if (this.activeStreams === 0) {
-      this.socket.ref();
+      if (!this.socketRefed) {
+        this.socketRefed = true;
+        this.socket.ref();
+      }
       // A connection that sat silent may be dead (NAT timeout, peer gone without a FIN): ask
       // it now. The request goes out at once; if the PING fails, it fails with it.
       if (this.options.pingIntervalMs > 0 && now - this.lastActivity >= this.options.pingIntervalMs) this.ping();
@@ -895,6 +901,7 @@ export class H2Engine {
       this.readyTimer = undefined;
       // Idle connections must not keep the process alive; `openStream` refs it while busy.
       this.socket.unref();
+      this.socketRefed = false;
       const resolve = this.readyResolve;
       this.readyResolve = this.readyReject = undefined;
       resolve?.(this.addView(this.firstKeyId));
@@ -1059,7 +1066,12 @@ export class H2Engine {
     wake?.();
     this.activeStreams--;
     stream.view.activeStreams--;
-    if (this.activeStreams === 0 && this.state !== 'closed') this.socket.unref();
+    // Unref'd a tick later if still idle: a caller that sends its next request as soon as a
+    // response ends (c=1) then costs no ref/unref pair per request.
+    if (this.activeStreams === 0 && this.state !== 'closed' && !this.unrefScheduled) {
+      this.unrefScheduled = true;
+      process.nextTick(this.unrefIfIdle);
+    }
     // Coalesced views share the connection's streams: a slot freed by one may serve another.
     if (this.views.size > 1) for (const view of this.views) if (view !== stream.view) view.notifyCapacity();
     if (this.state === 'draining' && this.activeStreams === 0) this.closeGracefully();
@@ -1192,6 +1204,14 @@ export class H2Engine {
     // once more per request at c=1: 1.9 turns per request instead of 1).
     process.nextTick(this.flushNow);
   }
+
+  private readonly unrefIfIdle = (): void => {
+    this.unrefScheduled = false;
+    if (this.activeStreams === 0 && this.socketRefed && !this.socket.destroyed) {
+      this.socketRefed = false;
+      this.socket.unref();
+    }
+  };
 
   private readonly flushNow = (): void => {
     this.flushScheduled = false;
