@@ -12,6 +12,7 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import http2 from 'node:http2';
+import { fileURLToPath } from 'node:url';
 import { Agent, Client } from 'undici';
 import { ConnectionPool } from '../src/index.js';
 import { benchCertificates, rawH2Get } from './lib/h2-bench.js';
@@ -44,7 +45,7 @@ const idleConnections = idleIndex >= 0 ? Math.max(0, Math.floor(Number(process.a
 
 /** One client's idle connections, measured in a fresh process (see lib/h2-idle-memory.ts). */
 function idleMemory(client: 'muxpool' | 'node'): Promise<IdleMemoryFigures> {
-  const script = new URL('./lib/h2-idle-memory.js', import.meta.url).pathname;
+  const script = fileURLToPath(new URL('./lib/h2-idle-memory.js', import.meta.url));
   return new Promise((resolve, reject) => {
     execFile(process.execPath, ['--expose-gc', script, client, origin, files.caPath, String(idleConnections)], { timeout: 120_000 }, (err, stdout) => {
       if (err) reject(err);
