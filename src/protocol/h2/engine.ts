@@ -1207,10 +1207,17 @@ export class H2Engine {
 
   private readonly unrefIfIdle = (): void => {
     this.unrefScheduled = false;
-    if (this.activeStreams === 0 && this.socketRefed && !this.socket.destroyed) {
+    if (this.activeStreams !== 0 || this.socket.destroyed) return;
+    if (this.socketRefed) {
       this.socketRefed = false;
       this.socket.unref();
     }
+    // Still idle a tick after the last stream: the read deadline and the PING health timer
+    // have nothing to watch (both do nothing without streams), so an idle connection holds
+    // no timer; the next stream arms them again.
+    this.deadlines.stop();
+    this.healthTimer?.cancel();
+    this.healthTimer = undefined;
   };
 
   private readonly flushNow = (): void => {
