@@ -5,13 +5,18 @@
  *   npm run bench:h2 -- [--duration S] [--warmup S] [--concurrency 1,16,128] [--rounds N]
  *                       [--clients h2load,node,undici,undici-agent,muxpool]
  * With several rounds the clients take turns (a different one first in each round) and the
- * table shows each client's median round with the range of all rounds.
+ * table shows each client's median round with the range of all rounds. Then the memory per idle
+ * connection (muxpool and raw node:http2 sessions, `--idle N` connections, default 200; 0 skips
+ * it), each client in a process of its own run with --expose-gc (`lib/h2-idle-memory.ts`).
  */
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import http2 from 'node:http2';
+import { fileURLToPath } from 'node:url';
 import { Agent, Client } from 'undici';
 import { ConnectionPool } from '../src/index.js';
 import { benchCertificates, rawH2Get } from './lib/h2-bench.js';
+import type { IdleMemoryFigures } from './lib/h2-idle-memory.js';
 import {
   HAS_TASKSET,
   type Result,
@@ -35,6 +40,20 @@ const server = await startServerProcess('./h2-server.js', [files.keyPath, files.
 const origin = `https://127.0.0.1:${server.port}`;
 const url = `${origin}/`;
 const results: Result[] = [];
+const idleIndex = process.argv.indexOf('--idle');
+const idleConnections = idleIndex >= 0 ? Math.max(0, Math.floor(Number(process.argv[idleIndex + 1]))) : 200;
+
+/** One client's idle connections, measured in a fresh process (see lib/h2-idle-memory.ts). */
+function idleMemory(client: 'muxpool' | 'node'): Promise<IdleMemoryFigures> {
+  const script = fileURLToPath(new URL('./lib/h2-idle-memory.js', import.meta.url));
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--expose-gc', script, client, origin, files.caPath, String(idleConnections)], { timeout: 120_000 }, (err, stdout) => {
+      if (err) reject(err);
+      else resolve(JSON.parse(stdout) as IdleMemoryFigures);
+    });
+  });
+}
+const memory: IdleMemoryFigures[] = [];
 
 /** One client at concurrency `c`, on a session (or pool) of its own, closed afterwards. */
 async function runClient(client: string, c: number): Promise<Result> {
@@ -93,6 +112,13 @@ async function runClient(client: string, c: number): Promise<Result> {
 
 try {
   results.push(...(await runRounds(clients, args.concurrency, args.rounds, runClient)));
+  if (idleConnections > 0) {
+    for (const client of ['node', 'muxpool'] as const) {
+      const figures = await idleMemory(client);
+      memory.push(figures);
+      process.stderr.write(`idle ${figures.client}: ${(figures.totalBytes / 1024).toFixed(1)} KiB heap+external, ${(figures.rssBytes / 1024).toFixed(1)} KiB RSS per connection\n`);
+    }
+  }
 } finally {
   await server.stop();
   await files.remove();
@@ -106,6 +132,18 @@ const setup = [
   `${args.rounds} round${args.rounds === 1 ? '' : 's'}${args.rounds > 1 ? ' (median, range)' : ''}`,
   HAS_TASKSET ? 'server on core 0, clients on core 1' : 'no taskset',
 ].join(', ');
-const markdown = `## bench:h2 (${setup})\n${table(results, ['node:http2', 'undici Client'])}`;
+const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
+const memoryTable =
+  memory.length === 0
+    ? ''
+    : [
+        `\n### memory per idle connection (${memory[0]?.connections ?? 0} connections to the same server, after gc; each client in a fresh process)\n`,
+        '| client | JS heap | external | heap + external | RSS (all native memory too) |',
+        '|---|---|---|---|---|',
+        ...memory.map((m) => `| ${m.client} | ${kib(m.heapUsedBytes)} | ${kib(m.externalBytes)} | ${kib(m.totalBytes)} | ${kib(m.rssBytes)} |`),
+        '',
+        "node:http2 keeps its session (nghttp2) in native memory that it does not report as external: only the RSS column counts it. muxpool's figure is its pools with one connection each, less the same pools empty.",
+      ].join('\n');
+const markdown = `## bench:h2 (${setup})\n${table(results, ['node:http2', 'undici Client'])}${memoryTable}`;
 console.log(markdown);
-console.log(`\nresults: ${await saveResults('h2', results, markdown)}`);
+console.log(`\nresults: ${await saveResults('h2', results, markdown, { memory })}`);

@@ -16,21 +16,48 @@ function typed(err: unknown): void {
   if (!(err instanceof MuxpoolError) || err.code !== 'MUXPOOL_ERR_H2_PROTOCOL' || err.wireCode === undefined) throw err;
 }
 
-/** Frames out of `parts` fed one after another; a thrown error becomes its wire code. */
-function readFrames(parts: readonly Uint8Array[]): string {
-  const reader = new FrameReader(READER);
+const hexOf = (_k: string, v: unknown): unknown => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v);
+
+/**
+ * Frames out of `parts` fed one after another; a thrown error becomes its wire code. With
+ * `splitData` (as the engine reads) a DATA frame may come in pieces, cut where the parts are:
+ * consecutive DATA on one stream are joined, so that the result does not depend on the cuts.
+ */
+function readFrames(parts: readonly Uint8Array[], splitData = false): string {
+  const reader = new FrameReader({ ...READER, splitData });
   const out: string[] = [];
+  let data: { streamId: number; endStream: boolean; data: Uint8Array[]; flowLength: number } | undefined;
+  const flushData = (): void => {
+    if (data !== undefined) out.push(JSON.stringify({ type: 0, streamId: data.streamId, endStream: data.endStream, data: Buffer.concat(data.data), flowLength: data.flowLength }, hexOf));
+    data = undefined;
+  };
   try {
     for (const part of parts) {
       reader.push(part);
       for (let frame: Frame | undefined = reader.next(); frame !== undefined; frame = reader.next()) {
-        out.push(JSON.stringify(frame, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
+        if (!splitData) {
+          out.push(JSON.stringify(frame, hexOf));
+          continue;
+        }
+        if (frame.type === 0) {
+          if (data !== undefined && data.streamId !== frame.streamId) flushData();
+          data ??= { streamId: frame.streamId, endStream: false, data: [], flowLength: 0 };
+          data.data.push(frame.data);
+          data.flowLength += frame.flowLength;
+          data.endStream = frame.endStream;
+          if (frame.endStream) flushData();
+        } else {
+          flushData();
+          out.push(JSON.stringify(frame, hexOf));
+        }
       }
     }
   } catch (err) {
     typed(err);
+    flushData();
     out.push(`error ${(err as MuxpoolError).wireCode}`);
   }
+  flushData();
   return out.join('\n');
 }
 
@@ -65,7 +92,12 @@ function checkFrames([bytes, at, raw]: [Uint8Array, number, Uint8Array]): void {
   const whole = readFrames([bytes]);
   const parts = readFrames([bytes.subarray(0, split), bytes.subarray(split)]);
   if (whole !== parts) throw new Error(`split at ${split} changes the result`);
+  // As the engine reads: DATA in pieces, never copied; joined, the same whole or split.
+  const wholeSplitData = readFrames([bytes], true);
+  const partsSplitData = readFrames([bytes.subarray(0, split), bytes.subarray(split)], true);
+  if (wholeSplitData !== partsSplitData) throw new Error(`split at ${split} changes the result with splitData`);
   readFrames([encodeSettings([]), raw]);
+  readFrames([encodeSettings([]), raw], true);
 }
 
 /** Any block: a typed COMPRESSION_ERROR or a list within the limits; our encoder and decoder agree on any lists. */
@@ -97,7 +129,7 @@ function checkHpack({ first, second, lists, tableSize }: { first: Uint8Array; se
 export const H2_FUZZ_TARGETS = [
   {
     name: 'h2-frames',
-    covers: 'HTTP/2 frame reader: random frames whole and split anywhere, raw bytes after the preface',
+    covers: 'HTTP/2 frame reader: random frames whole and split anywhere (DATA whole, and in pieces as the engine reads it), raw bytes after the preface',
     shortRuns: 2_000,
     arbitrary: fc.tuple(frameStream, fc.nat(), fc.uint8Array({ maxLength: 512 })),
     check: checkFrames,

@@ -6,7 +6,6 @@
  * `startCaddy` resolves once the HTTP/3 listener is up, both site certificates are issued and
  * the root CA is on disk.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -14,6 +13,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { requirePeer } from './peers.js';
+import { spawnPeer } from './spawn-peer.js';
 
 export const CADDY_BINARY = process.env['MUXPOOL_CADDY'] ?? '/usr/bin/caddy';
 const START_LIMIT_MS = 20_000;
@@ -126,46 +126,27 @@ export async function startCaddy(options: CaddyOptions = {}): Promise<CaddyServe
   const caddyArgs = ['run', '--config', configPath, '--adapter', 'caddyfile'];
   // taskset execs Caddy in its own process, so the child is Caddy and SIGTERM reaches it.
   const cpus = existsSync(TASKSET) ? options.cpus : undefined;
-  const child: ChildProcess = spawn(
-    cpus !== undefined ? TASKSET : CADDY_BINARY,
-    cpus !== undefined ? ['-c', cpus, CADDY_BINARY, ...caddyArgs] : caddyArgs,
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let log = '';
-  const onOutput = (chunk: Buffer): void => {
-    log += chunk.toString('utf8');
-  };
-  child.stdout?.on('data', onOutput);
-  child.stderr?.on('data', onOutput);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const rootPath = join(dir, 'data', 'caddy', 'pki', 'authorities', 'local', 'root.crt');
-
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-    await rm(dir, { recursive: true, force: true });
-  };
-
-  const deadline = Date.now() + START_LIMIT_MS;
-  for (;;) {
+  const peer = await spawnPeer({
+    name: 'caddy',
+    command: cpus !== undefined ? TASKSET : CADDY_BINARY,
+    args: cpus !== undefined ? ['-c', cpus, CADDY_BINARY, ...caddyArgs] : caddyArgs,
+    env,
     // Certificates for both site names are issued after the config is served.
-    const issued = log.split('certificate obtained successfully').length - 1;
-    if (log.includes('HTTP/3 listener') && issued >= 2 && existsSync(rootPath)) break;
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`caddy did not start (exit ${String(child.exitCode)}):\n${log}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+    ready: (log) => log.includes('HTTP/3 listener') && log.split('certificate obtained successfully').length - 1 >= 2 && existsSync(rootPath),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+    startLimitMs: START_LIMIT_MS,
+    pollMs: 50,
+  });
   const caCert = await readFile(rootPath, 'utf8');
   return {
     port,
     caCert,
     url: `https://localhost:${port}`,
     get log() {
-      return log;
+      return peer.log;
     },
-    stop,
+    stop: () => peer.stop(),
   };
 }
 

@@ -5,13 +5,11 @@
  * the backend can check them). Quirks (see ../shared/INTEROP.md): as root it must be told which
  * user to run as, and OCSP stapling is turned off (our test CA has no responder).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { generateCertificates, writeCertificates } from '../../src/server/certs.js';
-import { accepts, freeTcpPort } from './nghttpd.js';
+import { accepts, freeTcpPort, spawnPeer } from './spawn-peer.js';
 
 export const H2O_BINARY = process.env['MUXPOOL_H2O'] ?? '/usr/bin/h2o';
 
@@ -62,44 +60,20 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
   ];
   const config = join(dir, 'h2o.conf');
   await writeFile(config, `${lines.join('\n')}\n`);
-  const child: ChildProcess = spawn(H2O_BINARY, ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const onOutput = (chunk: Buffer): void => {
-    log += chunk.toString('utf8');
-  };
-  child.stdout?.on('data', onOutput);
-  child.stderr?.on('data', onOutput);
-  let spawnError: Error | undefined;
-  child.once('error', (err) => {
-    spawnError = err;
+  const peer = await spawnPeer({
+    name: 'h2o',
+    command: H2O_BINARY,
+    args: ['-c', config],
+    ready: async () => (await accepts(tlsPort)) && (await accepts(clearPort)),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
   });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const running = (): boolean => child.exitCode === null && child.signalCode === null && spawnError === undefined;
-  const stop = async (): Promise<void> => {
-    if (running()) {
-      child.kill('SIGTERM');
-      const killTimer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(killTimer);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (running() && (await accepts(tlsPort)) && (await accepts(clearPort))) break;
-    if (!running() || Date.now() > deadline) {
-      await stop();
-      throw new Error(`h2o did not start (exit ${String(child.exitCode)}, ${String(spawnError ?? '')}):\n${log}`);
-    }
-    await sleep(25);
-  }
   return {
     tlsUrl: `https://127.0.0.1:${tlsPort}`,
     h2cUrl: `http://127.0.0.1:${clearPort}`,
     caCert: certs.caCert,
     get log() {
-      return log;
+      return peer.log;
     },
-    stop,
+    stop: () => peer.stop(),
   };
 }

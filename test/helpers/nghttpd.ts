@@ -6,15 +6,15 @@
  * a free TCP port on 127.0.0.1, and is killed (SIGTERM, then SIGKILL) by `stop()`.
  * `nghttpd --no-tls` serves cleartext HTTP/2 for prior knowledge.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { generateCertificates, writeCertificates } from '../../src/server/certs.js';
 import { requirePeer } from './peers.js';
+import { accepts, freeTcpPort, spawnPeer } from './spawn-peer.js';
+
+export { accepts, freeTcpPort };
 
 export const NGHTTPD_BINARY = process.env['MUXPOOL_NGHTTPD'] ?? '/usr/sbin/nghttpd';
 const START_LIMIT_MS = 10_000;
@@ -51,33 +51,6 @@ export interface NghttpdOptions {
   files?: Record<string, Uint8Array>;
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export async function freeTcpPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** Whether something accepts TCP connections on 127.0.0.1:port. */
-export function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.setTimeout(500);
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-    socket.once('timeout', () => done(false));
-  });
-}
-
 export async function startNghttpd(options: NghttpdOptions = {}): Promise<NghttpdServer> {
   requirePeer('nghttpd');
   const useTls = options.tls !== false;
@@ -103,49 +76,23 @@ export async function startNghttpd(options: NghttpdOptions = {}): Promise<Nghttp
     args.push('--no-tls', String(port));
   }
 
-  const child: ChildProcess = spawn(NGHTTPD_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const onOutput = (chunk: Buffer): void => {
-    log += chunk.toString('utf8');
-  };
-  child.stdout?.on('data', onOutput);
-  child.stderr?.on('data', onOutput);
-  let spawnError: Error | undefined;
-  child.once('error', (err) => {
-    spawnError = err;
+  const peer = await spawnPeer({
+    name: 'nghttpd',
+    command: NGHTTPD_BINARY,
+    args,
+    ready: () => accepts(port),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+    startLimitMs: START_LIMIT_MS,
+    stopLimitMs: STOP_LIMIT_MS,
   });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const running = (): boolean => child.exitCode === null && child.signalCode === null && spawnError === undefined;
-
-  const stop = async (): Promise<void> => {
-    if (running()) {
-      child.kill('SIGTERM');
-      const killTimer = setTimeout(() => child.kill('SIGKILL'), STOP_LIMIT_MS);
-      await exited;
-      clearTimeout(killTimer);
-    } else if (spawnError === undefined) {
-      await exited;
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-
-  const deadline = Date.now() + START_LIMIT_MS;
-  for (;;) {
-    if (running() && (await accepts(port))) break;
-    if (!running() || Date.now() > deadline) {
-      await stop();
-      throw new Error(`nghttpd did not start (exit ${String(child.exitCode)}, ${String(spawnError ?? '')}):\n${log}`);
-    }
-    await sleep(25);
-  }
   return {
     port,
     url: `${useTls ? 'https' : 'http'}://127.0.0.1:${port}`,
     caCert,
     files,
     get log() {
-      return log;
+      return peer.log;
     },
-    stop,
+    stop: () => peer.stop(),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Our HTTP/2 engine against node:http2 servers (TLS and h2c) and our embedded server: 64 MiB both
  * ways, 1 000 streams on one connection, GOAWAY on a server restart, and ordinary traffic with
- * cancellations mixed in (also against nghttpd).
+ * cancellations mixed in (also against nghttpd and Caddy).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -16,6 +16,7 @@ import { generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { startH2Server } from '../helpers/h2.js';
 import { startNghttpd } from '../helpers/nghttpd.js';
+import { startCaddyFixture } from '../helpers/caddy.js';
 
 describe('node:http2', () => {
   for (const tls of [true, false]) {
@@ -136,5 +137,18 @@ describe('soak with cancellations', () => {
     await pool.close();
     await server.stop();
     await leaks.check(pool);
+  });
+
+  test("Caddy (Go's HTTP/2 server): the same soak", async () => {
+    const leaks = leakCheck();
+    const caddy = await startCaddyFixture(randomBytes(MiB));
+    try {
+      const pool = new ConnectionPool({ tls: { ca: caddy.caCert }, maxPerHost: 1 });
+      await soak(pool, caddy.url, '/big.bin', '/hello.txt', (body) => assert.equal(body, 'hello from caddy\n'));
+      await pool.close();
+      await leaks.check(pool);
+    } finally {
+      await caddy.stop();
+    }
   });
 });

@@ -174,6 +174,36 @@ test('frames: a CONTINUATION flood is bounded by maxHeaderBlockBytes before it i
   assertH2Error(() => reader.next(), ENHANCE_YOUR_CALM, /field block/);
 });
 
+test('frames: with splitData a DATA frame comes in pieces as its bytes arrive, views of the chunks (never copied), END_STREAM on the last', () => {
+  const reader = new FrameReader({ maxFrameSize: 16_384, maxHeaderBlockBytes: 8192, splitData: true });
+  reader.push(PREFACE);
+  reader.next();
+  const payload = new Uint8Array(16_384).map((_, i) => i & 0xff);
+  const frame = encodeFrame(FRAME_DATA, 0x1 /* END_STREAM */, 3, payload);
+  // As a TLS socket delivers it: the header and 16 375 payload bytes, then the last 9.
+  const first = frame.slice(0, 16_384);
+  const second = frame.slice(16_384);
+  reader.push(first);
+  const a = reader.next() as Frame & { type: 0 };
+  assert.equal(a.type, FRAME_DATA);
+  assert.deepEqual([a.streamId, a.endStream, a.data.length, a.flowLength], [3, false, 16_375, 16_375]);
+  assert.equal(a.data.buffer, first.buffer, 'a view of the chunk, not a copy');
+  assert.equal(reader.next(), undefined);
+  reader.push(second);
+  const b = reader.next() as Frame & { type: 0 };
+  assert.deepEqual([b.streamId, b.endStream, b.data.length, b.flowLength], [3, true, 9, 9]);
+  assert.equal(b.data.buffer, second.buffer);
+  assert.deepEqual(Buffer.concat([a.data, b.data]), Buffer.from(payload));
+  assert.equal(reader.next(), undefined);
+  // Padded DATA stays whole (its padding length comes first, its padding last), and the rules
+  // the header decides still hold before any payload: DATA on stream 0.
+  reader.push(encodeFrame(FRAME_DATA, FLAG_PADDED, 5, new Uint8Array([2, 7, 7, 0, 0])));
+  const padded = reader.next() as Frame & { type: 0 };
+  assert.deepEqual([Buffer.from(padded.data).toString('hex'), padded.flowLength], ['0707', 5]);
+  reader.push(encodeFrame(FRAME_DATA, 0, 0, new Uint8Array(100)).subarray(0, 12));
+  assertH2Error(() => reader.next(), PROTOCOL_ERROR, /stream 0/);
+});
+
 // RFC 7541 Appendix C.
 test('hpack: RFC 7541 C.1 integers and C.2 literal fields', () => {
   const dec = new HpackDecoder();

@@ -264,7 +264,9 @@ export class H2Engine {
   private readonly out: Uint8Array[] = [];
   private outBytes = 0;
   private flushScheduled = false;
-  private flushHandle: NodeJS.Immediate | undefined;
+  /** Whether the socket keeps the process alive (while streams are open), and an unref is due. */
+  private socketRefed = true;
+  private unrefScheduled = false;
   private socketCongested = false;
   /** ACKs owed to the peer since its socket last took our writes (flood bound). */
   private owedAcks = 0;
@@ -301,6 +303,7 @@ export class H2Engine {
     this.maxOwedAcks = options.maxQueuedControlFrames ?? DEFAULT_MAX_QUEUED_CONTROL_FRAMES;
     this.reader = new FrameReader({
       maxFrameSize: DEFAULT_MAX_FRAME_SIZE,
+      splitData: true,
       // The encoded block is bounded too: HPACK never needs much more room than the list it
       // carries (plus table-size updates and padding), so twice the list limit is generous.
       maxHeaderBlockBytes: 2 * options.maxHeaderBytes + 1024,
@@ -443,7 +446,10 @@ export class H2Engine {
     this.queue(encodeHeaders(id, block, endStream, this.peerMaxFrameSize));
     const now = this.options.clock.now();
     if (this.activeStreams === 0) {
-      this.socket.ref();
+      if (!this.socketRefed) {
+        this.socketRefed = true;
+        this.socket.ref();
+      }
       // A connection that sat silent may be dead (NAT timeout, peer gone without a FIN): ask
       // it now. The request goes out at once; if the PING fails, it fails with it.
       if (this.options.pingIntervalMs > 0 && now - this.lastActivity >= this.options.pingIntervalMs) this.ping();
@@ -919,6 +925,7 @@ export class H2Engine {
       this.readyTimer = undefined;
       // Idle connections must not keep the process alive; `openStream` refs it while busy.
       this.socket.unref();
+      this.socketRefed = false;
       const resolve = this.readyResolve;
       this.readyResolve = this.readyReject = undefined;
       resolve?.(this.addView(this.firstKeyId));
@@ -1083,7 +1090,12 @@ export class H2Engine {
     wake?.();
     this.activeStreams--;
     stream.view.activeStreams--;
-    if (this.activeStreams === 0 && this.state !== 'closed') this.socket.unref();
+    // Unref'd a tick later if still idle: a caller that sends its next request as soon as a
+    // response ends (c=1) then costs no ref/unref pair per request.
+    if (this.activeStreams === 0 && this.state !== 'closed' && !this.unrefScheduled) {
+      this.unrefScheduled = true;
+      process.nextTick(this.unrefIfIdle);
+    }
     // Coalesced views share the connection's streams: a slot freed by one may serve another.
     if (this.views.size > 1) for (const view of this.views) if (view !== stream.view) view.notifyCapacity();
     if (this.state === 'draining' && this.activeStreams === 0) this.closeGracefully();
@@ -1210,12 +1222,30 @@ export class H2Engine {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.flushHandle = setImmediate(this.flushNow);
+    // process.nextTick, not setImmediate: the write leaves once the current callback and the
+    // promise continuations it woke (the caller's next requests) have run, so they share it,
+    // and a request costs no extra turn of the event loop (setImmediate made the loop poll
+    // once more per request at c=1: 1.9 turns per request instead of 1).
+    process.nextTick(this.flushNow);
   }
+
+  private readonly unrefIfIdle = (): void => {
+    this.unrefScheduled = false;
+    if (this.activeStreams !== 0 || this.socket.destroyed) return;
+    if (this.socketRefed) {
+      this.socketRefed = false;
+      this.socket.unref();
+    }
+    // Still idle a tick after the last stream: the read deadline and the PING health timer
+    // have nothing to watch (both do nothing without streams), so an idle connection holds
+    // no timer; the next stream arms them again.
+    this.deadlines.stop();
+    this.healthTimer?.cancel();
+    this.healthTimer = undefined;
+  };
 
   private readonly flushNow = (): void => {
     this.flushScheduled = false;
-    this.flushHandle = undefined;
     this.flush();
   };
 
@@ -1416,11 +1446,6 @@ export class H2Engine {
     this.readyTimer = undefined;
     this.settingsAckTimer?.cancel();
     this.settingsAckTimer = undefined;
-    if (this.flushHandle !== undefined && this.out.length === 0) {
-      clearImmediate(this.flushHandle);
-      this.flushHandle = undefined;
-      this.flushScheduled = false;
-    }
   }
 }
 

@@ -144,6 +144,14 @@ export interface FrameReaderOptions {
   maxHeaderBlockBytes: number;
   /** We sent SETTINGS_ENABLE_PUSH 0 (a client that never takes pushes). */
   pushEnabled?: boolean;
+  /**
+   * Hand out an unpadded DATA frame's payload in pieces as its bytes arrive, each a view of
+   * the chunk it came in (never a copy), the last piece carrying END_STREAM. A TLS socket
+   * delivers at most 16 KiB at a time, so a 16 KiB frame (plus its 9-byte header) nearly
+   * always spans two chunks, and assembling it whole would copy every body byte once more.
+   * Each piece counts for flow control by its own length; the pieces add up to the frame.
+   */
+  splitData?: boolean;
 }
 
 function error(wireCode: number, message: string): MuxpoolError {
@@ -177,11 +185,17 @@ export class FrameReader {
   maxFrameSize: number;
   readonly maxHeaderBlockBytes: number;
   private readonly pushEnabled: boolean;
+  private readonly splitData: boolean;
+  /** With `splitData`: payload bytes of the DATA frame being handed out in pieces, still to come. */
+  private dataLeft = 0;
+  private dataStreamId = 0;
+  private dataEndStream = false;
 
   constructor(options: FrameReaderOptions) {
     this.maxFrameSize = options.maxFrameSize;
     this.maxHeaderBlockBytes = options.maxHeaderBlockBytes;
     this.pushEnabled = options.pushEnabled ?? false;
+    this.splitData = options.splitData ?? false;
   }
 
   push(bytes: Uint8Array): void {
@@ -197,6 +211,7 @@ export class FrameReader {
 
   next(): Frame | undefined {
     for (;;) {
+      if (this.dataLeft > 0) return this.nextDataPiece();
       if (this.buffered < FRAME_HEADER_BYTES) return undefined;
       const header = this.peek(FRAME_HEADER_BYTES);
       const length = ((header[0] as number) << 16) | ((header[1] as number) << 8) | (header[2] as number);
@@ -212,6 +227,17 @@ export class FrameReader {
       // size defined in SETTINGS_MAX_FRAME_SIZE". Treated as a connection error for every
       // type, which §4.2 allows, so the size is known before any payload is buffered.
       if (length > this.maxFrameSize) throw error(FRAME_SIZE_ERROR, `frame of type ${type} has ${length} bytes, over our SETTINGS_MAX_FRAME_SIZE ${this.maxFrameSize}`);
+      if (this.splitData && type === FRAME_DATA && length > 0 && (flags & FLAG_PADDED) === 0) {
+        // Pieces from here on; the rules parse() applies to DATA are decided by the header alone.
+        if (this.pending !== undefined) throw error(PROTOCOL_ERROR, `frame of type ${type} on stream ${streamId} inside the field block of stream ${this.pending.streamId}`);
+        if (streamId === 0) throw error(PROTOCOL_ERROR, 'DATA on stream 0');
+        this.skip(FRAME_HEADER_BYTES);
+        this.dataLeft = length;
+        this.dataStreamId = streamId;
+        this.dataEndStream = (flags & FLAG_END_STREAM) !== 0;
+        if (this.buffered === 0) return undefined;
+        return this.nextDataPiece();
+      }
       if (this.buffered < FRAME_HEADER_BYTES + length) return undefined;
       this.skip(FRAME_HEADER_BYTES);
       const payload = length === 0 ? EMPTY : this.take(length);
@@ -346,6 +372,22 @@ export class FrameReader {
 
   private skip(n: number): void {
     this.take(n);
+  }
+
+  /** The next piece of a DATA frame in progress: what the first chunk holds of it (a view). */
+  private nextDataPiece(): Frame | undefined {
+    if (this.buffered === 0) return undefined;
+    const first = this.chunks[0] as Uint8Array;
+    const n = Math.min(this.dataLeft, first.length - this.head);
+    const data = first.subarray(this.head, this.head + n);
+    this.head += n;
+    this.buffered -= n;
+    if (this.head === first.length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+    this.dataLeft -= n;
+    return { type: FRAME_DATA, streamId: this.dataStreamId, endStream: this.dataLeft === 0 && this.dataEndStream, data, flowLength: n };
   }
 
   /** Consumes `n` bytes: a view when they lie in one chunk, a copy otherwise. */

@@ -249,6 +249,14 @@ interface CachedBlock {
   readonly stamp: number;
 }
 
+/**
+ * Where every encoder writes: encoding is synchronous and its result is a copy, so one buffer
+ * serves all connections instead of a kilobyte held by each idle one. A block that needed more
+ * than `SHARED_OUT_LIMIT` grows a buffer of its own, dropped after the call.
+ */
+let sharedOut = new Uint8Array(1024);
+const SHARED_OUT_LIMIT = 64 * 1024;
+
 export class HpackEncoder {
   private readonly table = new DynamicTable(DEFAULT_TABLE_SIZE);
   /** `name\0value` → absolute insertion number of its newest copy in the table. */
@@ -260,7 +268,7 @@ export class HpackEncoder {
   private pendingMin: number | undefined;
   private pendingFinal: number | undefined;
   private readonly cache = new Map<string, CachedBlock>();
-  private out = new Uint8Array(1024);
+  private out = sharedOut;
   private length = 0;
 
   /** The peer's SETTINGS_HEADER_TABLE_SIZE changed: our table follows it, up to our own cap. */
@@ -290,6 +298,7 @@ export class HpackEncoder {
       const cached = this.cache.get(key);
       if (cached !== undefined && cached.stamp === this.table.inserted) return cached.bytes;
     }
+    this.out = sharedOut;
     this.length = 0;
     if (this.pendingFinal !== undefined) {
       if (this.pendingMin !== undefined && this.pendingMin < this.pendingFinal) this.writeInt(0x20, 5, this.pendingMin);
@@ -300,6 +309,8 @@ export class HpackEncoder {
     const stamp = this.table.inserted;
     for (let i = 0; i < fields.length; i += 2) this.encodeField(fields[i] as string, fields[i + 1] as string);
     const bytes = this.out.slice(0, this.length);
+    if (this.out.length <= SHARED_OUT_LIMIT) sharedOut = this.out;
+    this.out = sharedOut;
     // Only a block that inserted nothing can be replayed: it changed no state at the peer.
     if (key !== undefined && !updated && this.table.inserted === stamp) {
       if (this.cache.size >= CACHE_ENTRIES) this.cache.clear();
