@@ -41,6 +41,8 @@ export interface CaddyOptions {
   directives?: (docroot: string) => string;
   /** Pins Caddy to these CPUs with taskset (e.g. `'0'`), when taskset exists: for benchmarks. */
   cpus?: string;
+  /** Extra environment, e.g. `QUIC_GO_LOG_LEVEL: 'DEBUG'` for quic-go's packet log (evidence in the interop matrix). */
+  env?: Record<string, string>;
 }
 
 const TASKSET = '/usr/bin/taskset';
@@ -103,6 +105,7 @@ export async function startCaddy(options: CaddyOptions = {}): Promise<CaddyServe
     HOME: dir,
     XDG_DATA_HOME: join(dir, 'data'),
     XDG_CONFIG_HOME: join(dir, 'config'),
+    ...options.env,
   };
   const caddyArgs = ['run', '--config', configPath, '--adapter', 'caddyfile'];
   // taskset execs Caddy in its own process, so the child is Caddy and SIGTERM reaches it.

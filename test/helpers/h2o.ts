@@ -30,6 +30,8 @@ export interface H2oOptions {
   files: Record<string, Uint8Array>;
   /** A backend on 127.0.0.1 that `/up/` is proxied to. */
   backendPort?: number;
+  /** Address the TLS port listens on. Default 127.0.0.1; `::1` for IPv6. */
+  host?: string;
 }
 
 export async function startH2o(options: H2oOptions): Promise<H2oServer> {
@@ -37,7 +39,8 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
   const docroot = join(dir, 'htdocs');
   await mkdir(docroot);
   for (const [name, bytes] of Object.entries(options.files)) await writeFile(join(docroot, name), bytes);
-  const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
+  const host = options.host ?? '127.0.0.1';
+  const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1', '::1'] });
   const paths = await writeCertificates(join(dir, 'tls'), certs);
   const tlsPort = await freeTcpPort();
   const clearPort = await freeTcpPort();
@@ -45,7 +48,7 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
     ...(process.getuid?.() === 0 ? [`user: ${userInfo().username}`] : []),
     'listen:',
     `  port: ${tlsPort}`,
-    '  host: 127.0.0.1',
+    `  host: ${JSON.stringify(host)}`,
     '  ssl:',
     `    certificate-file: ${paths.certPath}`,
     `    key-file: ${paths.keyPath}`,
@@ -86,7 +89,7 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
   };
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (running() && (await accepts(tlsPort)) && (await accepts(clearPort))) break;
+    if (running() && (await accepts(tlsPort, host)) && (await accepts(clearPort))) break;
     if (!running() || Date.now() > deadline) {
       await stop();
       throw new Error(`h2o did not start (exit ${String(child.exitCode)}, ${String(spawnError ?? '')}):\n${log}`);
@@ -94,7 +97,7 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
     await sleep(25);
   }
   return {
-    tlsUrl: `https://127.0.0.1:${tlsPort}`,
+    tlsUrl: `https://${host.includes(':') ? `[${host}]` : host}:${tlsPort}`,
     h2cUrl: `http://127.0.0.1:${clearPort}`,
     caCert: certs.caCert,
     get log() {

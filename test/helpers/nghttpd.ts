@@ -49,6 +49,8 @@ export interface NghttpdOptions {
   echoUpload?: boolean;
   /** More files in the document root, by name (e.g. a large download). */
   files?: Record<string, Uint8Array>;
+  /** Address to listen on (`-a`). Default 127.0.0.1; `::1` for IPv6. */
+  host?: string;
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
@@ -63,10 +65,10 @@ export async function freeTcpPort(): Promise<number> {
   return port;
 }
 
-/** Whether something accepts TCP connections on 127.0.0.1:port. */
-export function accepts(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on host:port (default 127.0.0.1). */
+export function accepts(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect(port, host);
     socket.setTimeout(500);
     const done = (ok: boolean): void => {
       socket.destroy();
@@ -90,12 +92,13 @@ export async function startNghttpd(options: NghttpdOptions = {}): Promise<Nghttp
   for (const [name, bytes] of Object.entries(options.files ?? {})) await writeFile(join(docroot, name), bytes);
 
   let caCert: string | undefined;
-  const args = ['-a', '127.0.0.1', '-d', docroot];
+  const host = options.host ?? '127.0.0.1';
+  const args = ['-a', host, '-d', docroot];
   if (options.maxConcurrentStreams !== undefined) args.push('-m', String(options.maxConcurrentStreams));
   if (options.echoUpload === true) args.push('--echo-upload');
   const port = await freeTcpPort();
   if (useTls) {
-    const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
+    const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1', '::1'] });
     const paths = await writeCertificates(join(dir, 'tls'), certs);
     caCert = certs.caCert;
     args.push(String(port), paths.keyPath, paths.certPath);
@@ -131,7 +134,7 @@ export async function startNghttpd(options: NghttpdOptions = {}): Promise<Nghttp
 
   const deadline = Date.now() + START_LIMIT_MS;
   for (;;) {
-    if (running() && (await accepts(port))) break;
+    if (running() && (await accepts(port, host))) break;
     if (!running() || Date.now() > deadline) {
       await stop();
       throw new Error(`nghttpd did not start (exit ${String(child.exitCode)}, ${String(spawnError ?? '')}):\n${log}`);
@@ -140,7 +143,7 @@ export async function startNghttpd(options: NghttpdOptions = {}): Promise<Nghttp
   }
   return {
     port,
-    url: `${useTls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    url: `${useTls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     caCert,
     files,
     get log() {
