@@ -220,7 +220,7 @@ export const H3_CASES: H3Case[] = [
         let accepted: string | false = false;
         await until(() => (accepted = earlyDataAccepted(ctx.target, servedBefore)) !== false, 'evidence', 1000).catch(() => undefined);
         if (accepted === false) {
-          throw new Unsupported('the server rejected 0-RTT (the GETs were answered in 1-RTT, hashes checked)');
+          throw new Unsupported('no evidence the server accepted the 0-RTT data (no 0-RTT packet in its log, no early request in its record); the GETs were answered, hashes checked');
         }
         return { detail: `${names.length} GETs sent as 0-RTT; ${accepted}` };
       } finally {
