@@ -84,6 +84,7 @@ async function ticketThenRedial(pool: ReturnType<typeof poolFor>, ctx: CaseConte
   await until(() => first.state === 'closed', 'the first connection to close');
 }
 
+
 function lossyTransfer(ctx: CaseContext<H3Target>, detail: (proxy: UdpProxy | undefined) => string): Promise<CaseResult> {
   return (async () => {
     const pool = poolFor(ctx.endpoint, { connectTimeoutMs: 20_000 });
@@ -205,6 +206,9 @@ export const H3_CASES: H3Case[] = [
     name: 'zerortt',
     summary: 'on a resumed connection the GETs go as 0-RTT and the server accepts them (its own evidence)',
     server: { verbose: true },
+    // On bare loopback the server's handshake reply can beat the requests out of the client
+    // (0.1 ms RTT), and then they rightly go as 1-RTT: 10 ms each way leaves them the time.
+    proxy: { delayMs: 10, seed: SEED },
     async run(ctx) {
       const pool = poolFor(ctx.endpoint, { earlyData: true });
       try {
@@ -217,11 +221,9 @@ export const H3_CASES: H3Case[] = [
         check(quic.isResumed, 'the connection was not resumed');
         check(quic.earlyDataUsed, 'the client did not send 0-RTT');
         // A peer's log can trail its packets by a moment.
-        let accepted: string | false = false;
+        let accepted = false as string | false;
         await until(() => (accepted = earlyDataAccepted(ctx.target, servedBefore)) !== false, 'evidence', 1000).catch(() => undefined);
-        if (accepted === false) {
-          throw new Unsupported('no evidence the server accepted the 0-RTT data (no 0-RTT packet in its log, no early request in its record); the GETs were answered, hashes checked');
-        }
+        check(accepted !== false, 'no evidence the server took the GETs as 0-RTT (no 0-RTT packet in its log, no early request in its record)');
         return { detail: `${names.length} GETs sent as 0-RTT; ${accepted}` };
       } finally {
         await pool.close();
@@ -553,15 +555,23 @@ export const H2_CASES: H2Case[] = [
       const pool = poolFor(ctx.endpoint);
       try {
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt', H2);
-        // TLS 1.3 tickets follow the handshake; give them a moment to arrive.
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        await pool.invalidate(pool.keyFor(urlFor(ctx.endpoint, '')));
-        await until(async () => (await pool.stats()).totalConnections === 0, 'the first connection to close');
-        await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt', H2);
-        const stats = await pool.stats();
-        check(stats.dialed === 2, `${stats.dialed} connections dialed`);
-        check(stats.connections[0]?.resumed === true, 'the second handshake was not resumed');
-        return { detail: 'second connection resumed' };
+        // nghttpd (OpenSSL) now and then answers a fresh ticket with a full handshake (our
+        // client offered it: see docs/interop.md); a client that never resumes fails all three.
+        let attempts = 0;
+        let resumed = false;
+        while (!resumed && attempts < 3) {
+          attempts++;
+          // TLS 1.3 tickets follow the handshake; give them a moment to arrive.
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          await pool.invalidate(pool.keyFor(urlFor(ctx.endpoint, '')));
+          await until(async () => (await pool.stats()).totalConnections === 0, 'the previous connection to close');
+          await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt', H2);
+          const stats = await pool.stats();
+          check(stats.dialed === attempts + 1, `${stats.dialed} connections dialed`);
+          resumed = stats.connections[0]?.resumed === true;
+        }
+        check(resumed, `no later connection was resumed (${attempts} tried)`);
+        return { detail: attempts === 1 ? 'second connection resumed' : `resumed on attempt ${attempts}` };
       } finally {
         await pool.close();
       }
