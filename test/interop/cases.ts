@@ -307,7 +307,7 @@ export const H3_CASES: H3Case[] = [
   },
   {
     name: 'transferloss-server',
-    summary: 'a transfer while gtlsserver itself drops 10% of its packets each way (-t/-r)',
+    summary: 'a transfer while gtlsserver itself drops 10% of its packets each way (-t/-r; its log counts them)',
     server: { serverLoss: 0.1, verbose: true },
     unsupported: onlyOn(['ngtcp2'], 'only gtlsserver drops packets itself (-t/-r)'),
     async run(ctx) {
