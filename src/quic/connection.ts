@@ -197,6 +197,8 @@ export class QuicConnection {
   private readonly retiredPeerUni: RetiredIds;
 
   private sentCount = 0;
+  /** Retry packets that reached us (RFC 9000 §17.2.5): quiche acts on them but counts none. */
+  private retriesSeen = 0;
   private readonly recvInfo: RecvInfo;
   private spare: Buffer | undefined;
   private turnScheduled: NodeJS.Immediate | undefined;
@@ -306,6 +308,19 @@ export class QuicConnection {
   /** True once this connection sent or accepted 0-RTT data. */
   get earlyDataUsed(): boolean {
     return this.usedEarlyData;
+  }
+
+  /**
+   * @internal What the interop runner and tests check that no public API reports: Retry packets
+   * received during the handshake, and quiche's packet counters (undefined once closed).
+   */
+  get diagnostics(): { retries: number; packets: { recv: number; sent: number; lost: number; retrans: number } | undefined; peerInitialMaxStreamsBidi: number | undefined } {
+    const stats = this.native?.stats();
+    return {
+      retries: this.retriesSeen,
+      packets: stats === undefined ? undefined : { recv: stats.recv, sent: stats.sent, lost: stats.lost, retrans: stats.retrans },
+      peerInitialMaxStreamsBidi: stats?.peerInitialMaxStreamsBidi,
+    };
   }
 
   /** The latest session for resumption, if the peer sent a ticket. */
@@ -540,6 +555,9 @@ export class QuicConnection {
     }
     this.receivedSinceScan = true;
     this.receivedSinceTurn = true;
+    // RFC 9000 §17.2: long header (0x80), fixed bit (0x40), type 3 (0x30) is a Retry; these
+    // bits are not header-protected. Only a client in its handshake can get one.
+    if (this.current === 'handshaking' && ((packet[0] ?? 0) & 0xf0) === 0xf0) this.retriesSeen++;
     try {
       native.recv(packet, info);
     } catch {

@@ -30,6 +30,13 @@ export interface SendInfo {
 export interface NativeStats {
   /** The peer's max_idle_timeout transport parameter in ms (RFC 9000 §18.2); 0 when it has none. */
   peerMaxIdleTimeout: number;
+  /** Packets received, sent, declared lost and retransmitted (the interop runner reads them). */
+  recv: number;
+  sent: number;
+  lost: number;
+  retrans: number;
+  /** The peer's initial_max_streams_bidi transport parameter (RFC 9000 §18.2). */
+  peerInitialMaxStreamsBidi: number;
 }
 
 /** A CONNECTION_CLOSE as quiche reports it (RFC 9000 §19.19). */

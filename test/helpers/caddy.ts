@@ -46,6 +46,8 @@ export interface CaddyOptions {
    * `mode require_and_verify`, on HTTP/1.1, HTTP/2 and HTTP/3.
    */
   clientCa?: string;
+  /** Extra environment, e.g. `QUIC_GO_LOG_LEVEL: 'DEBUG'` for quic-go's packet log (evidence in the interop matrix). */
+  env?: Record<string, string>;
 }
 
 const TASKSET = '/usr/bin/taskset';
@@ -122,6 +124,7 @@ export async function startCaddy(options: CaddyOptions = {}): Promise<CaddyServe
     HOME: dir,
     XDG_DATA_HOME: join(dir, 'data'),
     XDG_CONFIG_HOME: join(dir, 'config'),
+    ...options.env,
   };
   const caddyArgs = ['run', '--config', configPath, '--adapter', 'caddyfile'];
   // taskset execs Caddy in its own process, so the child is Caddy and SIGTERM reaches it.

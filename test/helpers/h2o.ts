@@ -28,6 +28,8 @@ export interface H2oOptions {
   files: Record<string, Uint8Array>;
   /** A backend on 127.0.0.1 that `/up/` is proxied to. */
   backendPort?: number;
+  /** Address the TLS port listens on. Default 127.0.0.1; `::1` for IPv6. */
+  host?: string;
 }
 
 export async function startH2o(options: H2oOptions): Promise<H2oServer> {
@@ -35,7 +37,8 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
   const docroot = join(dir, 'htdocs');
   await mkdir(docroot);
   for (const [name, bytes] of Object.entries(options.files)) await writeFile(join(docroot, name), bytes);
-  const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
+  const host = options.host ?? '127.0.0.1';
+  const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1', '::1'] });
   const paths = await writeCertificates(join(dir, 'tls'), certs);
   const tlsPort = await freeTcpPort();
   const clearPort = await freeTcpPort();
@@ -43,7 +46,7 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
     ...(process.getuid?.() === 0 ? [`user: ${userInfo().username}`] : []),
     'listen:',
     `  port: ${tlsPort}`,
-    '  host: 127.0.0.1',
+    `  host: ${JSON.stringify(host)}`,
     '  ssl:',
     `    certificate-file: ${paths.certPath}`,
     `    key-file: ${paths.keyPath}`,
@@ -64,11 +67,11 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
     name: 'h2o',
     command: H2O_BINARY,
     args: ['-c', config],
-    ready: async () => (await accepts(tlsPort)) && (await accepts(clearPort)),
+    ready: async () => (await accepts(tlsPort, host)) && (await accepts(clearPort)),
     cleanup: () => rm(dir, { recursive: true, force: true }),
   });
   return {
-    tlsUrl: `https://127.0.0.1:${tlsPort}`,
+    tlsUrl: `https://${host.includes(':') ? `[${host}]` : host}:${tlsPort}`,
     h2cUrl: `http://127.0.0.1:${clearPort}`,
     caCert: certs.caCert,
     get log() {

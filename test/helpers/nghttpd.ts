@@ -49,6 +49,8 @@ export interface NghttpdOptions {
   echoUpload?: boolean;
   /** More files in the document root, by name (e.g. a large download). */
   files?: Record<string, Uint8Array>;
+  /** Address to listen on (`-a`). Default 127.0.0.1; `::1` for IPv6. */
+  host?: string;
 }
 
 export async function startNghttpd(options: NghttpdOptions = {}): Promise<NghttpdServer> {
@@ -63,12 +65,13 @@ export async function startNghttpd(options: NghttpdOptions = {}): Promise<Nghttp
   for (const [name, bytes] of Object.entries(options.files ?? {})) await writeFile(join(docroot, name), bytes);
 
   let caCert: string | undefined;
-  const args = ['-a', '127.0.0.1', '-d', docroot];
+  const host = options.host ?? '127.0.0.1';
+  const args = ['-a', host, '-d', docroot];
   if (options.maxConcurrentStreams !== undefined) args.push('-m', String(options.maxConcurrentStreams));
   if (options.echoUpload === true) args.push('--echo-upload');
   const port = await freeTcpPort();
   if (useTls) {
-    const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1'] });
+    const certs = await generateCertificates({ names: ['localhost'], ips: ['127.0.0.1', '::1'] });
     const paths = await writeCertificates(join(dir, 'tls'), certs);
     caCert = certs.caCert;
     args.push(String(port), paths.keyPath, paths.certPath);
@@ -80,14 +83,14 @@ export async function startNghttpd(options: NghttpdOptions = {}): Promise<Nghttp
     name: 'nghttpd',
     command: NGHTTPD_BINARY,
     args,
-    ready: () => accepts(port),
+    ready: () => accepts(port, host),
     cleanup: () => rm(dir, { recursive: true, force: true }),
     startLimitMs: START_LIMIT_MS,
     stopLimitMs: STOP_LIMIT_MS,
   });
   return {
     port,
-    url: `${useTls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    url: `${useTls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     caCert,
     files,
     get log() {

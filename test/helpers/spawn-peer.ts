@@ -95,10 +95,10 @@ export async function freeTcpPort(): Promise<number> {
   return port;
 }
 
-/** Whether something accepts TCP connections on 127.0.0.1:port (within 500 ms). */
-export function accepts(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on host:port (default 127.0.0.1, within 500 ms). */
+export function accepts(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect(port, host);
     socket.setTimeout(500);
     const done = (ok: boolean): void => {
       socket.destroy();

@@ -34,6 +34,11 @@ export interface UdpProxyOptions {
   duplicateRate?: number;
   /** Drop everything, both ways. Default false. */
   blackhole?: boolean;
+  /**
+   * Share of datagrams with one bit flipped, 0–1, each direction. Its decisions come from PRNG
+   * streams of their own, so a seed gives the same losses with or without corruption. Default 0.
+   */
+  corruptRate?: number;
 }
 
 export interface UdpProxyStats {
@@ -47,6 +52,14 @@ export interface UdpProxyStats {
   dropped: number;
   duplicated: number;
   reordered: number;
+  /** Datagrams forwarded with a bit flipped. */
+  corrupted: number;
+  /** Datagrams the target sent back to clients. */
+  receivedFromTarget: number;
+  /** `rebind()` calls so far. */
+  rebinds: number;
+  /** Datagrams the target sent to a source port `rebind()` retired (dropped, as a NAT would). */
+  repliesToRetired: number;
 }
 
 export interface UdpProxy {
@@ -57,6 +70,13 @@ export interface UdpProxy {
   /** Client addresses seen so far (one upstream socket each). */
   readonly clients: number;
   setBlackhole(on: boolean): void;
+  /**
+   * NAT rebinding: every client's upstream socket is replaced by a new one (a new source port
+   * towards the target) from the next datagram on; replies to the old port are dropped.
+   */
+  rebind(): void;
+  /** Source ports the target has seen from the proxy, oldest first. */
+  readonly upstreamPorts: readonly number[];
   /** Drops the next `count` datagrams going one way: to lose one chosen packet. */
   dropNext(direction: 'toTarget' | 'toClient', count?: number): void;
   /** Cancels every pending datagram and closes every socket. */
@@ -88,9 +108,11 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
 interface Session {
   readonly address: string;
   readonly port: number;
-  readonly upstream: dgram.Socket;
+  upstream: dgram.Socket;
   readonly toTarget: () => number;
   readonly toClient: () => number;
+  readonly corruptToTarget: () => number;
+  readonly corruptToClient: () => number;
 }
 
 /** Starts the proxy; resolves once its listening socket is bound. */
@@ -104,14 +126,29 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
   const lossRate = rate('lossRate', options.lossRate);
   const reorderRate = rate('reorderRate', options.reorderRate);
   const duplicateRate = rate('duplicateRate', options.duplicateRate);
+  const corruptRate = rate('corruptRate', options.corruptRate);
   const delayMs = nonNegative('delayMs', options.delayMs, 0);
   const jitterMs = nonNegative('jitterMs', options.jitterMs, 0);
   const reorderHoldMs = nonNegative('reorderHoldMs', options.reorderHoldMs, Math.max(5, 2 * (delayMs + jitterMs)));
   let blackhole = options.blackhole === true;
   const dropNext = { toTarget: 0, toClient: 0 };
 
-  const stats: UdpProxyStats = { received: 0, receivedFromClients: 0, forwarded: 0, dropped: 0, duplicated: 0, reordered: 0 };
+  const stats: UdpProxyStats = {
+    received: 0,
+    receivedFromClients: 0,
+    forwarded: 0,
+    dropped: 0,
+    duplicated: 0,
+    reordered: 0,
+    corrupted: 0,
+    receivedFromTarget: 0,
+    rebinds: 0,
+    repliesToRetired: 0,
+  };
   const sessions = new Map<string, Session>();
+  /** Upstream sockets replaced by `rebind()`: closed with the proxy. */
+  const retired: dgram.Socket[] = [];
+  const upstreamPorts: number[] = [];
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;
 
@@ -144,7 +181,13 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
   }
 
   /** Applies the path's faults to one datagram, using the PRNG stream of its direction. */
-  function relay(packet: Buffer, random: () => number, send: (packet: Buffer) => void, direction: 'toTarget' | 'toClient'): void {
+  function relay(
+    packet: Buffer,
+    random: () => number,
+    send: (packet: Buffer) => void,
+    direction: 'toTarget' | 'toClient',
+    corruptRandom?: () => number,
+  ): void {
     stats.received++;
     if (blackhole) {
       stats.dropped++;
@@ -166,6 +209,17 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
       stats.dropped++;
       return;
     }
+    if (corruptRate > 0 && corruptRandom !== undefined) {
+      const corruptDraw = corruptRandom();
+      const bitDraw = corruptRandom();
+      if (corruptDraw < corruptRate) {
+        // A copy: the received buffer may be reused by a duplicate below.
+        packet = Buffer.from(packet);
+        const bit = Math.floor(bitDraw * packet.length * 8);
+        packet[bit >> 3] = (packet[bit >> 3] ?? 0) ^ (1 << (bit & 7));
+        stats.corrupted++;
+      }
+    }
     let waitMs = delayMs + jitterDraw * jitterMs;
     if (reorderDraw < reorderRate) {
       stats.reordered++;
@@ -183,30 +237,49 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
     const existing = sessions.get(key);
     if (existing !== undefined) return existing;
     const index = sessions.size;
-    const upstream = dgram.createSocket({ type: targetFamily === 4 ? 'udp4' : 'udp6' });
-    upstream.on('error', () => {});
     const session: Session = {
       address: rinfo.address,
       port: rinfo.port,
-      upstream,
+      upstream: undefined as unknown as dgram.Socket,
       toTarget: mulberry32(streamSeed(seed, index, 0)),
       toClient: mulberry32(streamSeed(seed, index, 1)),
+      corruptToTarget: mulberry32(streamSeed(seed ^ 0x5bd1e995, index, 0)),
+      corruptToClient: mulberry32(streamSeed(seed ^ 0x5bd1e995, index, 1)),
     };
+    session.upstream = openUpstream(session);
     sessions.set(key, session);
-    // Replies from the target go back to this client only.
+    return session;
+  }
+
+  /** An upstream socket for a session; unconnected, so dgram binds it on the first send and no datagram waits for a callback. */
+  function openUpstream(session: Session): dgram.Socket {
+    const upstream = dgram.createSocket({ type: targetFamily === 4 ? 'udp4' : 'udp6' });
+    upstream.on('error', () => {});
+    upstream.once('listening', () => upstreamPorts.push(upstream.address().port));
+    // Replies from the target go back to this client only, and only to its current socket.
     upstream.on('message', (reply: Buffer, from: dgram.RemoteInfo) => {
       if (closed || from.port !== options.target.port) return;
-      relay(reply, session.toClient, (p) => front.send(p, session.port, session.address), 'toClient');
+      if (session.upstream !== upstream) {
+        stats.repliesToRetired++;
+        return;
+      }
+      stats.receivedFromTarget++;
+      relay(reply, session.toClient, (p) => front.send(p, session.port, session.address), 'toClient', session.corruptToClient);
     });
-    // Unconnected: dgram binds it on the first send, so no datagram waits for a callback.
-    return session;
+    return upstream;
   }
 
   front.on('message', (packet: Buffer, rinfo: dgram.RemoteInfo) => {
     if (closed) return;
     stats.receivedFromClients++;
     const session = sessionFor(rinfo);
-    relay(packet, session.toTarget, (p) => session.upstream.send(p, options.target.port, options.target.host), 'toTarget');
+    relay(
+      packet,
+      session.toTarget,
+      (p) => session.upstream.send(p, options.target.port, options.target.host),
+      'toTarget',
+      session.corruptToTarget,
+    );
   });
 
   return {
@@ -216,8 +289,18 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
     get clients() {
       return sessions.size;
     },
+    get upstreamPorts() {
+      return upstreamPorts;
+    },
     setBlackhole(on: boolean): void {
       blackhole = on;
+    },
+    rebind(): void {
+      stats.rebinds++;
+      for (const session of sessions.values()) {
+        retired.push(session.upstream);
+        session.upstream = openUpstream(session);
+      }
     },
     dropNext(direction: 'toTarget' | 'toClient', count = 1): void {
       dropNext[direction] += count;
@@ -227,7 +310,7 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
       closed = true;
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
-      const sockets = [front, ...[...sessions.values()].map((s) => s.upstream)];
+      const sockets = [front, ...retired, ...[...sessions.values()].map((s) => s.upstream)];
       sessions.clear();
       await Promise.all(
         sockets.map(
