@@ -12,6 +12,7 @@ import type { IncomingHeaders, RequestStream, StreamHandler } from '../protocol/
 import type { PoolEntry } from '../pool/entry.js';
 import type { Connection } from '../protocol/connection.js';
 import { type Abandonable, forgetExchange } from './lifetime.js';
+import { type ObservedRequest, exchangeEnded } from './request-events.js';
 
 /** Body bytes buffered for a response nobody reads yet, before the transport is paused. */
 const UNREAD_HIGH_WATER_BYTES = 64 * 1024;
@@ -46,6 +47,13 @@ export class Exchange implements StreamHandler, Abandonable {
   bodyTaken = false;
   /** Which attempt of its request this exchange is (2 after one retry). */
   attempt = 1;
+  /** `performance.now()` marks for `res.timings`: request start, connection assigned, head, end (0: not yet). */
+  startedAt = 0;
+  assignedAt = 0;
+  headAt = 0;
+  endAt = 0;
+  /** Set only while someone listens to the request channels (request-events.ts). */
+  observer: ObservedRequest | undefined;
 
   private mode: BodyMode = 'buffer';
   private chunks: Uint8Array[] = [];
@@ -91,7 +99,9 @@ export class Exchange implements StreamHandler, Abandonable {
   // StreamHandler
 
   onResponse(status: number, headers: IncomingHeaders, statusText: string): void {
+    this.headAt = performance.now();
     this.head = { status, statusText, headers };
+    if (this.observer !== undefined) this.observer.responded(status, statusText, headers);
     const resolve = this.headResolve;
     this.headResolve = this.headReject = undefined;
     resolve?.(this);
@@ -321,6 +331,8 @@ export class Exchange implements StreamHandler, Abandonable {
 
   private giveBack(): void {
     if (this.released) return;
+    this.endAt = performance.now();
+    if (this.observer !== undefined) exchangeEnded(this.observer, this);
     forgetExchange(this);
     this.released = true;
     this.release(this.entry);

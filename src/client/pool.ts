@@ -39,6 +39,7 @@ import { Exchange, type ResponseHeadInfo } from './exchange.js';
 import { OriginFacts } from './origin-facts.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
 import { type RedirectMode, isRedirect, nextHop, redirectModeOf } from './redirect.js';
+import { ObservedRequest, publishConnectionClose, requestObserved, sendObserved } from './request-events.js';
 import { Response } from './response.js';
 import { type PoolStats, poolStats } from './stats.js';
 
@@ -333,13 +334,15 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         const key = this.core.keyById(keyId);
         if (key?.isHttps === true) this.learnAltSvc(key, value, HttpVersion.Auto);
       },
+      owner: this,
     });
     this.core = new PoolCore<Connection, DialPlan>(this.transports, { ...options, clock }, facts, {
       // undici's Dispatcher events: (origin URL, [dispatchers], error?). Nothing is built unheard.
       connected: (key) => {
         if (this.listenerCount('connect') > 0) this.emit('connect', new URL(key.origin), [this]);
       },
-      disconnected: (key, _connection, err) => {
+      disconnected: (key, connection, err) => {
+        if (channels.connectionClose.hasSubscribers) publishConnectionClose(this, key.origin, connection, err);
         if (this.listenerCount('disconnect') > 0) this.emit('disconnect', new URL(key.origin), [this], err ?? null);
       },
       dialFailed: (key, err) => {
@@ -803,10 +806,18 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    * One request, retried when safe, up to its response head: the exchange whose body is still
    * to be read. Fails typed, with `control` disposed.
    */
-  private async send(
+  private send(prepared: PreparedRequest, options: SendOptions, control: RequestControl | undefined): Promise<Exchange> {
+    const startedAt = performance.now();
+    if (!requestObserved()) return this.sendAttempts(prepared, options, control, startedAt, undefined);
+    return sendObserved(new ObservedRequest(this, prepared, startedAt), (observer) => this.sendAttempts(prepared, options, control, startedAt, observer));
+  }
+
+  private async sendAttempts(
     prepared: PreparedRequest,
     options: SendOptions,
     control: RequestControl | undefined,
+    startedAt: number,
+    observer: ObservedRequest | undefined,
   ): Promise<Exchange> {
     const url = prepared.url;
     let key: PoolKey;
@@ -827,23 +838,27 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     const lastAttempt = this.maxRetries + 1;
     for (let attempt = 1; attempt <= lastAttempt; attempt++) {
       let entry: HttpPoolEntry | undefined;
+      // The fast path (a free slot at once) counts as no wait: no clock read for it.
+      let assignedAt = startedAt;
       try {
         if (attempt === 1) {
           entry = this.core.tryAcquire(key, plan);
           if (entry === undefined) {
-            const waitStart = channels.queueWait.hasSubscribers ? performance.now() : 0;
+            const waitStart = performance.now();
             entry = await this.core.acquire(key, plan, false, acquireOptions);
-            if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ origin: key.origin, waitedMs: performance.now() - waitStart });
+            assignedAt = performance.now();
+            if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ pool: this, origin: key.origin, waitedMs: assignedAt - waitStart });
           }
         } else {
           entry = freshConnection
             ? await this.core.acquireFresh(key, plan, acquireOptions)
             : await this.core.acquire(key, plan, false, acquireOptions);
+          assignedAt = performance.now();
         }
       } catch (err) {
         if (err instanceof MuxpoolError && attempt < lastAttempt && isRetryableDialFailure(err)) {
           if (channels.retry.hasSubscribers) {
-            channels.retry.publish({ origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
+            channels.retry.publish({ pool: this, origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
           }
           continue;
         }
@@ -855,14 +870,18 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'acquire settled without a connection');
       }
       const exchange = new Exchange(entry, this.releaseBound);
+      exchange.startedAt = startedAt;
+      exchange.assignedAt = assignedAt;
+      if (observer !== undefined) observer.assigned(exchange, attempt);
       if (exchange.reused && channels.reuse.hasSubscribers) {
-        channels.reuse.publish({ origin: key.origin, connectionId: entry.connection.id, protocol: entry.connection.protocol });
+        channels.reuse.publish({ pool: this, origin: key.origin, connectionId: entry.connection.id, protocol: entry.connection.protocol });
       }
       // The timeout and signal cover every attempt: they are disposed when the request ends
       // (below), not when one attempt fails.
       if (control !== undefined) control.exchange = exchange;
       try {
         exchange.stream = entry.connection.openStream(prepared.head, prepared.body, exchange);
+        if (observer !== undefined) observer.headersSent();
       } catch (err) {
         exchange.onError(
           err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'opening a stream failed', { cause: err }),
@@ -878,7 +897,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         if (attempt < lastAttempt && isRetryable(err, exchange, prepared)) {
           if (control !== undefined) control.exchange = undefined;
           if (channels.retry.hasSubscribers) {
-            channels.retry.publish({ origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
+            channels.retry.publish({ pool: this, origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
           }
           freshConnection = !entry.connection.shareable;
           continue;

@@ -8,7 +8,14 @@ import type { Clock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
 import { type PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { type QuicConfig, type QuicConnection, connectQuic, createQuicClientConfig } from '../quic/index.js';
+import type { DialPhases } from './dial.js';
 import { type Resolver, resolveHost } from './resolve.js';
+
+/** A QUIC dial's phases, and the address it reached. */
+export interface QuicDialPhases extends DialPhases {
+  remoteAddress?: string;
+  remotePort?: number;
+}
 import type { OriginStore } from './origin-store.js';
 import { TlsSessionCache } from './session-cache.js';
 import { trustedCaList } from './trust.js';
@@ -95,7 +102,10 @@ export class QuicDialer {
     identity: TlsIdentity | undefined,
     handshakeTimeoutMs: number,
     signal: AbortSignal,
+    /** Filled in with the name lookup and handshake times (`res.timings`), when given. */
+    phases?: QuicDialPhases,
   ): Promise<QuicConnection> {
+    const started = phases === undefined ? 0 : performance.now();
     let addresses;
     try {
       addresses = await resolveHost(this.options.resolver, route.host);
@@ -105,8 +115,9 @@ export class QuicDialer {
     const address = addresses[0];
     if (address === undefined) throw new MuxpoolError('MUXPOOL_ERR_DNS', `no address for ${route.host}`, { maybeProcessed: false });
     const session = this.tickets.get(route.id);
+    const resolvedAt = phases === undefined ? 0 : performance.now();
     try {
-      return await connectQuic({
+      const connection = await connectQuic({
         host: address.address,
         port: route.port,
         servername: identity?.servername ?? key.host,
@@ -116,6 +127,15 @@ export class QuicDialer {
         clock: this.options.clock,
         ...(session !== undefined ? { session, earlyData: this.options.earlyData } : {}),
       });
+      if (phases !== undefined) {
+        // QUIC has no separate connect: its handshake is the connect (RFC 9000 §7).
+        phases.dnsMs = resolvedAt - started;
+        phases.connectMs = 0;
+        phases.handshakeMs = performance.now() - resolvedAt;
+        phases.remoteAddress = address.address;
+        phases.remotePort = route.port;
+      }
+      return connection;
     } catch (err) {
       // No request was sent on a connection that never came up.
       if (err instanceof MuxpoolError) err.maybeProcessed ??= false;

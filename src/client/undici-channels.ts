@@ -1,0 +1,61 @@
+/**
+ * undici's request channels, published for requests through the pool, so tools built on them
+ * (`@opentelemetry/instrumentation-undici`, Datadog, Elastic, Sentry) trace muxpool as they
+ * trace undici and Node's fetch. Message shapes as undici 6/7 publish them:
+ *
+ * - `undici:request:create` `{ request }` — `request` has `origin`, `method`, `path`,
+ *   `headers` (flat `[name, value, …]`) and `addHeader(name, value)`
+ * - `undici:client:sendHeaders` `{ request, headers, socket }` — `headers` the head as
+ *   `name: value\r\n` lines; `socket` a stand-in with `remoteAddress`, `remotePort` and
+ *   `alpnProtocol` (`http/1.1`, `h2` or `h3`), never the real socket
+ * - `undici:request:headers` `{ request, response: { statusCode, statusText, headers } }` —
+ *   `headers` raw `[name, value, …]` Buffers
+ * - `undici:request:trailers` `{ request, trailers }` — raw Buffers, `[]` when none
+ * - `undici:request:error` `{ request, error }`
+ *
+ * The same request object goes with every event of a request (tracers key spans by it).
+ * Node's fetch with the pool as its dispatcher hands its request to `dispatch()`; the undici
+ * inside Node publishes nothing for it (its Client never sees the request), so each request
+ * is published once, here.
+ */
+import diagnostics from 'node:diagnostics_channel';
+import type { IncomingHeaders } from '../protocol/message.js';
+import { rawFields } from './dispatcher.js';
+import type { ObservedRequest } from './request-events.js';
+
+export const undiciCreate = diagnostics.channel('undici:request:create');
+export const undiciSendHeaders = diagnostics.channel('undici:client:sendHeaders');
+export const undiciHeaders = diagnostics.channel('undici:request:headers');
+export const undiciTrailers = diagnostics.channel('undici:request:trailers');
+export const undiciError = diagnostics.channel('undici:request:error');
+
+/** What undici's `sendHeaders` message calls the socket: the fields tracers read, nothing to write to. */
+export interface SocketInfo {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly alpnProtocol: string | undefined;
+}
+
+/** Publishers, called only after the caller checked `hasSubscribers`. */
+export const undiciChannels = {
+  sendHeaders(request: ObservedRequest): void {
+    const fields = request.headers;
+    let text = '';
+    for (let i = 0; i < fields.length; i += 2) text += `${fields[i] as string}: ${fields[i + 1] as string}\r\n`;
+    const socket: SocketInfo = Object.freeze({
+      remoteAddress: request.remoteAddress,
+      remotePort: request.remotePort,
+      alpnProtocol: request.protocol,
+    });
+    undiciSendHeaders.publish({ request, headers: text, socket });
+  },
+  headers(request: ObservedRequest, statusCode: number, statusText: string, headers: IncomingHeaders): void {
+    undiciHeaders.publish({ request, response: { statusCode, statusText, headers: rawFields(headers) } });
+  },
+  trailers(request: ObservedRequest, trailers: IncomingHeaders | undefined): void {
+    undiciTrailers.publish({ request, trailers: trailers === undefined ? [] : rawFields(trailers) });
+  },
+  error(request: ObservedRequest, error: Error): void {
+    undiciError.publish({ request, error });
+  },
+};
