@@ -53,6 +53,10 @@ export interface RequestInfo {
   readonly headers: readonly string[];
   /** The pool sending it. */
   readonly pool: ConnectionPool;
+  /** `performance.now()` when it started. */
+  readonly startedAt: number;
+  /** The HTTP version as OpenTelemetry names it (`1.1`, `2`, `3`), once a connection is assigned. */
+  readonly httpVersion: string | undefined;
   /** Known once a connection is assigned. */
   readonly protocol: ConnectionProtocol | undefined;
   readonly connectionId: string | undefined;
