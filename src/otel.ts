@@ -164,10 +164,12 @@ export function instrumentPool(pool: ConnectionPool, options: PoolMetricsOptions
     if (m.pool !== pool) return;
     retries.add(1, { ...origins.of(m.origin), 'error.type': errorType(m.error) });
   };
+  // Series reported last time: one that has no connection now reports 0 once (an SDK keeps a
+  // series' last value while it is not observed, so a closed pool would show its connections).
+  let reported = new Map<string, Attributes>();
   const observeConnections = (result: ObservableResult): void => {
-    if (pool.closed) return;
     const counts = new Map<string, { attributes: Attributes; count: number }>();
-    for (const c of statsNow(pool).connections) {
+    for (const c of pool.closed ? [] : statsNow(pool).connections) {
       // A draining connection still carrying streams is active; a lent HTTP/1.1 socket too.
       const state = c.state === 'idle' || (c.state === 'draining' && c.activeStreams === 0) ? 'idle' : 'active';
       const id = `${c.origin} ${c.protocol} ${state}`;
@@ -181,6 +183,9 @@ export function instrumentPool(pool: ConnectionPool, options: PoolMetricsOptions
       }
     }
     for (const { attributes, count } of counts.values()) result.observe(count, attributes);
+    for (const [id, attributes] of reported) if (!counts.has(id)) result.observe(0, attributes);
+    reported = new Map();
+    for (const [id, { attributes }] of counts) reported.set(id, attributes);
   };
 
   const subscriptions: Array<[diagnostics.Channel, (message: unknown) => void]> = [
