@@ -110,7 +110,7 @@ test('http.client.request.duration, open_connections, connection.duration and di
   await leaks.check(pool);
 });
 
-test('muxpool.h3.fallbacks: HTTP/3 preferred against an origin without it, TCP served, the https request's attributes', async () => {
+test('muxpool.h3.fallbacks: HTTP/3 preferred against an origin without it, TCP served, and the attributes of an https request', async () => {
   const leaks = leakCheck();
   const c = await certs();
   const server = await startHttpsServer((_req, res) => res.end('tcp'), { key: c.leafKey, cert: c.leafCert });
