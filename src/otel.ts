@@ -13,7 +13,7 @@
  * Everything is read from the pool's diagnostics channels and its stats: nothing is measured
  * on the request path that the channels do not already carry.
  */
-import diagnostics from 'node:diagnostics_channel';
+import type { Channel } from 'node:diagnostics_channel';
 import { type Attributes, type MeterProvider, type ObservableResult, type Span, ValueType, metrics } from '@opentelemetry/api';
 import { statsNow } from './client/pool.js';
 import type { ConnectionPool } from './client/pool.js';
@@ -188,7 +188,7 @@ export function instrumentPool(pool: ConnectionPool, options: PoolMetricsOptions
     for (const [id, { attributes }] of counts) reported.set(id, attributes);
   };
 
-  const subscriptions: Array<[diagnostics.Channel, (message: unknown) => void]> = [
+  const subscriptions: Array<[Channel, (message: unknown) => void]> = [
     [requestChannels.end, onEnd],
     [requestChannels.error, onError],
     [channels.connectionClose, onClose],
