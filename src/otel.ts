@@ -129,14 +129,14 @@ export function instrumentPool(pool: ConnectionPool, options: PoolMetricsOptions
   const onEnd = (message: unknown): void => {
     const { request, status, timings } = message as RequestEndMessage;
     if (!(request instanceof ObservedRequest) || request.pool !== pool) return;
-    requestDuration.record((timings.totalMs ?? performance.now() - request.startedAt) / 1000, requestAttributes(request, status));
+    requestDuration.record((timings.totalMs ?? 0) / 1000, requestAttributes(request, status));
   };
   const onError = (message: unknown): void => {
-    const { request, error, status } = message as RequestErrorMessage;
+    const { request, error, status, durationMs } = message as RequestErrorMessage;
     if (!(request instanceof ObservedRequest) || request.pool !== pool) return;
     const attributes = requestAttributes(request, status);
     attributes['error.type'] = errorType(error);
-    requestDuration.record((performance.now() - request.startedAt) / 1000, attributes);
+    requestDuration.record(durationMs / 1000, attributes);
   };
   const onClose = (message: unknown): void => {
     const m = message as { pool: unknown; origin: string; protocol: ConnectionProtocol; durationMs: number | undefined };

@@ -9,7 +9,7 @@ import type { DialPhases } from '../connect/dial.js';
 export interface ConnectionFacts extends DialPhases {
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
-  /** `performance.now()` when the dial ended. */
+  /** When the dial ended, on the pool's clock. */
   readonly readyAt: number;
 }
 
@@ -19,6 +19,7 @@ const factsByConnection = new WeakMap<object, ConnectionFacts>();
 export function recordConnectionFacts(
   connection: object,
   phases: DialPhases & { remoteAddress: string | undefined; remotePort: number | undefined },
+  readyAt: number,
 ): void {
   factsByConnection.set(connection, {
     dnsMs: phases.dnsMs,
@@ -26,7 +27,7 @@ export function recordConnectionFacts(
     handshakeMs: phases.handshakeMs,
     remoteAddress: phases.remoteAddress,
     remotePort: phases.remotePort,
-    readyAt: performance.now(),
+    readyAt,
   });
 }
 

@@ -245,7 +245,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       onSessionTicket: (ticket) => this.quic.rememberTicket(route, ticket),
       altUsed: route.alternative,
     });
-    recordConnectionFacts(connection, phases);
+    recordConnectionFacts(connection, phases, this.options.clock.now());
     return connection;
   }
 
@@ -289,7 +289,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
           remoteAddress: result.remoteAddress,
           resumed: key.isHttps ? result.resumed : undefined,
         });
-        recordConnectionFacts(connection, { ...result.phases, remoteAddress: result.remoteAddress, remotePort: result.remotePort });
+        recordConnectionFacts(connection, { ...result.phases, remoteAddress: result.remoteAddress, remotePort: result.remotePort }, this.options.clock.now());
         return connection;
       } catch (err) {
         result.socket.destroy();
@@ -322,7 +322,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       throw err;
     }
     if (key.isHttps && this.canCoalesce(identity)) this.coalescing.add(view.session, key);
-    recordConnectionFacts(view, { ...result.phases, remoteAddress: result.remoteAddress, remotePort: result.remotePort });
+    recordConnectionFacts(view, { ...result.phases, remoteAddress: result.remoteAddress, remotePort: result.remotePort }, this.options.clock.now());
     return view;
   }
 

@@ -47,7 +47,7 @@ export class Exchange implements StreamHandler, Abandonable {
   bodyTaken = false;
   /** Which attempt of its request this exchange is (2 after one retry). */
   attempt = 1;
-  /** `performance.now()` marks for `res.timings`: request start, connection assigned, head, end (0: not yet). */
+  /** Marks on the pool's clock for `res.timings`: request start, connection assigned, head, end (read once `head` and `finished` say they happened). */
   startedAt = 0;
   assignedAt = 0;
   headAt = 0;
@@ -99,7 +99,7 @@ export class Exchange implements StreamHandler, Abandonable {
   // StreamHandler
 
   onResponse(status: number, headers: IncomingHeaders, statusText: string): void {
-    this.headAt = performance.now();
+    this.headAt = this.entry.now();
     this.head = { status, statusText, headers };
     if (this.observer !== undefined) this.observer.responded(status, statusText, headers);
     const resolve = this.headResolve;
@@ -331,11 +331,12 @@ export class Exchange implements StreamHandler, Abandonable {
 
   private giveBack(): void {
     if (this.released) return;
-    this.endAt = performance.now();
-    if (this.observer !== undefined) exchangeEnded(this.observer, this);
     forgetExchange(this);
     this.released = true;
     this.release(this.entry);
+    // The core stamped the release on its clock: the end of the exchange, without a read here.
+    this.endAt = this.entry.lastUsed;
+    if (this.observer !== undefined) exchangeEnded(this.observer, this);
     const onFinish = this.onFinish;
     this.onFinish = undefined;
     onFinish?.();

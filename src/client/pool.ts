@@ -342,7 +342,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         if (this.listenerCount('connect') > 0) this.emit('connect', new URL(key.origin), [this]);
       },
       disconnected: (key, connection, err) => {
-        if (channels.connectionClose.hasSubscribers) publishConnectionClose(this, key.origin, connection, err);
+        if (channels.connectionClose.hasSubscribers) publishConnectionClose(this, key.origin, connection, err, this.core.clock.now());
         if (this.listenerCount('disconnect') > 0) this.emit('disconnect', new URL(key.origin), [this], err ?? null);
       },
       dialFailed: (key, err) => {
@@ -807,16 +807,15 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    * to be read. Fails typed, with `control` disposed.
    */
   private send(prepared: PreparedRequest, options: SendOptions, control: RequestControl | undefined): Promise<Exchange> {
-    const startedAt = performance.now();
-    if (!requestObserved()) return this.sendAttempts(prepared, options, control, startedAt, undefined);
-    return sendObserved(new ObservedRequest(this, prepared, startedAt), (observer) => this.sendAttempts(prepared, options, control, startedAt, observer));
+    if (!requestObserved()) return this.sendAttempts(prepared, options, control, undefined);
+    const observer = new ObservedRequest(this, prepared, this.core.clock);
+    return sendObserved(observer, () => this.sendAttempts(prepared, options, control, observer));
   }
 
   private async sendAttempts(
     prepared: PreparedRequest,
     options: SendOptions,
     control: RequestControl | undefined,
-    startedAt: number,
     observer: ObservedRequest | undefined,
   ): Promise<Exchange> {
     const url = prepared.url;
@@ -836,24 +835,27 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     let freshConnection = false;
     // Bounded: maxRetries + 1 attempts at most.
     const lastAttempt = this.maxRetries + 1;
+    // res.timings, on the core's clock: a request served at once starts when the core hands it
+    // its slot (the core stamps `lastUsed` then), so the fast path reads no clock of its own.
+    let startedAt = observer === undefined ? -1 : observer.startedAt;
     for (let attempt = 1; attempt <= lastAttempt; attempt++) {
       let entry: HttpPoolEntry | undefined;
-      // The fast path (a free slot at once) counts as no wait: no clock read for it.
-      let assignedAt = startedAt;
+      let assignedAt = -1;
       try {
         if (attempt === 1) {
           entry = this.core.tryAcquire(key, plan);
           if (entry === undefined) {
-            const waitStart = performance.now();
+            if (startedAt < 0) startedAt = this.core.clock.now();
+            const waitStart = channels.queueWait.hasSubscribers ? performance.now() : 0;
             entry = await this.core.acquire(key, plan, false, acquireOptions);
-            assignedAt = performance.now();
-            if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ pool: this, origin: key.origin, waitedMs: assignedAt - waitStart });
+            assignedAt = this.core.clock.now();
+            if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ pool: this, origin: key.origin, waitedMs: performance.now() - waitStart });
           }
         } else {
           entry = freshConnection
             ? await this.core.acquireFresh(key, plan, acquireOptions)
             : await this.core.acquire(key, plan, false, acquireOptions);
-          assignedAt = performance.now();
+          assignedAt = this.core.clock.now();
         }
       } catch (err) {
         if (err instanceof MuxpoolError && attempt < lastAttempt && isRetryableDialFailure(err)) {
@@ -870,6 +872,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'acquire settled without a connection');
       }
       const exchange = new Exchange(entry, this.releaseBound);
+      if (assignedAt < 0) assignedAt = entry.lastUsed;
+      if (startedAt < 0) startedAt = assignedAt;
       exchange.startedAt = startedAt;
       exchange.assignedAt = assignedAt;
       if (observer !== undefined) observer.assigned(exchange, attempt);

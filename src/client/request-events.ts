@@ -8,6 +8,7 @@
  * channels and their messages.
  */
 import diagnostics from 'node:diagnostics_channel';
+import type { Clock } from '../core/clock.js';
 import { channels } from '../core/diagnostics.js';
 import { MuxpoolError } from '../errors.js';
 import type { Connection } from '../protocol/connection.js';
@@ -26,7 +27,7 @@ import { undiciChannels, undiciCreate, undiciError, undiciHeaders, undiciSendHea
  * they are 0.
  */
 export interface RequestTimings {
-  /** `performance.now()` when the request (this hop) started. */
+  /** When the request (this hop) started, on the pool's clock (`performance.now()` unless a `clock` was given). */
   startedAt: number;
   /** Waiting for a connection: the queue, retries, and anything of a dial not below. */
   queuedMs: number;
@@ -53,7 +54,7 @@ export interface RequestInfo {
   readonly headers: readonly string[];
   /** The pool sending it. */
   readonly pool: ConnectionPool;
-  /** `performance.now()` when it started. */
+  /** When it started, on the pool's clock (`performance.now()` unless a `clock` was given). */
   readonly startedAt: number;
   /** The HTTP version as OpenTelemetry names it (`1.1`, `2`, `3`), once a connection is assigned. */
   readonly httpVersion: string | undefined;
@@ -111,6 +112,8 @@ export interface RequestErrorMessage {
   error: Error;
   /** The response status when the failure came during the body. */
   status: number | undefined;
+  /** From the start to the failure. */
+  durationMs: number;
 }
 
 /** The per-request channels (their names are `muxpool:request:<event>`). */
@@ -163,14 +166,16 @@ export class ObservedRequest implements RequestInfo {
   remoteAddress: string | undefined;
   remotePort: number | undefined;
   private readonly prepared: PreparedRequest;
+  private readonly clock: Clock;
   private sent = false;
   private finished = false;
   private status: number | undefined;
 
-  constructor(pool: ConnectionPool, prepared: PreparedRequest, startedAt: number) {
+  constructor(pool: ConnectionPool, prepared: PreparedRequest, clock: Clock) {
     this.pool = pool;
     this.prepared = prepared;
-    this.startedAt = startedAt;
+    this.clock = clock;
+    this.startedAt = clock.now();
     const url = prepared.url;
     this.origin = url.origin;
     this.method = prepared.head.method;
@@ -223,7 +228,7 @@ export class ObservedRequest implements RequestInfo {
         connectionId: connection.id,
         protocol: connection.protocol,
         reused: exchange.reused,
-        waitedMs: performance.now() - this.startedAt,
+        waitedMs: exchange.assignedAt - this.startedAt,
         remoteAddress: this.remoteAddress,
         remotePort: this.remotePort,
         attempt,
@@ -272,7 +277,7 @@ export class ObservedRequest implements RequestInfo {
     this.finished = true;
     const err = error instanceof Error ? error : new Error(String(error));
     if (requestChannels.error.hasSubscribers) {
-      requestChannels.error.publish({ request: this, error: err, status: this.status } satisfies RequestErrorMessage);
+      requestChannels.error.publish({ request: this, error: err, status: this.status, durationMs: this.clock.now() - this.startedAt } satisfies RequestErrorMessage);
     }
     if (undiciError.hasSubscribers) undiciChannels.error(this, err);
   }
@@ -311,8 +316,8 @@ export function timingsOf(exchange: Exchange): RequestTimings {
     dnsMs,
     connectMs,
     handshakeMs,
-    firstByteMs: exchange.headAt === 0 ? 0 : Math.max(0, exchange.headAt - exchange.assignedAt),
-    totalMs: exchange.endAt === 0 ? undefined : exchange.endAt - startedAt,
+    firstByteMs: exchange.head === undefined ? 0 : Math.max(0, exchange.headAt - exchange.assignedAt),
+    totalMs: exchange.finished ? Math.max(0, exchange.endAt - startedAt) : undefined,
   };
 }
 
@@ -320,10 +325,10 @@ export function timingsOf(exchange: Exchange): RequestTimings {
  * Runs one observed send: `create` first (its subscribers may add headers), then the attempts;
  * a send that fails for good publishes `error` (a failure after the head comes from the exchange).
  */
-export async function sendObserved(observer: ObservedRequest, send: (observer: ObservedRequest) => Promise<Exchange>): Promise<Exchange> {
+export async function sendObserved(observer: ObservedRequest, send: () => Promise<Exchange>): Promise<Exchange> {
   observer.created();
   try {
-    return await send(observer);
+    return await send();
   } catch (err) {
     observer.failed(err);
     throw err;
@@ -331,14 +336,14 @@ export async function sendObserved(observer: ObservedRequest, send: (observer: O
 }
 
 /** `muxpool:connection:close`: called only when it has subscribers. */
-export function publishConnectionClose(pool: ConnectionPool, origin: string, connection: Connection, error: Error | undefined): void {
+export function publishConnectionClose(pool: ConnectionPool, origin: string, connection: Connection, error: Error | undefined, now: number): void {
   const facts = connectionFactsOf(connection);
   channels.connectionClose.publish({
     pool,
     origin,
     connectionId: connection.id,
     protocol: connection.protocol,
-    durationMs: facts === undefined ? undefined : performance.now() - facts.readyAt,
+    durationMs: facts === undefined ? undefined : now - facts.readyAt,
     error,
   });
 }

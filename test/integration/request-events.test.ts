@@ -7,8 +7,10 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionPool, HttpVersion, MuxpoolError, type RequestInfo } from '../../src/index.js';
 import { requestObserved } from '../../src/client/request-events.js';
+import { ManualClock } from '../../src/testing.js';
 import { certs, startH3 } from '../helpers/certs.js';
 import { startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
@@ -223,6 +225,41 @@ test('HTTP/3: QUIC handshake in handshakeMs, no separate connect; fetch through 
   } finally {
     recording.stop();
   }
+  await server.close();
+  await leaks.check(pool);
+});
+
+test('timings read the pool clock: with a ManualClock the wait for the head and the total are exact', async () => {
+  const leaks = leakCheck();
+  const clock = new ManualClock();
+  const waiting: Array<() => void> = [];
+  const server = await startHttpServer((_req, res) => {
+    waiting.push(() => res.end('late'));
+  });
+  const pool = new ConnectionPool({ clock });
+  const pending = pool.request(`${server.url}/`);
+  for (let i = 0; i < 500 && waiting.length === 0; i++) await sleep(5);
+  clock.advance(250);
+  waiting.shift()?.();
+  const res = await pending;
+  assert.equal(await res.text(), 'late');
+  const timings = res.timings;
+  assert.equal(timings.firstByteMs, 250);
+  assert.equal(timings.totalMs, 250);
+  assert.equal(timings.queuedMs, 0);
+
+  // A reused connection on the fast path: the request starts when the core hands it its slot.
+  const again = pool.request(`${server.url}/`);
+  for (let i = 0; i < 500 && waiting.length === 0; i++) await sleep(5);
+  clock.advance(40);
+  waiting.shift()?.();
+  const second = await again;
+  const body = second.text();
+  assert.equal(second.timings.firstByteMs, 40);
+  await body;
+  assert.equal(second.timings.totalMs, 40);
+  assert.equal(second.timings.queuedMs + second.timings.dnsMs + second.timings.connectMs + second.timings.handshakeMs, 0);
+  await pool.close();
   await server.close();
   await leaks.check(pool);
 });
