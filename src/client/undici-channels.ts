@@ -11,7 +11,8 @@
  * - `undici:request:headers` `{ request, response: { statusCode, statusText, headers } }` —
  *   `headers` raw `[name, value, …]` Buffers
  * - `undici:request:trailers` `{ request, trailers }` — raw Buffers, `[]` when none
- * - `undici:request:error` `{ request, error }`
+ * - `undici:request:error` `{ request, error }` — for a request the caller aborted, the abort
+ *   reason (an `AbortError`) as undici gives it, not our wrapping error
  *
  * The same request object goes with every event of a request (tracers key spans by it).
  * Node's fetch with the pool as its dispatcher hands its request to `dispatch()`; the undici
@@ -19,6 +20,7 @@
  * is published once, here.
  */
 import diagnostics from 'node:diagnostics_channel';
+import { MuxpoolError } from '../errors.js';
 import type { IncomingHeaders } from '../protocol/message.js';
 import { rawFields } from './dispatcher.js';
 import type { ObservedRequest } from './request-events.js';
@@ -56,6 +58,9 @@ export const undiciChannels = {
     undiciTrailers.publish({ request, trailers: trailers === undefined ? [] : rawFields(trailers) });
   },
   error(request: ObservedRequest, error: Error): void {
-    undiciError.publish({ request, error });
+    // undici publishes the abort reason itself (fetch's AbortError), which tracers do not count
+    // as a failure (OpenTelemetry's HTTP spans: a cancelled request is no error): ours wraps it.
+    const cause = error instanceof MuxpoolError && error.code === 'MUXPOOL_ERR_ABORTED' ? error.cause : undefined;
+    undiciError.publish({ request, error: cause instanceof Error && cause.name === 'AbortError' ? cause : error });
   },
 };

@@ -227,7 +227,7 @@ test('HTTP/3: one span per request, network.protocol.version 3 (withMuxpoolSpanA
   await leaks.check(pool);
 });
 
-test('a request that fails (connection refused) ends its span with the error; a redirect makes one span per hop, one traceparent each', async () => {
+test('a request that fails (connection refused) ends its span with the error, an aborted one without; a redirect makes one span per hop, one traceparent each', async () => {
   const leaks = leakCheck();
   const seen: string[] = [];
   const server = await startHttpServer((req, res) => {
@@ -252,6 +252,23 @@ test('a request that fails (connection refused) ends its span with the error; a 
     const match = TRACEPARENT.exec(header);
     assert.ok(match !== null && spanIds.has(match[2] as string), `each hop carries its own span as parent, once: ${header}`);
   }
+
+  // Aborted by the caller mid-body: the span ends without an error status (a cancelled request
+  // is no failure in OpenTelemetry's HTTP conventions), as with undici.
+  const slow = await startHttpServer((_req, res) => {
+    res.write('part');
+  });
+  result = await traced(async () => {
+    const controller = new AbortController();
+    const res = await pool.request(`${slow.url}/slow`, { signal: controller.signal });
+    const reading = res.text();
+    controller.abort();
+    await assert.rejects(reading);
+  });
+  assert.equal(result.children.length, 1);
+  assert.equal(result.children[0]?.status.code, SpanStatusCode.UNSET);
+  assert.equal(result.children[0]?.attributes['error.type'], undefined);
+  await slow.close();
 
   const closed = await startHttpServer((_req, res) => res.end());
   const deadUrl = `${closed.url}/gone`;
