@@ -113,15 +113,24 @@ export function instrumentPool(pool: ConnectionPool, options: PoolMetricsOptions
   });
   const retries = meter.createCounter('muxpool.request.retries', { description: 'Requests sent again after a safe failure.', unit: '{retry}' });
 
+  // A service talks to a handful of origins with a handful of methods and statuses: the
+  // attribute sets are built once each (bounded, cleared when full), not per request.
+  const attributeSets = new Map<string, Attributes>();
   const requestAttributes = (request: ObservedRequest, status: number | undefined): Attributes => {
-    const attributes: Attributes = {
-      ...origins.of(request.origin),
-      'http.request.method': KNOWN_METHODS.has(request.method) ? request.method : '_OTHER',
-    };
-    if (request.httpVersion !== undefined) attributes['network.protocol.version'] = request.httpVersion;
-    if (status !== undefined && status > 0) {
-      attributes['http.response.status_code'] = status;
-      if (status >= 400) attributes['error.type'] = String(status);
+    const id = `${request.origin} ${request.method} ${status ?? 0} ${request.httpVersion ?? ''}`;
+    let attributes = attributeSets.get(id);
+    if (attributes === undefined) {
+      attributes = {
+        ...origins.of(request.origin),
+        'http.request.method': KNOWN_METHODS.has(request.method) ? request.method : '_OTHER',
+      };
+      if (request.httpVersion !== undefined) attributes['network.protocol.version'] = request.httpVersion;
+      if (status !== undefined && status > 0) {
+        attributes['http.response.status_code'] = status;
+        if (status >= 400) attributes['error.type'] = String(status);
+      }
+      if (attributeSets.size >= MAX_ORIGINS) attributeSets.clear();
+      attributeSets.set(id, attributes);
     }
     return attributes;
   };
@@ -134,8 +143,7 @@ export function instrumentPool(pool: ConnectionPool, options: PoolMetricsOptions
   const onError = (message: unknown): void => {
     const { request, error, status, durationMs } = message as RequestErrorMessage;
     if (!(request instanceof ObservedRequest) || request.pool !== pool) return;
-    const attributes = requestAttributes(request, status);
-    attributes['error.type'] = errorType(error);
+    const attributes = { ...requestAttributes(request, status), 'error.type': errorType(error) };
     requestDuration.record(durationMs / 1000, attributes);
   };
   const onClose = (message: unknown): void => {
