@@ -38,24 +38,70 @@ export interface SocketInfo {
   readonly alpnProtocol: string | undefined;
 }
 
+/*
+ * The raw forms (header text, Buffer arrays) are built only if a subscriber reads them: a
+ * tracer reads the status and the socket on every request, header values only when told to
+ * record some.
+ */
+class SendHeadersMessage {
+  readonly request: ObservedRequest;
+  readonly socket: SocketInfo;
+  private text: string | undefined;
+  constructor(request: ObservedRequest) {
+    this.request = request;
+    this.socket = Object.freeze({ remoteAddress: request.remoteAddress, remotePort: request.remotePort, alpnProtocol: request.protocol });
+  }
+  get headers(): string {
+    if (this.text === undefined) {
+      const fields = this.request.headers;
+      let text = '';
+      for (let i = 0; i < fields.length; i += 2) text += `${fields[i] as string}: ${fields[i + 1] as string}\r\n`;
+      this.text = text;
+    }
+    return this.text;
+  }
+}
+
+class ResponseInfo {
+  readonly statusCode: number;
+  readonly statusText: string;
+  private readonly fields: IncomingHeaders;
+  private raw: Buffer[] | undefined;
+  constructor(statusCode: number, statusText: string, fields: IncomingHeaders) {
+    this.statusCode = statusCode;
+    this.statusText = statusText;
+    this.fields = fields;
+  }
+  get headers(): Buffer[] {
+    this.raw ??= rawFields(this.fields);
+    return this.raw;
+  }
+}
+
+class TrailersMessage {
+  readonly request: ObservedRequest;
+  private readonly fields: IncomingHeaders | undefined;
+  private raw: Buffer[] | undefined;
+  constructor(request: ObservedRequest, fields: IncomingHeaders | undefined) {
+    this.request = request;
+    this.fields = fields;
+  }
+  get trailers(): Buffer[] {
+    this.raw ??= this.fields === undefined ? [] : rawFields(this.fields);
+    return this.raw;
+  }
+}
+
 /** Publishers, called only after the caller checked `hasSubscribers`. */
 export const undiciChannels = {
   sendHeaders(request: ObservedRequest): void {
-    const fields = request.headers;
-    let text = '';
-    for (let i = 0; i < fields.length; i += 2) text += `${fields[i] as string}: ${fields[i + 1] as string}\r\n`;
-    const socket: SocketInfo = Object.freeze({
-      remoteAddress: request.remoteAddress,
-      remotePort: request.remotePort,
-      alpnProtocol: request.protocol,
-    });
-    undiciSendHeaders.publish({ request, headers: text, socket });
+    undiciSendHeaders.publish(new SendHeadersMessage(request));
   },
   headers(request: ObservedRequest, statusCode: number, statusText: string, headers: IncomingHeaders): void {
-    undiciHeaders.publish({ request, response: { statusCode, statusText, headers: rawFields(headers) } });
+    undiciHeaders.publish({ request, response: new ResponseInfo(statusCode, statusText, headers) });
   },
   trailers(request: ObservedRequest, trailers: IncomingHeaders | undefined): void {
-    undiciTrailers.publish({ request, trailers: trailers === undefined ? [] : rawFields(trailers) });
+    undiciTrailers.publish(new TrailersMessage(request, trailers));
   },
   error(request: ObservedRequest, error: Error): void {
     // undici publishes the abort reason itself (fetch's AbortError), which tracers do not count

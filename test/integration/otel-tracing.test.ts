@@ -23,6 +23,7 @@ import { ConnectionPool, HttpVersion, MuxpoolError } from '../../src/index.js';
 import { withMuxpoolSpanAttributes } from '../../src/otel.js';
 import { statsNow } from '../../src/testing.js';
 import { certs, startH3 } from '../helpers/certs.js';
+import { recordChannel } from '../helpers/diagnostics.js';
 import { startH2Server } from '../helpers/h2.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { startHttpServer } from '../helpers/servers.js';
@@ -90,6 +91,7 @@ test('HTTP/1.1: pool.request() and fetch over the pool make one span each, with 
   const server = await startHttpServer((req, res) => {
     seen.push(String(req.headers.traceparent));
     res.statusCode = req.url === '/missing' ? 404 : 200;
+    if (req.url === '/headers') res.setHeader('x-res', ['one', 'two']);
     res.end('ok');
   });
   // Started after the server: its connection-tracking timer lives until the Agent is done below.
@@ -118,6 +120,22 @@ test('HTTP/1.1: pool.request() and fetch over the pool make one span each, with 
   const failed = checkSpan(result.children, seen, { ...expected, url: `${server.url}/missing`, status: 404 });
   assert.equal(failed.status.code, SpanStatusCode.ERROR);
   assert.equal(failed.attributes['error.type'], '404');
+
+  // Header values on spans, as the instrumentation records them when told to: it parses the
+  // request's flat header array and the response's raw Buffers.
+  instrumentation.setConfig(withMuxpoolSpanAttributes({ headersToSpanAttributes: { requestHeaders: ['x-req'], responseHeaders: ['x-res'] } }));
+  try {
+    result = await traced(async () => {
+      const res = await pool.request(`${server.url}/headers`, { headers: { 'x-req': 'sent' } });
+      await res.dump();
+    });
+  } finally {
+    instrumentation.setConfig(withMuxpoolSpanAttributes({}));
+  }
+  const withHeaders = checkSpan(result.children, seen, { ...expected, url: `${server.url}/headers` });
+  assert.deepEqual(withHeaders.attributes['http.request.header.x-req'], ['sent']);
+  // Repeated fields arrive combined (RFC 9110 §5.3), as res.headers has them.
+  assert.deepEqual(withHeaders.attributes['http.response.header.x-res'], ['one, two']);
 
   await pool.close();
   await leaks.check(pool);
@@ -174,6 +192,43 @@ test('HTTP/2: one span per request, network.protocol.version 2, traceparent in t
   checkSpan(result.children, seen, expected);
   await agent.destroy();
   await server.close();
+});
+
+test("undici's message shapes: sendHeaders' header text and socket, raw response headers, raw trailers (HTTP/2)", async () => {
+  const leaks = leakCheck();
+  const c = await certs();
+  const server = await startH2Server(
+    (stream: http2.ServerHttp2Stream) => {
+      stream.respond({ ':status': 200, 'x-res': 'r' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'x-sum': 'abc' }));
+      stream.end('body');
+    },
+    { certs: c },
+  );
+  const names = ['undici:client:sendHeaders', 'undici:request:headers', 'undici:request:trailers'];
+  const recordings = names.map((name) => recordChannel(name));
+  const pool = new ConnectionPool({ tls: { ca: c.caCert } });
+  try {
+    const res = await pool.request(`${server.url}/shape`, { version: HttpVersion.Http2, headers: { 'x-req': 'q' } });
+    assert.equal(await res.text(), 'body');
+    const [sent, head, trailers] = recordings.map((r) => r.events[0] as Record<string, unknown>);
+    assert.match(String(sent?.headers), /(^|\r\n)x-req: q\r\n/);
+    const socket = sent?.socket as { remoteAddress: string; remotePort: number; alpnProtocol: string };
+    assert.equal(socket.alpnProtocol, 'h2');
+    assert.equal(socket.remotePort, server.port);
+    const response = head?.response as { statusCode: number; headers: Buffer[] };
+    assert.equal(response.statusCode, 200);
+    const raw = response.headers.map((b) => b.toString('latin1'));
+    assert.ok(raw.some((v, i) => v === 'x-res' && raw[i + 1] === 'r'), raw.join(' '));
+    assert.deepEqual((trailers?.trailers as Buffer[]).map((b) => b.toString('latin1')), ['x-sum', 'abc']);
+    assert.equal(sent?.request, head?.request);
+    assert.equal(head?.request, trailers?.request);
+  } finally {
+    for (const r of recordings) r.stop();
+  }
+  await pool.close();
+  await server.close();
+  await leaks.check(pool);
 });
 
 test('HTTP/3: one span per request, network.protocol.version 3 (withMuxpoolSpanAttributes), traceparent sent; fetch too once Alt-Svc moved it to HTTP/3', async () => {
