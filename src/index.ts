@@ -26,4 +26,14 @@ export { dnsTtlResolver } from './connect/resolve.js';
 export { FileOriginStore, MemoryOriginStore } from './connect/origin-store.js';
 export type { OriginRecord, OriginStore } from './connect/origin-store.js';
 export { Response } from './client/response.js';
+export type {
+  RequestConnectionMessage,
+  RequestCreateMessage,
+  RequestEndMessage,
+  RequestErrorMessage,
+  RequestHeadersSentMessage,
+  RequestInfo,
+  RequestResponseMessage,
+  RequestTimings,
+} from './client/request-events.js';
 export type { BodyInit, HeadersInit } from './client/prepare.js';

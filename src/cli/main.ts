@@ -15,6 +15,8 @@ import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
 import { type ProxyArgs, proxyPoolOptions, takeProxyOption, traceProxies } from './proxy-args.js';
 import { type NetworkArgs, emptyNetworkArgs, networkPoolOptions, takeNetworkOption } from './net-args.js';
+import { TransferRecorder, describeTimings, loadWriteOutFormat, renderWriteOut } from './write-out.js';
+import type { Response } from '../client/response.js';
 import { HttpVersion } from '../protocol/version.js';
 import type { PoolStats } from '../client/stats.js';
 import type { EmbeddedServer, EmbeddedServerOptions } from '../server/embedded.js';
@@ -31,7 +33,9 @@ options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insec
          (without -x: http_proxy, HTTPS_PROXY, ALL_PROXY and NO_PROXY as curl reads them),
          --unix-socket PATH, -E/--cert FILE[:PASS], --key FILE, --pass PASS,
          --resolve HOST:PORT:ADDR[,ADDR], --connect-to HOST:PORT:HOST2:PORT2,
-         --pinnedpubkey sha256//BASE64[;sha256//...]`;
+         --pinnedpubkey sha256//BASE64[;sha256//...],
+         -w/--write-out FORMAT|@file
+         (curl's variables: %{http_code}, %{time_total}, %{remote_ip}, %{json}, …)`;
 
 /**
  * The embedded server pulls in certificate generation (@peculiar/x509, half a second to load):
@@ -110,6 +114,8 @@ interface FetchArgs extends ProxyArgs {
   /** --compressed: ask for and decode a compressed body (curl does not by default). */
   compressed: boolean;
   net: NetworkArgs;
+  /** -w: what to print once the transfer is done (write-out.ts). */
+  writeOut: string | undefined;
 }
 
 function parseFetchArgs(argv: string[]): FetchArgs {
@@ -131,6 +137,7 @@ function parseFetchArgs(argv: string[]): FetchArgs {
     proxy: undefined,
     noproxy: undefined,
     net: emptyNetworkArgs(),
+    writeOut: undefined,
   };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
@@ -185,6 +192,10 @@ function parseFetchArgs(argv: string[]): FetchArgs {
       case '--compressed':
         args.compressed = true;
         break;
+      case '-w':
+      case '--write-out':
+        args.writeOut = value(i++, arg);
+        break;
       case '--max-time': {
         const seconds = Number(value(i++, arg));
         if (!(seconds > 0)) throw new UsageError('--max-time needs a positive number of seconds');
@@ -204,18 +215,24 @@ async function runFetch(argv: string[]): Promise<number> {
   const args = parseFetchArgs(argv);
   const ca = args.cacert === undefined ? undefined : await readFile(args.cacert, 'utf8');
   const net = await networkPoolOptions(args.net);
+  const writeOut = args.writeOut === undefined ? undefined : await loadWriteOutFormat(args.writeOut);
   const pool = new ConnectionPool({
     tls: { ...(ca !== undefined ? { ca } : {}), ...(args.insecure ? { rejectUnauthorized: false } : {}), ...net.tls },
     ...proxyPoolOptions(args, process.env),
     ...net.pool,
   });
   const untrace = args.verbose ? traceProxies((line) => process.stderr.write(line)) : undefined;
+  const transfer = writeOut === undefined ? undefined : { recorder: new TransferRecorder(pool), startedAt: performance.now(), method: args.method ?? 'GET' };
+  let res: Response | undefined;
+  let sizeDownload = 0;
+  let failure: unknown;
   try {
     let body: string | Buffer | undefined;
     if (args.data !== undefined) body = args.data.startsWith('@') ? await readFile(args.data.slice(1)) : args.data;
     const method = args.method ?? (body !== undefined ? 'POST' : 'GET');
+    if (transfer !== undefined) transfer.method = method;
     if (args.verbose) process.stderr.write(`* ${method} ${args.url}\n`);
-    const res = await pool.request(args.url, {
+    res = await pool.request(args.url, {
       method,
       headers: args.headers,
       body,
@@ -235,6 +252,8 @@ async function runFetch(argv: string[]): Promise<number> {
       .join('\n')}\n\n`;
     if (args.verbose) process.stderr.write(head.replace(/^/gm, '< '));
     const bytes = await res.bytes();
+    sizeDownload = bytes.byteLength;
+    if (args.verbose) process.stderr.write(describeTimings(res.timings, res.protocol));
     if (args.output !== undefined) {
       await writeFile(args.output, args.include ? Buffer.concat([Buffer.from(head), bytes]) : bytes);
     } else {
@@ -242,8 +261,36 @@ async function runFetch(argv: string[]): Promise<number> {
       process.stdout.write(bytes);
     }
     return 0;
+  } catch (err) {
+    failure = err;
+    throw err;
   } finally {
     untrace?.();
+    if (transfer !== undefined && writeOut !== undefined) {
+      transfer.recorder.stop();
+      const { stdout, stderr, unknown } = renderWriteOut(writeOut, {
+        status: res?.status ?? 0,
+        statusText: res?.statusText ?? '',
+        protocol: res?.protocol,
+        headers: res?.headers,
+        timings: res?.timings,
+        dialTimings: transfer.recorder.dialTimings,
+        startedAt: transfer.startedAt,
+        endedAt: performance.now(),
+        sizeDownload,
+        urlEffective: res?.url ?? args.url,
+        method: transfer.method,
+        exitcode: failure === undefined ? 0 : exitCodeFor(failure),
+        errormsg: failure === undefined ? '' : failure instanceof Error ? failure.message : String(failure),
+        hops: transfer.recorder.hops,
+        connects: transfer.recorder.connects,
+        remoteIp: transfer.recorder.remoteIp,
+        remotePort: transfer.recorder.remotePort,
+      });
+      for (const name of unknown) process.stderr.write(`muxpool: unknown --write-out variable: '${name}'\n`);
+      if (stdout !== '') process.stdout.write(stdout);
+      if (stderr !== '') process.stderr.write(stderr);
+    }
     await pool.destroy();
   }
 }

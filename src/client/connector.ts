@@ -24,6 +24,7 @@ import { H3Connection } from '../protocol/h3/connection.js';
 import { QuicDialer, type QuicRoute, quicRoute } from '../connect/quic-dial.js';
 import type { H3Alternative } from './alt-svc-cache.js';
 import { CoalescingIndex, verifiesOwnHost } from './coalescing.js';
+import { recordConnectionFacts } from './connection-facts.js';
 import type { DialPlan } from './dial-plan.js';
 import type { OriginFacts } from './origin-facts.js';
 import { raceQuicAndTcp } from './race.js';
@@ -83,6 +84,8 @@ export interface ConnectorOptions {
   onSpare(key: PoolKey, connection: Connection): void;
   /** An HTTP/2 ALTSVC frame for the origin of `keyId` (learned like the header field). */
   onAltSvc(keyId: string, value: string): void;
+  /** The pool this connector dials for: named in diagnostics messages, so a listener can tell pools apart. */
+  owner?: object;
 }
 
 export class DefaultConnector implements Dialer<Connection, DialPlan> {
@@ -147,10 +150,11 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     if (!channels.dialStart.hasSubscribers && !channels.dialEnd.hasSubscribers) return this.dialAny(key, plan, signal);
     const started = this.options.clock.now();
     const protocols = plan.protocols;
-    channels.dialStart.publish({ origin: key.origin, protocols });
+    channels.dialStart.publish({ pool: this.options.owner, origin: key.origin, protocols });
     try {
       const connection = await this.dialAny(key, plan, signal);
       channels.dialEnd.publish({
+        pool: this.options.owner,
         origin: key.origin,
         protocols,
         durationMs: this.options.clock.now() - started,
@@ -159,7 +163,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       });
       return connection;
     } catch (error) {
-      channels.dialEnd.publish({ origin: key.origin, protocols, durationMs: this.options.clock.now() - started, error });
+      channels.dialEnd.publish({ pool: this.options.owner, origin: key.origin, protocols, durationMs: this.options.clock.now() - started, error });
       throw error;
     }
   }
@@ -208,7 +212,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     // start, unless QUIC failed here recently. A QUIC failure is remembered with a backoff.
     if (!h3Possible || this.quic.isBroken(route)) {
       if (channels.fallback.hasSubscribers) {
-        channels.fallback.publish({ origin: key.origin, from: 'h3', to: tcp, reason: h3Possible ? 'broken' : 'unsupported' });
+        channels.fallback.publish({ pool: this.options.owner, origin: key.origin, from: 'h3', to: tcp, reason: h3Possible ? 'broken' : 'unsupported' });
       }
       return this.dialTcp(key, tcp, signal);
     }
@@ -226,7 +230,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       },
     });
     if (connection.protocol !== 'h3' && channels.fallback.hasSubscribers) {
-      channels.fallback.publish({ origin: key.origin, from: 'h3', to: connection.protocol, reason: 'race' });
+      channels.fallback.publish({ pool: this.options.owner, origin: key.origin, from: 'h3', to: connection.protocol, reason: 'race' });
     }
     return connection;
   }
@@ -260,15 +264,16 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     signal: AbortSignal,
   ): Promise<Connection> {
     let quic;
+    const phases = { dnsMs: 0, connectMs: 0, handshakeMs: 0, remoteAddress: undefined as string | undefined, remotePort: undefined as number | undefined };
     try {
-      quic = await this.quic.dial(key, route, identity, handshakeTimeoutMs, signal);
+      quic = await this.quic.dial(key, route, identity, handshakeTimeoutMs, signal, phases);
     } catch (err) {
       // Remembered even for Http3Only (which ignores the mark): Auto and Http3 skip QUIC a while.
       if (!signal.aborted) this.quic.markBroken(route);
       throw err;
     }
     this.quic.markWorking(route);
-    return new H3Connection(quic, {
+    const connection = new H3Connection(quic, {
       clock: this.options.clock,
       maxStreams: this.options.maxStreams,
       readTimeoutMs: this.options.readTimeoutMs,
@@ -279,6 +284,8 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       onSessionTicket: (ticket) => this.quic.rememberTicket(route, ticket),
       altUsed: route.alternative,
     });
+    recordConnectionFacts(connection, phases, this.options.clock.now());
+    return connection;
   }
 
   private async dialTcp(key: PoolKey, protocols: readonly ConnectionProtocol[], signal: AbortSignal): Promise<Connection> {
@@ -335,11 +342,13 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     if (result.alpn !== 'h2' && !priorKnowledge) {
       // Built inside the try: a driver that refuses its options must not leave the socket open.
       try {
-        return new H1Connection(result.socket, {
+        const connection = new H1Connection(result.socket, {
           ...this.h1Options,
           remoteAddress: result.remoteAddress,
           resumed: key.isHttps ? result.resumed : undefined,
         });
+        recordConnectionFacts(connection, { ...result.phases, remoteAddress: result.remoteAddress, remotePort: result.remotePort }, this.options.clock.now());
+        return connection;
       } catch (err) {
         result.socket.destroy();
         throw err;
@@ -371,6 +380,7 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
       throw err;
     }
     if (coalescable) this.coalescing.add(view.session, key);
+    recordConnectionFacts(view, { ...result.phases, remoteAddress: result.remoteAddress, remotePort: result.remotePort }, this.options.clock.now());
     return view;
   }
 

@@ -59,7 +59,7 @@ export interface DispatchController {
 const NO_HEADERS: IncomingHeaders = Object.freeze(Object.create(null) as IncomingHeaders);
 
 /** `[name, value, …]` as Buffers, the shape `onHeaders` and `onComplete` take. */
-function rawFields(fields: IncomingHeaders): Buffer[] {
+export function rawFields(fields: IncomingHeaders): Buffer[] {
   const raw: Buffer[] = [];
   for (const name in fields) {
     const value = fields[name] as string | string[];

@@ -12,6 +12,7 @@ import type { IncomingHeaders, RequestStream, StreamHandler } from '../protocol/
 import type { PoolEntry } from '../pool/entry.js';
 import type { Connection } from '../protocol/connection.js';
 import { type Abandonable, forgetExchange } from './lifetime.js';
+import { type ObservedRequest, exchangeEnded } from './request-events.js';
 
 /** Body bytes buffered for a response nobody reads yet, before the transport is paused. */
 const UNREAD_HIGH_WATER_BYTES = 64 * 1024;
@@ -46,6 +47,13 @@ export class Exchange implements StreamHandler, Abandonable {
   bodyTaken = false;
   /** Which attempt of its request this exchange is (2 after one retry). */
   attempt = 1;
+  /** Marks on the pool's clock for `res.timings`: request start, connection assigned, head, end (read once `head` and `finished` say they happened). */
+  startedAt = 0;
+  assignedAt = 0;
+  headAt = 0;
+  endAt = 0;
+  /** Set only while someone listens to the request channels (request-events.ts). */
+  observer: ObservedRequest | undefined;
 
   private mode: BodyMode = 'buffer';
   private chunks: Uint8Array[] = [];
@@ -91,7 +99,9 @@ export class Exchange implements StreamHandler, Abandonable {
   // StreamHandler
 
   onResponse(status: number, headers: IncomingHeaders, statusText: string): void {
+    this.headAt = this.entry.now();
     this.head = { status, statusText, headers };
+    if (this.observer !== undefined) this.observer.responded(status, statusText, headers);
     const resolve = this.headResolve;
     this.headResolve = this.headReject = undefined;
     resolve?.(this);
@@ -324,6 +334,9 @@ export class Exchange implements StreamHandler, Abandonable {
     forgetExchange(this);
     this.released = true;
     this.release(this.entry);
+    // The core stamped the release on its clock: the end of the exchange, without a read here.
+    this.endAt = this.entry.lastUsed;
+    if (this.observer !== undefined) exchangeEnded(this.observer, this);
     const onFinish = this.onFinish;
     this.onFinish = undefined;
     onFinish?.();

@@ -44,6 +44,7 @@ import { type ProxyPerScheme, type ProxySelector, proxySelectorFor } from './pro
 import { forwardedAuthFailure, proxiedRequest } from './proxy-request.js';
 import { type BodyInit, type HeadersInit, type PreparedRequest, parseUrl, prepareRequest } from './prepare.js';
 import { type RedirectMode, isRedirect, nextHop, redirectModeOf } from './redirect.js';
+import { ObservedRequest, publishConnectionClose, requestObserved, sendObserved } from './request-events.js';
 import { Response } from './response.js';
 import { type PoolStats, poolStats } from './stats.js';
 
@@ -435,13 +436,15 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         const key = this.core.keyById(keyId);
         if (key?.isHttps === true) this.learnAltSvc(key, value, HttpVersion.Auto);
       },
+      owner: this,
     });
     this.core = new PoolCore<Connection, DialPlan>(this.transports, { ...options, clock }, facts, {
       // undici's Dispatcher events: (origin URL, [dispatchers], error?). Nothing is built unheard.
       connected: (key) => {
         if (this.listenerCount('connect') > 0) this.emit('connect', new URL(key.origin), [this]);
       },
-      disconnected: (key, _connection, err) => {
+      disconnected: (key, connection, err) => {
+        if (channels.connectionClose.hasSubscribers) publishConnectionClose(this, key.origin, connection, err, this.core.clock.now());
         if (this.listenerCount('disconnect') > 0) this.emit('disconnect', new URL(key.origin), [this], err ?? null);
       },
       dialFailed: (key, err) => {
@@ -926,10 +929,17 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    * One request, retried when safe, up to its response head: the exchange whose body is still
    * to be read. Fails typed, with `control` disposed.
    */
-  private async send(
+  private send(prepared: PreparedRequest, options: SendOptions, control: RequestControl | undefined): Promise<Exchange> {
+    if (!requestObserved()) return this.sendAttempts(prepared, options, control, undefined);
+    const observer = new ObservedRequest(this, prepared, this.core.clock);
+    return sendObserved(observer, () => this.sendAttempts(prepared, options, control, observer));
+  }
+
+  private async sendAttempts(
     prepared: PreparedRequest,
     options: SendOptions,
     control: RequestControl | undefined,
+    observer: ObservedRequest | undefined,
   ): Promise<Exchange> {
     const url = prepared.url;
     let key: PoolKey;
@@ -950,25 +960,32 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     let freshConnection = false;
     // Bounded: maxRetries + 1 attempts at most.
     const lastAttempt = this.maxRetries + 1;
+    // res.timings, on the core's clock: a request served at once starts when the core hands it
+    // its slot (the core stamps `lastUsed` then), so the fast path reads no clock of its own.
+    let startedAt = observer === undefined ? -1 : observer.startedAt;
     for (let attempt = 1; attempt <= lastAttempt; attempt++) {
       let entry: HttpPoolEntry | undefined;
+      let assignedAt = -1;
       try {
         if (attempt === 1) {
           entry = this.core.tryAcquire(key, plan);
           if (entry === undefined) {
+            if (startedAt < 0) startedAt = this.core.clock.now();
             const waitStart = channels.queueWait.hasSubscribers ? performance.now() : 0;
             entry = await this.core.acquire(key, plan, false, acquireOptions);
-            if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ origin: key.origin, waitedMs: performance.now() - waitStart });
+            assignedAt = this.core.clock.now();
+            if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ pool: this, origin: key.origin, waitedMs: performance.now() - waitStart });
           }
         } else {
           entry = freshConnection
             ? await this.core.acquireFresh(key, plan, acquireOptions)
             : await this.core.acquire(key, plan, false, acquireOptions);
+          assignedAt = this.core.clock.now();
         }
       } catch (err) {
         if (err instanceof MuxpoolError && attempt < lastAttempt && isRetryableDialFailure(err)) {
           if (channels.retry.hasSubscribers) {
-            channels.retry.publish({ origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
+            channels.retry.publish({ pool: this, origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
           }
           continue;
         }
@@ -980,14 +997,20 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'acquire settled without a connection');
       }
       const exchange = new Exchange(entry, this.releaseBound);
+      if (assignedAt < 0) assignedAt = entry.lastUsed;
+      if (startedAt < 0) startedAt = assignedAt;
+      exchange.startedAt = startedAt;
+      exchange.assignedAt = assignedAt;
+      if (observer !== undefined) observer.assigned(exchange, attempt);
       if (exchange.reused && channels.reuse.hasSubscribers) {
-        channels.reuse.publish({ origin: key.origin, connectionId: entry.connection.id, protocol: entry.connection.protocol });
+        channels.reuse.publish({ pool: this, origin: key.origin, connectionId: entry.connection.id, protocol: entry.connection.protocol });
       }
       // The timeout and signal cover every attempt: they are disposed when the request ends
       // (below), not when one attempt fails.
       if (control !== undefined) control.exchange = exchange;
       try {
         exchange.stream = entry.connection.openStream(wire.head, wire.body, exchange);
+        if (observer !== undefined) observer.headersSent();
       } catch (err) {
         exchange.onError(
           err instanceof MuxpoolError ? err : new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'opening a stream failed', { cause: err }),
@@ -1003,7 +1026,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         if (attempt < lastAttempt && isRetryable(err, exchange, prepared)) {
           if (control !== undefined) control.exchange = undefined;
           if (channels.retry.hasSubscribers) {
-            channels.retry.publish({ origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
+            channels.retry.publish({ pool: this, origin: key.origin, method: prepared.head.method, attempt: attempt + 1, error: err });
           }
           freshConnection = !entry.connection.shareable;
           continue;

@@ -10,6 +10,7 @@ import type { ConnectionProtocol } from '../protocol/version.js';
 import type { Exchange } from './exchange.js';
 import { type Decoder, decodeBody } from './decode.js';
 import { watchBody, watchResponse } from './lifetime.js';
+import { type RequestTimings, timingsOf } from './request-events.js';
 
 function concat(chunks: Uint8Array[]): Buffer {
   if (chunks.length === 1) {
@@ -59,6 +60,16 @@ export class Response {
 
   get ok(): boolean {
     return this.status >= 200 && this.status < 300;
+  }
+
+  /**
+   * Where this request's time went (this hop; a redirect's own hop is not included): waiting
+   * for a connection, the name lookup, connect and TLS or QUIC handshake of the dial it waited
+   * for (0 on a reused connection), time to the first byte of the response, and the total once
+   * the body has ended. A new object on every read.
+   */
+  get timings(): RequestTimings {
+    return timingsOf(this.exchange);
   }
 
   /** Trailer fields, once the body has been read to its end (HTTP/1.1 chunked, HTTP/2, HTTP/3). */

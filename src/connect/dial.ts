@@ -46,6 +46,17 @@ export interface DialResult {
   alpn: 'h2' | 'http/1.1' | undefined;
   resumed: boolean;
   remoteAddress: string | undefined;
+  remotePort: number | undefined;
+  handshakeMs: number;
+  /** Where the dial's time went (`res.timings`, `-w`): name lookup, TCP connect, TLS handshake. */
+  phases: DialPhases;
+}
+
+/** A dial's phases in milliseconds; 0 for a phase that did not happen (an IP literal needs no lookup). */
+export interface DialPhases {
+  dnsMs: number;
+  connectMs: number;
+  /** TLS, or the QUIC handshake (which includes its connect); 0 over cleartext TCP. */
   handshakeMs: number;
 }
 
@@ -118,6 +129,9 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
   return new Promise<DialResult>((resolve, reject) => {
     let socket: net.Socket | tls.TLSSocket;
     let settled = false;
+    // When the name was resolved and the TCP connection came up: 0 until they happen.
+    let resolvedAt = 0;
+    let connectedAt = 0;
     const identity = options.tls;
     const readyEvent = options.isHttps ? 'secureConnect' : 'connect';
     // Thrown before any socket or timer exists: a bad pin rejects the dial with nothing to free.
@@ -137,13 +151,22 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
       }
       const tlsSocket = options.isHttps ? (socket as tls.TLSSocket) : undefined;
       const alpn = tlsSocket?.alpnProtocol;
+      const readyAt = performance.now();
+      if (connectedAt === 0) connectedAt = readyAt;
+      const connectStart = resolvedAt === 0 ? started : resolvedAt;
       resolve({
         socket,
         alpn: alpn === 'h2' || alpn === 'http/1.1' ? alpn : undefined,
         resumed: tlsSocket?.isSessionReused() ?? false,
         // A Unix socket has no address: its path names the peer in stats and messages.
         remoteAddress: options.socketPath ?? socket.remoteAddress,
-        handshakeMs: performance.now() - started,
+        remotePort: socket.remotePort,
+        handshakeMs: readyAt - started,
+        phases: {
+          dnsMs: resolvedAt === 0 ? 0 : resolvedAt - started,
+          connectMs: connectedAt - connectStart,
+          handshakeMs: readyAt - connectedAt,
+        },
       });
     };
     // Pins are checked once the handshake is done and before the socket is handed out, so no
@@ -217,6 +240,16 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
     }
     socket.once(readyEvent, onReady);
     socket.on('error', onError);
+    // Phase marks (the dial's own cost, not a request's): 'lookup' fires once per resolved
+    // name (not at all for an IP literal), 'connect' when TCP is up (before any TLS).
+    socket.once('lookup', () => {
+      resolvedAt = performance.now();
+    });
+    if (options.isHttps) {
+      socket.once('connect', () => {
+        connectedAt = performance.now();
+      });
+    }
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

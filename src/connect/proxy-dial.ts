@@ -111,11 +111,25 @@ export async function dialThroughProxy(options: ProxyDialOptions): Promise<Proxy
     timer.cancel();
     target.signal?.removeEventListener('abort', onAbort);
   }
+  // For res.timings: reaching the proxy and opening the tunnel count as the connect; TLS with
+  // the origin inside it as the handshake.
+  const tunnelAt = performance.now();
+  const dnsMs = toProxy.phases.dnsMs;
+  const connectMs = tunnelAt - started - dnsMs;
   if (!target.isHttps) {
     // Plain HTTP inside the tunnel: whatever the proxy relayed early is the origin's.
     if (rest.length > 0) socket.unshift(rest);
     publish(proxy, target, mode, started);
-    return { socket, alpn: undefined, resumed: false, remoteAddress: toProxy.remoteAddress, handshakeMs: performance.now() - started, mode };
+    return {
+      socket,
+      alpn: undefined,
+      resumed: false,
+      remoteAddress: toProxy.remoteAddress,
+      remotePort: toProxy.remotePort,
+      handshakeMs: tunnelAt - started,
+      phases: { dnsMs, connectMs, handshakeMs: 0 },
+      mode,
+    };
   }
   if (rest.length > 0) {
     // The client speaks first in TLS (RFC 8446 §4.1.2): bytes before our ClientHello cannot be the origin's.
@@ -131,7 +145,15 @@ export async function dialThroughProxy(options: ProxyDialOptions): Promise<Proxy
       connectTimeoutMs: Math.max(1, deadline - performance.now()),
     });
     publish(proxy, target, mode, started);
-    return { ...inner, remoteAddress: toProxy.remoteAddress, handshakeMs: performance.now() - started, mode };
+    const readyAt = performance.now();
+    return {
+      ...inner,
+      remoteAddress: toProxy.remoteAddress,
+      remotePort: toProxy.remotePort,
+      handshakeMs: readyAt - started,
+      phases: { dnsMs, connectMs, handshakeMs: readyAt - tunnelAt },
+      mode,
+    };
   } catch (err) {
     socket.destroy();
     throw err;

@@ -9,12 +9,19 @@ import type { Clock } from '../core/clock.js';
 import { MuxpoolError } from '../errors.js';
 import { type PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
 import { type QuicConfig, type QuicConnection, connectQuic, createQuicClientConfig } from '../quic/index.js';
+import type { DialPhases } from './dial.js';
 import { type Resolver, resolveHost } from './resolve.js';
 import type { OriginStore } from './origin-store.js';
 import type { DialRoutes } from './overrides.js';
 import { TlsSessionCache } from './session-cache.js';
 import { parsePins, pinMismatch } from './pins.js';
 import { trustedCaList, userCaList } from './trust.js';
+
+/** A QUIC dial's phases, and the address it reached. */
+export interface QuicDialPhases extends DialPhases {
+  remoteAddress?: string;
+  remotePort?: number;
+}
 
 export interface QuicDialerOptions {
   clock: Clock;
@@ -104,9 +111,12 @@ export class QuicDialer {
     identity: TlsIdentity | undefined,
     handshakeTimeoutMs: number,
     signal: AbortSignal,
+    /** Filled in with the name lookup and handshake times (`res.timings`), when given. */
+    phases?: QuicDialPhases,
   ): Promise<QuicConnection> {
     const routes = this.options.routes;
     const target = routes?.active === true ? routes.target(route.host, route.port) : route;
+    const started = phases === undefined ? 0 : performance.now();
     let addresses;
     try {
       addresses = routes?.active === true ? await routes.addresses(target.host, target.port) : await resolveHost(this.options.resolver, target.host);
@@ -118,6 +128,7 @@ export class QuicDialer {
     const pins = parsePins(identity?.pins);
     // As over TCP, a pinned connection is never resumed: every handshake shows its certificates.
     const session = pins === undefined ? this.tickets.get(route.id) : undefined;
+    const resolvedAt = phases === undefined ? 0 : performance.now();
     let connection: QuicConnection;
     try {
       connection = await connectQuic({
@@ -143,6 +154,14 @@ export class QuicDialer {
         connection.destroy(mismatch);
         throw mismatch;
       }
+    }
+    if (phases !== undefined) {
+      // QUIC has no separate connect: its handshake is the connect (RFC 9000 §7).
+      phases.dnsMs = resolvedAt - started;
+      phases.connectMs = 0;
+      phases.handshakeMs = performance.now() - resolvedAt;
+      phases.remoteAddress = address.address;
+      phases.remotePort = target.port;
     }
     return connection;
   }

@@ -1,7 +1,9 @@
 /**
  * What the pool decided, on `node:diagnostics_channel`, so users can trace it without patching
  * anything. Publishing costs nothing while nobody subscribes (`hasSubscribers` is checked first).
- * The README lists every channel and its message.
+ * The README lists every channel and its message. Every message carries `pool` (the
+ * `ConnectionPool` it comes from) except GOAWAY's, which the transport publishes. Per-request
+ * channels are in client/request-events.ts.
  */
 import diagnostics from 'node:diagnostics_channel';
 
@@ -22,4 +24,6 @@ export const channels = {
   queueWait: diagnostics.channel('muxpool:queue:wait'),
   /** `{ target, proxy, mode, durationMs }`: a connection through a proxy is up (mode `'tunnel'` or `'forward'`). */
   proxy: diagnostics.channel('muxpool:proxy'),
+  /** `{ origin, connectionId, protocol, durationMs?, error? }`: a pooled connection closed (`durationMs` since its dial, when the pool dialed it). */
+  connectionClose: diagnostics.channel('muxpool:connection:close'),
 } as const;

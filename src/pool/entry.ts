@@ -28,6 +28,11 @@ export class PoolEntry<C extends Poolable = Poolable> {
     this.configuredMaxStreams = configuredMaxStreams;
   }
 
+  /** @internal The core's clock now: the client's request timings share it. */
+  now(): number {
+    return this.clock.now();
+  }
+
   /** The seed's `version`: what the connection speaks, as it reports it (`'http/1.1'`, `'h2'`, `'h3'`). */
   get version(): C['protocol'] {
     return this.connection.protocol;
