@@ -206,10 +206,17 @@ function ownError(err: MuxpoolError, attempt: number): MuxpoolError {
 
 /** Timeout and abort for one request: cancels whatever phase the request is in. */
 class RequestControl {
-  readonly controller = new AbortController();
+  /**
+   * What an acquire that has to wait listens to. Made only then: an AbortController costs
+   * several microseconds in Node 20 (a transferable object), a visible share of a small request
+   * that finds an idle connection at once.
+   */
+  private controller: AbortController | undefined;
+  /** Why the request ended early, for a signal asked for after it did. */
+  private firedWith: MuxpoolError | undefined;
   exchange: Exchange | undefined;
   private timer: Timer | undefined;
-  private readonly signal: AbortSignal | undefined;
+  private readonly callerSignal: AbortSignal | undefined;
   private readonly onAbort: (() => void) | undefined;
 
   constructor(clock: Clock, signal: AbortSignal | undefined, timeoutMs: number | undefined) {
@@ -225,7 +232,7 @@ class RequestControl {
       );
     }
     if (signal !== undefined) {
-      this.signal = signal;
+      this.callerSignal = signal;
       this.onAbort = () =>
         this.fire(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: signal.reason, maybeProcessed: true }));
       signal.addEventListener('abort', this.onAbort, { once: true });
@@ -244,14 +251,29 @@ class RequestControl {
     } else {
       err.maybeProcessed = false;
     }
-    this.controller.abort(err);
+    this.firedWith = err;
+    this.controller?.abort(err);
     this.dispose();
+  }
+
+  /** Ends the request now (a dispatch handler's abort): as a fired signal would. */
+  abort(err: MuxpoolError): void {
+    if (this.firedWith === undefined) this.fire(err);
+  }
+
+  /** The signal for an acquire that waits: aborted already when the request ended before. */
+  get acquireSignal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.firedWith !== undefined) this.controller.abort(this.firedWith);
+    }
+    return this.controller.signal;
   }
 
   dispose(): void {
     this.timer?.cancel();
     this.timer = undefined;
-    if (this.signal !== undefined && this.onAbort !== undefined) this.signal.removeEventListener('abort', this.onAbort);
+    if (this.callerSignal !== undefined && this.onAbort !== undefined) this.callerSignal.removeEventListener('abort', this.onAbort);
   }
 }
 
@@ -599,11 +621,12 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     let exchange: Exchange | undefined;
     try {
       const url = dispatchUrl(options);
-      const abort = new AbortController();
-      sink.start((reason) => abort.abort(reason));
+      // The handler's abort goes straight to the request's control: no AbortController and
+      // listener per dispatch (the control makes a signal only for an acquire that waits).
+      const control = new RequestControl(this.core.clock, undefined, undefined);
+      sink.start((reason) => control.abort(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: reason, maybeProcessed: true })));
       if (sink.aborted) throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: false });
       const prepared = prepareRequest(url, options.method, dispatchHeaders(options.headers), dispatchBody(options.body), undefined);
-      const control = new RequestControl(this.core.clock, abort.signal, undefined);
       exchange = await this.send(prepared, {}, control);
       const settled = exchange;
       if (settled.finished) control.dispose();
@@ -818,7 +841,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       control?.dispose();
       throw err;
     }
-    const acquireOptions = { signal: control?.controller.signal, acquireTimeoutMs: options.acquireTimeoutMs, priority: options.priority };
+    // Built only for an acquire that may wait (the fast path takes an idle connection without).
+    const acquireOptions = (): AcquireOptions => ({ signal: control?.acquireSignal, acquireTimeoutMs: options.acquireTimeoutMs, priority: options.priority });
     // A retry after a stale HTTP/1.1 socket needs a connection of its own (the next idle one may
     // be stale too); after GOAWAY or REFUSED_STREAM the failed connection is already out of
     // the running, so any open one will do.
@@ -832,13 +856,13 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
           entry = this.core.tryAcquire(key, plan);
           if (entry === undefined) {
             const waitStart = channels.queueWait.hasSubscribers ? performance.now() : 0;
-            entry = await this.core.acquire(key, plan, false, acquireOptions);
+            entry = await this.core.acquire(key, plan, false, acquireOptions());
             if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ origin: key.origin, waitedMs: performance.now() - waitStart });
           }
         } else {
           entry = freshConnection
-            ? await this.core.acquireFresh(key, plan, acquireOptions)
-            : await this.core.acquire(key, plan, false, acquireOptions);
+            ? await this.core.acquireFresh(key, plan, acquireOptions())
+            : await this.core.acquire(key, plan, false, acquireOptions());
         }
       } catch (err) {
         if (err instanceof MuxpoolError && attempt < lastAttempt && isRetryableDialFailure(err)) {
