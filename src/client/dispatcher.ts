@@ -58,12 +58,31 @@ export interface DispatchController {
 
 const NO_HEADERS: IncomingHeaders = Object.freeze(Object.create(null) as IncomingHeaders);
 
+/**
+ * Field names as Buffers, made once: responses repeat the same few names, and a Buffer per name
+ * per response is a visible share of a small request's cost under fetch. Bounded; cleared when
+ * full. They are shared between responses (handlers read header Buffers, none writes them);
+ * values are converted afresh every time.
+ */
+const nameBuffers = new Map<string, Buffer>();
+const MAX_NAME_BUFFERS = 256;
+
+function nameBuffer(name: string): Buffer {
+  let bytes = nameBuffers.get(name);
+  if (bytes === undefined) {
+    bytes = Buffer.from(name, 'latin1');
+    if (nameBuffers.size >= MAX_NAME_BUFFERS) nameBuffers.clear();
+    nameBuffers.set(name, bytes);
+  }
+  return bytes;
+}
+
 /** `[name, value, …]` as Buffers, the shape `onHeaders` and `onComplete` take. */
 function rawFields(fields: IncomingHeaders): Buffer[] {
   const raw: Buffer[] = [];
   for (const name in fields) {
     const value = fields[name] as string | string[];
-    const nameBytes = Buffer.from(name, 'latin1');
+    const nameBytes = nameBuffer(name);
     if (typeof value === 'string') raw.push(nameBytes, Buffer.from(value, 'latin1'));
     else for (const item of value) raw.push(nameBytes, Buffer.from(item, 'latin1'));
   }
@@ -136,34 +155,46 @@ export class DispatchSink implements BodySink, DispatchController {
   /** The response head. Returns false when the handler wants the body paused (or is done). */
   head(status: number, headers: IncomingHeaders, statusText: string): boolean {
     if (this.ended || this.aborted) return false;
-    this.call(() => {
-      if (this.controllerShape) {
-        this.handler.onResponseStart?.(this, status, headers, statusText);
-        return;
+    // Handler callbacks run in try/catch here and below, not through a closure: these are per
+    // request (per chunk) on fetch's hot path. One that throws aborts with what it threw.
+    try {
+      if (this.controllerShape) this.handler.onResponseStart?.(this, status, headers, statusText);
+      else {
+        this.handler.onResponseStarted?.();
+        if (this.handler.onHeaders?.(status, rawFields(headers), this.resumeFn(), statusText) === false) this.pausedByHandler = true;
       }
-      this.handler.onResponseStarted?.();
-      if (this.handler.onHeaders?.(status, rawFields(headers), () => this.resume(), statusText) === false) this.pausedByHandler = true;
-    });
+    } catch (err) {
+      this.abort(err);
+    }
     return !this.pausedByHandler && !this.aborted && !this.ended;
   }
 
   // BodySink
   onBodyData(chunk: Uint8Array): boolean {
     if (this.ended || this.aborted) return true;
-    this.call(() => {
+    try {
       if (this.controllerShape) this.handler.onResponseData?.(this, asBuffer(chunk));
       else if (this.handler.onData?.(asBuffer(chunk)) === false) this.pausedByHandler = true;
-    });
+    } catch (err) {
+      this.abort(err);
+    }
     return !this.pausedByHandler;
   }
 
   onBodyEnd(trailers: IncomingHeaders | undefined): void {
     if (this.ended || this.aborted) return;
     this.ended = true;
-    this.call(() => {
+    try {
       if (this.controllerShape) this.handler.onResponseEnd?.(this, trailers ?? NO_HEADERS);
       else this.handler.onComplete?.(trailers === undefined ? [] : rawFields(trailers));
-    });
+    } catch (err) {
+      this.abort(err);
+    }
+  }
+
+  /** The `resume` callback `onHeaders` gets. */
+  private resumeFn(): () => void {
+    return () => this.resume();
   }
 
   onBodyError(err: Error): void {
