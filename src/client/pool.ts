@@ -34,6 +34,7 @@ import {
   settle,
   streamVia,
 } from './dispatcher-api.js';
+import { DispatchBatch } from './dispatch-batch.js';
 import { type DispatchHandler, type DispatchOptions, DispatchSink, dispatchBody, dispatchHeaders, dispatchUrl } from './dispatcher.js';
 import { Exchange, type ResponseHeadInfo } from './exchange.js';
 import { OriginFacts } from './origin-facts.js';
@@ -297,6 +298,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private readonly plans: DialPlans;
   private readonly keys = new Map<string, PoolKey>();
   private readonly urls = new Map<string, URL>();
+  /** `dispatch()` calls of this turn, started together after its I/O (dispatch-batch.ts). */
+  private readonly dispatches = new DispatchBatch((options, sink) => void this.dispatchNow(options, sink));
   private readonly transports: DefaultConnector;
   private readonly altSvc: AltSvcCache;
   private readonly store: OriginStore;
@@ -537,12 +540,14 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   }
 
   private async closeNow(): Promise<void> {
+    this.dispatches.flush();
     this.transports.abortPending();
     await this.core.close();
     this.store.flush();
   }
 
   private async destroyNow(err: Error | undefined): Promise<void> {
+    this.dispatches.flush();
     this.transports.abortPending();
     await this.core.destroy(err);
     this.store.flush();
@@ -552,11 +557,13 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    * undici's Dispatcher contract: sends `options` and drives `handler` (either handler shape)
    * with the raw response — no redirects followed, nothing decoded (fetch does both itself).
    * Errors, bad options included, reach the handler's error callback. Returns true: the pool
-   * queues what it cannot serve at once, so callers never need to wait for 'drain'.
+   * queues what it cannot serve at once, so callers never need to wait for 'drain'. Requests
+   * start with the other dispatches of this event-loop turn, once its I/O callbacks ran (the
+   * handler's `onConnect` comes then), so their writes leave together.
    */
   dispatch(options: DispatchOptions, handler: DispatchHandler): boolean {
     const sink = new DispatchSink(handler);
-    void this.dispatchNow(options, sink);
+    this.dispatches.add(options, sink);
     return true;
   }
 

@@ -1,0 +1,44 @@
+/**
+ * Dispatches started during one turn of the event loop, run together once its I/O callbacks are
+ * done (one `setImmediate` per batch). fetch calls `dispatch()` from the promise chain of the
+ * response before, so without this each request would be written from inside the processing of
+ * the responses that arrived with it, one socket at a time. Run together after them, the writes
+ * of a turn leave back to back and the server's answers come back in batches too: measured on
+ * loopback at c=16 and c=128, about 13 µs less system time per request under fetch (fewer,
+ * fuller wake-ups), and no change at c=1, where the batch is one request and the poll phase
+ * does not block while an immediate is pending.
+ */
+import type { DispatchOptions, DispatchSink } from './dispatcher.js';
+
+export class DispatchBatch {
+  private options: DispatchOptions[] = [];
+  private sinks: DispatchSink[] = [];
+  private scheduled = false;
+  private readonly flushBound = (): void => this.flush();
+
+  constructor(private readonly run: (options: DispatchOptions, sink: DispatchSink) => void) {}
+
+  add(options: DispatchOptions, sink: DispatchSink): void {
+    this.options.push(options);
+    this.sinks.push(sink);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  /**
+   * Starts every queued dispatch now, in order (also what `close()` and `destroy()` do first, so
+   * a dispatch made just before them is in flight, as undici's would be). Bounded by the queue
+   * as it was: dispatches added meanwhile go to the next batch.
+   */
+  flush(): void {
+    this.scheduled = false;
+    const options = this.options;
+    const sinks = this.sinks;
+    if (options.length === 0) return;
+    this.options = [];
+    this.sinks = [];
+    for (let i = 0; i < options.length; i++) this.run(options[i] as DispatchOptions, sinks[i] as DispatchSink);
+  }
+}
