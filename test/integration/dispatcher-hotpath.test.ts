@@ -2,7 +2,7 @@
  * `dispatch()` on its lean path: a handler's abort reaches the request in every phase (waiting
  * for a connection, waiting for the head, before anything was sent) without an AbortController
  * per request; URLs parsed once are shared, so a `query` must never change the shared one; header
- * Buffers handed to legacy handlers.
+ * Buffers handed to legacy handlers; the dispatches of one turn start together.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -211,6 +211,48 @@ test('legacy handlers get header and trailer fields as Buffers, values their own
     const second = await fields();
     const secondText = pairs(second.headers);
     assert.equal(secondText[secondText.indexOf('x-value') + 1], 'same');
+  } finally {
+    await pool.close();
+    await server.close();
+  }
+  await leaks.check(pool);
+});
+
+test('dispatches of one turn start together, in order; close() right after dispatch() lets them finish', async () => {
+  const leaks = leakCheck();
+  const seen: string[] = [];
+  const server = await startHttpServer((req, res) => {
+    seen.push(req.url ?? '');
+    res.end(`body of ${req.url}`);
+  });
+  const pool = new ConnectionPool({ maxPerHost: 1 });
+  const fetchText = (path: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      pool.dispatch(
+        { origin: server.url, path, method: 'GET' },
+        {
+          onConnect() {},
+          onHeaders: () => true,
+          onData: (chunk) => {
+            chunks.push(chunk);
+            return true;
+          },
+          onComplete: () => resolve(Buffer.concat(chunks).toString()),
+          onError: reject,
+        },
+      );
+    });
+  try {
+    const texts = await Promise.all(['/1', '/2', '/3'].map(fetchText));
+    assert.deepEqual(texts, ['body of /1', 'body of /2', 'body of /3']);
+    assert.deepEqual(seen, ['/1', '/2', '/3']);
+    // Queued for the end of this turn, then the pool closes: the request still runs to its end,
+    // as a request already in flight does (close() waits for it).
+    const last = fetchText('/last');
+    const closed = pool.close();
+    assert.equal(await last, 'body of /last');
+    await closed;
   } finally {
     await pool.close();
     await server.close();
