@@ -8,11 +8,18 @@
  * fuller wake-ups), and no change at c=1, where the batch is one request and the poll phase
  * does not block while an immediate is pending.
  */
+import { AsyncResource } from 'node:async_hooks';
 import type { DispatchOptions, DispatchSink } from './dispatcher.js';
 
 export class DispatchBatch {
   private options: DispatchOptions[] = [];
   private sinks: DispatchSink[] = [];
+  /**
+   * Each caller's async context: a dispatch runs in its own (AsyncLocalStorage stores, the
+   * context diagnostics_channel subscribers see), not in that of the batch's first caller or of
+   * `close()`. An AsyncResource costs ~0.15 µs (`AsyncLocalStorage.snapshot()` ~35 µs in Node 20).
+   */
+  private contexts: AsyncResource[] = [];
   private scheduled = false;
   private readonly flushBound = (): void => this.flush();
 
@@ -21,6 +28,7 @@ export class DispatchBatch {
   add(options: DispatchOptions, sink: DispatchSink): void {
     this.options.push(options);
     this.sinks.push(sink);
+    this.contexts.push(new AsyncResource('muxpool.dispatch'));
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flushBound);
@@ -36,9 +44,13 @@ export class DispatchBatch {
     this.scheduled = false;
     const options = this.options;
     const sinks = this.sinks;
+    const contexts = this.contexts;
     if (options.length === 0) return;
     this.options = [];
     this.sinks = [];
-    for (let i = 0; i < options.length; i++) this.run(options[i] as DispatchOptions, sinks[i] as DispatchSink);
+    this.contexts = [];
+    for (let i = 0; i < options.length; i++) {
+      (contexts[i] as AsyncResource).runInAsyncScope(this.run, null, options[i] as DispatchOptions, sinks[i] as DispatchSink);
+    }
   }
 }

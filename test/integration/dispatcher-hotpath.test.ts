@@ -5,6 +5,7 @@
  * Buffers handed to legacy handlers; the dispatches of one turn start together.
  */
 import assert from 'node:assert/strict';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { test } from 'node:test';
 import { ConnectionPool } from '../../src/index.js';
 import type { DispatchHandler, DispatchOptions } from '../../src/client/dispatcher.js';
@@ -253,6 +254,41 @@ test('dispatches of one turn start together, in order; close() right after dispa
     const closed = pool.close();
     assert.equal(await last, 'body of /last');
     await closed;
+  } finally {
+    await pool.close();
+    await server.close();
+  }
+  await leaks.check(pool);
+});
+
+test("dispatches batched in one turn each run in their caller's async context", async () => {
+  const leaks = leakCheck();
+  const server = await startHttpServer((_req, res) => res.end('ok'));
+  const pool = new ConnectionPool();
+  const als = new AsyncLocalStorage<string>();
+  const seen: Array<[string, string | undefined, string | undefined]> = [];
+  const send = (name: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      pool.dispatch(
+        { origin: server.url, path: `/${name}`, method: 'GET' },
+        {
+          // Called as the request starts, from the batch.
+          onConnect: () => seen.push([name, 'connect', als.getStore()]),
+          onHeaders: () => true,
+          onData: () => true,
+          onComplete: () => resolve(),
+          onError: reject,
+        },
+      );
+    });
+  try {
+    // Three callers in one turn, each with its own store; the first one's would be the batch's.
+    await Promise.all([als.run('a', () => send('a')), als.run('b', () => send('b')), send('none')]);
+    assert.deepEqual(seen, [
+      ['a', 'connect', 'a'],
+      ['b', 'connect', 'b'],
+      ['none', 'connect', undefined],
+    ]);
   } finally {
     await pool.close();
     await server.close();
