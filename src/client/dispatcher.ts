@@ -107,6 +107,8 @@ export class DispatchSink implements BodySink, DispatchController {
   private pausedByHandler = false;
   /** Set once the body flows: how a paused handler resumes it. */
   resumeBody: (() => void) | undefined;
+  /** Called once when the request ends, completed or failed (the pool counts dispatches in flight). */
+  onSettled: (() => void) | undefined;
 
   constructor(handler: DispatchHandler) {
     if (handler === null || typeof handler !== 'object') {
@@ -184,6 +186,7 @@ export class DispatchSink implements BodySink, DispatchController {
   onBodyEnd(trailers: IncomingHeaders | undefined): void {
     if (this.ended || this.aborted) return;
     this.ended = true;
+    this.onSettled?.();
     try {
       if (this.controllerShape) this.handler.onResponseEnd?.(this, trailers ?? NO_HEADERS);
       else this.handler.onComplete?.(trailers === undefined ? [] : rawFields(trailers));
@@ -200,6 +203,7 @@ export class DispatchSink implements BodySink, DispatchController {
   onBodyError(err: Error): void {
     if (this.ended) return;
     this.ended = true;
+    this.onSettled?.();
     // What the handler gave as its abort reason (or threw) is what it hears back.
     const delivered = this.abortReason instanceof Error ? this.abortReason : err;
     try {

@@ -300,6 +300,11 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   private readonly urls = new Map<string, URL>();
   /** `dispatch()` calls of this turn, started together after its I/O (dispatch-batch.ts). */
   private readonly dispatches = new DispatchBatch((options, sink) => void this.dispatchNow(options, sink));
+  /** Dispatched requests not yet ended: alone, a request starts at once (nothing to batch with). */
+  private dispatchesInFlight = 0;
+  private readonly dispatchSettled = (): void => {
+    this.dispatchesInFlight--;
+  };
   private readonly transports: DefaultConnector;
   private readonly altSvc: AltSvcCache;
   private readonly store: OriginStore;
@@ -557,13 +562,16 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    * undici's Dispatcher contract: sends `options` and drives `handler` (either handler shape)
    * with the raw response — no redirects followed, nothing decoded (fetch does both itself).
    * Errors, bad options included, reach the handler's error callback. Returns true: the pool
-   * queues what it cannot serve at once, so callers never need to wait for 'drain'. Requests
-   * start with the other dispatches of this event-loop turn, once its I/O callbacks ran (the
-   * handler's `onConnect` comes then), so their writes leave together.
+   * queues what it cannot serve at once, so callers never need to wait for 'drain'. While other
+   * dispatches are in flight, a request starts with the others of this event-loop turn, once
+   * its I/O callbacks ran (the handler's `onConnect` comes then), so their writes leave together.
    */
   dispatch(options: DispatchOptions, handler: DispatchHandler): boolean {
     const sink = new DispatchSink(handler);
-    this.dispatches.add(options, sink);
+    sink.onSettled = this.dispatchSettled;
+    // Batching pays when several requests' I/O interleaves; one alone would only wait for it.
+    if (++this.dispatchesInFlight === 1 && this.dispatches.isEmpty) void this.dispatchNow(options, sink);
+    else this.dispatches.add(options, sink);
     return true;
   }
 

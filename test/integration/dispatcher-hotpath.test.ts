@@ -224,13 +224,14 @@ test('dispatches of one turn start together, in order; close() right after dispa
   const seen: string[] = [];
   const server = await startHttpServer((req, res) => {
     seen.push(req.url ?? '');
-    res.end(`body of ${req.url}`);
+    if (req.url === '/slow') setTimeout(() => res.end(`body of ${req.url}`), 50);
+    else res.end(`body of ${req.url}`);
   });
   const pool = new ConnectionPool({ maxPerHost: 1 });
-  const fetchText = (path: string): Promise<string> =>
+  const fetchText = (path: string, on: ConnectionPool = pool): Promise<string> =>
     new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
-      pool.dispatch(
+      on.dispatch(
         { origin: server.url, path, method: 'GET' },
         {
           onConnect() {},
@@ -245,15 +246,37 @@ test('dispatches of one turn start together, in order; close() right after dispa
       );
     });
   try {
-    const texts = await Promise.all(['/1', '/2', '/3'].map(fetchText));
+    const texts = await Promise.all(['/1', '/2', '/3'].map((path) => fetchText(path)));
     assert.deepEqual(texts, ['body of /1', 'body of /2', 'body of /3']);
     assert.deepEqual(seen, ['/1', '/2', '/3']);
-    // Queued for the end of this turn, then the pool closes: the request still runs to its end,
-    // as a request already in flight does (close() waits for it).
-    const last = fetchText('/last');
-    const closed = pool.close();
-    assert.equal(await last, 'body of /last');
+    // With another dispatch in flight, one is queued for the end of this turn; the pool closes
+    // right then: it still runs to its end, as a request already in flight does (close() waits;
+    // a connection of its own is free, so it is no waiter, which close() would fail).
+    const closing = new ConnectionPool();
+    // Two connections up and idle first.
+    await Promise.all([fetchText('/w1', closing), fetchText('/w2', closing)]);
+    const slow = fetchText('/slow', closing);
+    const last = fetchText('/last', closing);
+    const closed = closing.close();
+    assert.deepEqual(await Promise.all([slow, last]), ['body of /slow', 'body of /last']);
     await closed;
+    // Alone, a dispatch starts at once (nothing to batch with): its request is on the wire
+    // before dispatch() returns to the event loop.
+    const alone = new ConnectionPool();
+    try {
+      const before = seen.length;
+      const text = new Promise<string>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        alone.dispatch(
+          { origin: server.url, path: '/alone', method: 'GET' },
+          { onConnect() {}, onHeaders: () => true, onData: (c) => (chunks.push(c), true), onComplete: () => resolve(Buffer.concat(chunks).toString()), onError: reject },
+        );
+      });
+      assert.equal(await text, 'body of /alone');
+      assert.equal(seen.length, before + 1);
+    } finally {
+      await alone.close();
+    }
   } finally {
     await pool.close();
     await server.close();
