@@ -58,12 +58,31 @@ export interface DispatchController {
 
 const NO_HEADERS: IncomingHeaders = Object.freeze(Object.create(null) as IncomingHeaders);
 
+/**
+ * Field names as Buffers, made once: responses repeat the same few names, and a Buffer per name
+ * per response is a visible share of a small request's cost under fetch. Bounded; cleared when
+ * full. They are shared between responses (handlers read header Buffers, none writes them);
+ * values are converted afresh every time.
+ */
+const nameBuffers = new Map<string, Buffer>();
+const MAX_NAME_BUFFERS = 256;
+
+function nameBuffer(name: string): Buffer {
+  let bytes = nameBuffers.get(name);
+  if (bytes === undefined) {
+    bytes = Buffer.from(name, 'latin1');
+    if (nameBuffers.size >= MAX_NAME_BUFFERS) nameBuffers.clear();
+    nameBuffers.set(name, bytes);
+  }
+  return bytes;
+}
+
 /** `[name, value, …]` as Buffers, the shape `onHeaders` and `onComplete` take. */
 export function rawFields(fields: IncomingHeaders): Buffer[] {
   const raw: Buffer[] = [];
   for (const name in fields) {
     const value = fields[name] as string | string[];
-    const nameBytes = Buffer.from(name, 'latin1');
+    const nameBytes = nameBuffer(name);
     if (typeof value === 'string') raw.push(nameBytes, Buffer.from(value, 'latin1'));
     else for (const item of value) raw.push(nameBytes, Buffer.from(item, 'latin1'));
   }
@@ -88,6 +107,8 @@ export class DispatchSink implements BodySink, DispatchController {
   private pausedByHandler = false;
   /** Set once the body flows: how a paused handler resumes it. */
   resumeBody: (() => void) | undefined;
+  /** Called once when the request ends, completed or failed (the pool counts dispatches in flight). */
+  onSettled: (() => void) | undefined;
 
   constructor(handler: DispatchHandler) {
     if (handler === null || typeof handler !== 'object') {
@@ -136,39 +157,53 @@ export class DispatchSink implements BodySink, DispatchController {
   /** The response head. Returns false when the handler wants the body paused (or is done). */
   head(status: number, headers: IncomingHeaders, statusText: string): boolean {
     if (this.ended || this.aborted) return false;
-    this.call(() => {
-      if (this.controllerShape) {
-        this.handler.onResponseStart?.(this, status, headers, statusText);
-        return;
+    // Handler callbacks run in try/catch here and below, not through a closure: these are per
+    // request (per chunk) on fetch's hot path. One that throws aborts with what it threw.
+    try {
+      if (this.controllerShape) this.handler.onResponseStart?.(this, status, headers, statusText);
+      else {
+        this.handler.onResponseStarted?.();
+        if (this.handler.onHeaders?.(status, rawFields(headers), this.resumeFn(), statusText) === false) this.pausedByHandler = true;
       }
-      this.handler.onResponseStarted?.();
-      if (this.handler.onHeaders?.(status, rawFields(headers), () => this.resume(), statusText) === false) this.pausedByHandler = true;
-    });
+    } catch (err) {
+      this.abort(err);
+    }
     return !this.pausedByHandler && !this.aborted && !this.ended;
   }
 
   // BodySink
   onBodyData(chunk: Uint8Array): boolean {
     if (this.ended || this.aborted) return true;
-    this.call(() => {
+    try {
       if (this.controllerShape) this.handler.onResponseData?.(this, asBuffer(chunk));
       else if (this.handler.onData?.(asBuffer(chunk)) === false) this.pausedByHandler = true;
-    });
+    } catch (err) {
+      this.abort(err);
+    }
     return !this.pausedByHandler;
   }
 
   onBodyEnd(trailers: IncomingHeaders | undefined): void {
     if (this.ended || this.aborted) return;
     this.ended = true;
-    this.call(() => {
+    this.onSettled?.();
+    try {
       if (this.controllerShape) this.handler.onResponseEnd?.(this, trailers ?? NO_HEADERS);
       else this.handler.onComplete?.(trailers === undefined ? [] : rawFields(trailers));
-    });
+    } catch (err) {
+      this.abort(err);
+    }
+  }
+
+  /** The `resume` callback `onHeaders` gets. */
+  private resumeFn(): () => void {
+    return () => this.resume();
   }
 
   onBodyError(err: Error): void {
     if (this.ended) return;
     this.ended = true;
+    this.onSettled?.();
     // What the handler gave as its abort reason (or threw) is what it hears back.
     const delivered = this.abortReason instanceof Error ? this.abortReason : err;
     try {
@@ -189,6 +224,15 @@ export class DispatchSink implements BodySink, DispatchController {
   }
 }
 
+/**
+ * Origin and path strings of past dispatches, parsed: fetch sends the same few URLs over and
+ * over, and two `new URL` per dispatch are a visible share of a small request's cost. The URLs
+ * never leave muxpool (nothing mutates them; a query is added to a copy), so sharing them is
+ * safe. Bounded; cleared when full.
+ */
+const parsedDispatchUrls = new Map<string, URL>();
+const MAX_PARSED_DISPATCH_URLS = 256;
+
 /** The URL a dispatch goes to: its origin, path and query. */
 export function dispatchUrl(options: DispatchOptions): URL {
   if (options === null || typeof options !== 'object') {
@@ -204,17 +248,26 @@ export function dispatchUrl(options: DispatchOptions): URL {
   if (typeof options.path !== 'string' || !options.path.startsWith('/')) {
     throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `dispatch() path must start with '/', got ${JSON.stringify(options.path)}`);
   }
-  let url: URL;
-  try {
-    // The path goes to the origin as it is, as undici sends it: resolved against the origin as
-    // a reference, `//other.example/x` would name another host.
-    const base = new URL(String(options.origin));
-    url = new URL(`${base.origin}${options.path}`);
-    if (url.origin !== base.origin) throw new Error(`the path leaves ${base.origin}`);
-  } catch (cause) {
-    throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `not a valid origin and path: ${String(options.origin)} ${options.path}`, { cause });
+  const origin = typeof options.origin === 'string' ? options.origin : String(options.origin);
+  // A space separates them: no origin that parses has one.
+  const cacheKey = `${origin} ${options.path}`;
+  let url = parsedDispatchUrls.get(cacheKey);
+  if (url === undefined) {
+    try {
+      // The path goes to the origin as it is, as undici sends it: resolved against the origin as
+      // a reference, `//other.example/x` would name another host.
+      const base = new URL(origin);
+      url = new URL(`${base.origin}${options.path}`);
+      if (url.origin !== base.origin) throw new Error(`the path leaves ${base.origin}`);
+    } catch (cause) {
+      throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `not a valid origin and path: ${origin} ${options.path}`, { cause });
+    }
+    if (parsedDispatchUrls.size >= MAX_PARSED_DISPATCH_URLS) parsedDispatchUrls.clear();
+    parsedDispatchUrls.set(cacheKey, url);
   }
   if (options.query !== undefined && options.query !== null) {
+    // The cached URL is shared: the query goes on a copy.
+    url = new URL(url.href);
     for (const [name, value] of Object.entries(options.query)) {
       if (Array.isArray(value)) for (const item of value) url.searchParams.append(name, String(item));
       else if (value !== undefined && value !== null) url.searchParams.append(name, String(value));

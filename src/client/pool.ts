@@ -37,6 +37,7 @@ import {
   settle,
   streamVia,
 } from './dispatcher-api.js';
+import { DispatchBatch } from './dispatch-batch.js';
 import { type DispatchHandler, type DispatchOptions, DispatchSink, dispatchBody, dispatchHeaders, dispatchUrl } from './dispatcher.js';
 import { Exchange, type ResponseHeadInfo } from './exchange.js';
 import { OriginFacts } from './origin-facts.js';
@@ -268,10 +269,17 @@ function ownError(err: MuxpoolError, attempt: number): MuxpoolError {
 
 /** Timeout and abort for one request: cancels whatever phase the request is in. */
 class RequestControl {
-  readonly controller = new AbortController();
+  /**
+   * What an acquire that has to wait listens to. Made only then: an AbortController costs
+   * several microseconds in Node 20 (a transferable object), a visible share of a small request
+   * that finds an idle connection at once.
+   */
+  private controller: AbortController | undefined;
+  /** Why the request ended early, for a signal asked for after it did. */
+  private firedWith: MuxpoolError | undefined;
   exchange: Exchange | undefined;
   private timer: Timer | undefined;
-  private readonly signal: AbortSignal | undefined;
+  private readonly callerSignal: AbortSignal | undefined;
   private readonly onAbort: (() => void) | undefined;
 
   constructor(clock: Clock, signal: AbortSignal | undefined, timeoutMs: number | undefined) {
@@ -287,7 +295,7 @@ class RequestControl {
       );
     }
     if (signal !== undefined) {
-      this.signal = signal;
+      this.callerSignal = signal;
       this.onAbort = () =>
         this.fire(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: signal.reason, maybeProcessed: true }));
       signal.addEventListener('abort', this.onAbort, { once: true });
@@ -306,14 +314,29 @@ class RequestControl {
     } else {
       err.maybeProcessed = false;
     }
-    this.controller.abort(err);
+    this.firedWith = err;
+    this.controller?.abort(err);
     this.dispose();
+  }
+
+  /** Ends the request now (a dispatch handler's abort): as a fired signal would. */
+  abort(err: MuxpoolError): void {
+    if (this.firedWith === undefined) this.fire(err);
+  }
+
+  /** The signal for an acquire that waits: aborted already when the request ended before. */
+  get acquireSignal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.firedWith !== undefined) this.controller.abort(this.firedWith);
+    }
+    return this.controller.signal;
   }
 
   dispose(): void {
     this.timer?.cancel();
     this.timer = undefined;
-    if (this.signal !== undefined && this.onAbort !== undefined) this.signal.removeEventListener('abort', this.onAbort);
+    if (this.callerSignal !== undefined && this.onAbort !== undefined) this.callerSignal.removeEventListener('abort', this.onAbort);
   }
 }
 
@@ -363,6 +386,13 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   /** Hand-built keys given the pool's TLS settings where `keyFor` would pick another proxy. */
   private readonly tlsKeys = new Map<string, PoolKey>();
   private readonly urls = new Map<string, URL>();
+  /** `dispatch()` calls of this turn, started together after its I/O (dispatch-batch.ts). */
+  private readonly dispatches = new DispatchBatch((options, sink) => void this.dispatchNow(options, sink));
+  /** Dispatched requests not yet ended: alone, a request starts at once (nothing to batch with). */
+  private dispatchesInFlight = 0;
+  private readonly dispatchSettled = (): void => {
+    this.dispatchesInFlight--;
+  };
   private readonly transports: DefaultConnector;
   private readonly altSvc: AltSvcCache;
   private readonly store: OriginStore;
@@ -621,12 +651,14 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
   }
 
   private async closeNow(): Promise<void> {
+    this.dispatches.flush();
     this.transports.abortPending();
     await this.core.close();
     this.store.flush();
   }
 
   private async destroyNow(err: Error | undefined): Promise<void> {
+    this.dispatches.flush();
     this.transports.abortPending();
     await this.core.destroy(err);
     this.store.flush();
@@ -636,11 +668,16 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
    * undici's Dispatcher contract: sends `options` and drives `handler` (either handler shape)
    * with the raw response — no redirects followed, nothing decoded (fetch does both itself).
    * Errors, bad options included, reach the handler's error callback. Returns true: the pool
-   * queues what it cannot serve at once, so callers never need to wait for 'drain'.
+   * queues what it cannot serve at once, so callers never need to wait for 'drain'. While other
+   * dispatches are in flight, a request starts with the others of this event-loop turn, once
+   * its I/O callbacks ran (the handler's `onConnect` comes then), so their writes leave together.
    */
   dispatch(options: DispatchOptions, handler: DispatchHandler): boolean {
     const sink = new DispatchSink(handler);
-    void this.dispatchNow(options, sink);
+    sink.onSettled = this.dispatchSettled;
+    // Batching pays when several requests' I/O interleaves; one alone would only wait for it.
+    if (++this.dispatchesInFlight === 1 && this.dispatches.isEmpty) void this.dispatchNow(options, sink);
+    else this.dispatches.add(options, sink);
     return true;
   }
 
@@ -705,11 +742,12 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     let exchange: Exchange | undefined;
     try {
       const url = dispatchUrl(options);
-      const abort = new AbortController();
-      sink.start((reason) => abort.abort(reason));
+      // The handler's abort goes straight to the request's control: no AbortController and
+      // listener per dispatch (the control makes a signal only for an acquire that waits).
+      const control = new RequestControl(this.core.clock, undefined, undefined);
+      sink.start((reason) => control.abort(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: reason, maybeProcessed: true })));
       if (sink.aborted) throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: false });
       const prepared = prepareRequest(url, options.method, dispatchHeaders(options.headers), dispatchBody(options.body), undefined);
-      const control = new RequestControl(this.core.clock, abort.signal, undefined);
       exchange = await this.send(prepared, {}, control);
       const settled = exchange;
       if (settled.finished) control.dispose();
@@ -953,7 +991,8 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
     }
     // Through a proxy the request changes on the wire (absolute form, or no Proxy-Authorization).
     const wire = key.proxy === undefined ? prepared : proxiedRequest(prepared, key.proxy);
-    const acquireOptions = { signal: control?.controller.signal, acquireTimeoutMs: options.acquireTimeoutMs, priority: options.priority };
+    // Built only for an acquire that may wait (the fast path takes an idle connection without).
+    const acquireOptions = (): AcquireOptions => ({ signal: control?.acquireSignal, acquireTimeoutMs: options.acquireTimeoutMs, priority: options.priority });
     // A retry after a stale HTTP/1.1 socket needs a connection of its own (the next idle one may
     // be stale too); after GOAWAY or REFUSED_STREAM the failed connection is already out of
     // the running, so any open one will do.
@@ -972,14 +1011,14 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
           if (entry === undefined) {
             if (startedAt < 0) startedAt = this.core.clock.now();
             const waitStart = channels.queueWait.hasSubscribers ? performance.now() : 0;
-            entry = await this.core.acquire(key, plan, false, acquireOptions);
+            entry = await this.core.acquire(key, plan, false, acquireOptions());
             assignedAt = this.core.clock.now();
             if (channels.queueWait.hasSubscribers) channels.queueWait.publish({ pool: this, origin: key.origin, waitedMs: performance.now() - waitStart });
           }
         } else {
           entry = freshConnection
-            ? await this.core.acquireFresh(key, plan, acquireOptions)
-            : await this.core.acquire(key, plan, false, acquireOptions);
+            ? await this.core.acquireFresh(key, plan, acquireOptions())
+            : await this.core.acquire(key, plan, false, acquireOptions());
           assignedAt = this.core.clock.now();
         }
       } catch (err) {
