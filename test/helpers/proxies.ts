@@ -182,6 +182,38 @@ function tunnel(client: net.Socket, host: string, port: number, sockets: Set<net
 }
 
 /**
+ * Listens with a fake proxy's `server` on a free loopback port and describes it; `close()`
+ * destroys the sockets it tracks (clients and upstreams), then closes the server.
+ */
+async function listenFake(
+  server: net.Server,
+  scheme: 'http' | 'https' | 'socks5',
+  sockets: Set<net.Socket>,
+  state: { connections: number },
+  record: Pick<FakeProxy, 'heads' | 'socksTargets'>,
+): Promise<FakeProxy> {
+  server.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    url: `${scheme}://127.0.0.1:${port}`,
+    heads: record.heads,
+    socksTargets: record.socksTargets,
+    get connections() {
+      return state.connections;
+    },
+    set connections(v: number) {
+      state.connections = v;
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
  * An HTTP CONNECT proxy whose every answer is scripted by `answer(head, index)`; with `tls`, an
  * `https://` proxy (TLS to the proxy itself).
  */
@@ -229,25 +261,7 @@ export async function startFakeHttpProxy(
     client.on('data', onData);
   };
   const server = options.tls !== undefined ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, onClient) : net.createServer(onClient);
-  server.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    url: `${options.tls !== undefined ? 'https' : 'http'}://127.0.0.1:${port}`,
-    heads,
-    socksTargets: [],
-    get connections() {
-      return state.connections;
-    },
-    set connections(v: number) {
-      state.connections = v;
-    },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return listenFake(server, options.tls !== undefined ? 'https' : 'http', sockets, state, { heads, socksTargets: [] });
 }
 
 /** A SOCKS5 proxy (no authentication) whose answers are scripted by `answer(index)`. */
@@ -307,23 +321,5 @@ export async function startFakeSocksProxy(answer: (index: number) => FakeSocksAn
     };
     client.on('data', onData);
   });
-  server.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    url: `socks5://127.0.0.1:${port}`,
-    heads: [],
-    socksTargets,
-    get connections() {
-      return state.connections;
-    },
-    set connections(v: number) {
-      state.connections = v;
-    },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return listenFake(server, 'socks5', sockets, state, { heads: [], socksTargets });
 }
