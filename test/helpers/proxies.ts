@@ -13,19 +13,15 @@
  * - `startFakeProxy`: our own HTTP CONNECT / SOCKS5 proxy with scripted answers for the failure
  *   cases, recording every CONNECT head and SOCKS request it receives.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { accepts, freeTcpPort } from './nghttpd.js';
 import { requirePeer } from './peers.js';
-
-const START_LIMIT_MS = 10_000;
-const STOP_LIMIT_MS = 3_000;
+import { accepts, freeTcpPort, spawnPeer } from './spawn-peer.js';
 
 export const TINYPROXY_BINARY = process.env['MUXPOOL_TINYPROXY'] ?? '/usr/bin/tinyproxy';
 export const DANTED_BINARY = process.env['MUXPOOL_DANTED'] ?? '/usr/sbin/danted';
@@ -41,56 +37,23 @@ export interface ProxyProcess {
 }
 
 async function runDaemon(name: string, binary: string, args: string[], port: number, dir: string, group: boolean): Promise<ProxyProcess> {
-  const child: ChildProcess = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: group });
-  let log = '';
-  const onOutput = (chunk: Buffer): void => {
-    log += chunk.toString('utf8');
-    if (log.length > 1_000_000) log = log.slice(-500_000);
-  };
-  child.stdout?.on('data', onOutput);
-  child.stderr?.on('data', onOutput);
-  let spawnError: Error | undefined;
-  child.once('error', (err) => {
-    spawnError = err;
+  const peer = await spawnPeer({
+    name,
+    command: binary,
+    args,
+    ready: () => accepts(port),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+    // dante's helpers share its process group (its own, since it was started detached).
+    processGroup: group,
+    logLimit: { chars: 1_000_000, keep: 'end' },
   });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const running = (): boolean => child.exitCode === null && child.signalCode === null && spawnError === undefined;
-  const signal = (sig: NodeJS.Signals): void => {
-    try {
-      // dante's helpers share its process group (its own, since it was started detached).
-      if (group && child.pid !== undefined) process.kill(-child.pid, sig);
-      else child.kill(sig);
-    } catch {
-      // already gone
-    }
-  };
-  const stop = async (): Promise<void> => {
-    if (running()) {
-      signal('SIGTERM');
-      const killTimer = setTimeout(() => signal('SIGKILL'), STOP_LIMIT_MS);
-      await exited;
-      clearTimeout(killTimer);
-    } else if (spawnError === undefined) {
-      await exited;
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + START_LIMIT_MS;
-  for (;;) {
-    if (running() && (await accepts(port))) break;
-    if (!running() || Date.now() > deadline) {
-      await stop();
-      throw new Error(`${name} did not start (exit ${String(child.exitCode)}, ${String(spawnError ?? '')}):\n${log}`);
-    }
-    await sleep(25);
-  }
   return {
     port,
     url: `${name === 'danted' ? 'socks5' : 'http'}://127.0.0.1:${port}`,
     get log() {
-      return log;
+      return peer.log;
     },
-    stop,
+    stop: () => peer.stop(),
   };
 }
 
@@ -219,6 +182,38 @@ function tunnel(client: net.Socket, host: string, port: number, sockets: Set<net
 }
 
 /**
+ * Listens with a fake proxy's `server` on a free loopback port and describes it; `close()`
+ * destroys the sockets it tracks (clients and upstreams), then closes the server.
+ */
+async function listenFake(
+  server: net.Server,
+  scheme: 'http' | 'https' | 'socks5',
+  sockets: Set<net.Socket>,
+  state: { connections: number },
+  record: Pick<FakeProxy, 'heads' | 'socksTargets'>,
+): Promise<FakeProxy> {
+  server.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    url: `${scheme}://127.0.0.1:${port}`,
+    heads: record.heads,
+    socksTargets: record.socksTargets,
+    get connections() {
+      return state.connections;
+    },
+    set connections(v: number) {
+      state.connections = v;
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
  * An HTTP CONNECT proxy whose every answer is scripted by `answer(head, index)`; with `tls`, an
  * `https://` proxy (TLS to the proxy itself).
  */
@@ -266,25 +261,7 @@ export async function startFakeHttpProxy(
     client.on('data', onData);
   };
   const server = options.tls !== undefined ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, onClient) : net.createServer(onClient);
-  server.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    url: `${options.tls !== undefined ? 'https' : 'http'}://127.0.0.1:${port}`,
-    heads,
-    socksTargets: [],
-    get connections() {
-      return state.connections;
-    },
-    set connections(v: number) {
-      state.connections = v;
-    },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return listenFake(server, options.tls !== undefined ? 'https' : 'http', sockets, state, { heads, socksTargets: [] });
 }
 
 /** A SOCKS5 proxy (no authentication) whose answers are scripted by `answer(index)`. */
@@ -344,23 +321,5 @@ export async function startFakeSocksProxy(answer: (index: number) => FakeSocksAn
     };
     client.on('data', onData);
   });
-  server.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    url: `socks5://127.0.0.1:${port}`,
-    heads: [],
-    socksTargets,
-    get connections() {
-      return state.connections;
-    },
-    set connections(v: number) {
-      state.connections = v;
-    },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return listenFake(server, 'socks5', sockets, state, { heads: [], socksTargets });
 }

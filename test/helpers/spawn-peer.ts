@@ -3,7 +3,8 @@
  * helpers share. The child's stdout and stderr are collected as its log; `spawnPeer` resolves
  * once `ready()` says so, or stops the child and throws with the log when it exits first or
  * `startLimitMs` passes. `stop()` sends SIGTERM, then SIGKILL after `stopLimitMs`, waits for the
- * exit, and removes the peer's files (`cleanup`). Every wait is bounded.
+ * exit, and removes the peer's files (`cleanup`). Every wait is bounded. Besides the HTTP peers,
+ * the proxies (tinyproxy, dante) and gtlsserver start through it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
@@ -22,6 +23,16 @@ export interface SpawnPeerOptions {
   startLimitMs?: number | undefined;
   stopLimitMs?: number | undefined;
   pollMs?: number | undefined;
+  /**
+   * Start the child in its own process group and signal the whole group on stop: for daemons
+   * that fork helpers sharing their group (dante).
+   */
+  processGroup?: boolean | undefined;
+  /**
+   * Bounds the collected log for chatty peers: `start` stops collecting at `chars` (the evidence
+   * a case looks for is near the start), `end` keeps the last `chars / 2` once `chars` is passed.
+   */
+  logLimit?: { chars: number; keep: 'start' | 'end' } | undefined;
 }
 
 export interface SpawnedPeer {
@@ -36,10 +47,23 @@ export async function spawnPeer(options: SpawnPeerOptions): Promise<SpawnedPeer>
   const startLimitMs = options.startLimitMs ?? 10_000;
   const stopLimitMs = options.stopLimitMs ?? 3_000;
   const pollMs = options.pollMs ?? 25;
-  const child: ChildProcess = spawn(options.command, options.args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const group = options.processGroup === true;
+  const child: ChildProcess = spawn(options.command, options.args, {
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: group,
+  });
+  const logLimit = options.logLimit;
   let log = '';
   const onOutput = (chunk: Buffer): void => {
-    log += chunk.toString('utf8');
+    if (logLimit === undefined) {
+      log += chunk.toString('utf8');
+    } else if (logLimit.keep === 'start') {
+      if (log.length < logLimit.chars) log += chunk.toString('utf8');
+    } else {
+      log += chunk.toString('utf8');
+      if (log.length > logLimit.chars) log = log.slice(-Math.floor(logLimit.chars / 2));
+    }
   };
   child.stdout?.on('data', onOutput);
   child.stderr?.on('data', onOutput);
@@ -50,12 +74,21 @@ export async function spawnPeer(options: SpawnPeerOptions): Promise<SpawnedPeer>
   // 'close': the process exited and its pipes are drained (the whole log is in).
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const running = (): boolean => child.exitCode === null && child.signalCode === null && spawnError === undefined;
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      // A detached child leads its own process group; its helpers share it.
+      if (group && child.pid !== undefined) process.kill(-child.pid, sig);
+      else child.kill(sig);
+    } catch {
+      // already gone
+    }
+  };
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       if (running()) {
-        child.kill('SIGTERM');
-        const killTimer = setTimeout(() => child.kill('SIGKILL'), stopLimitMs);
+        signal('SIGTERM');
+        const killTimer = setTimeout(() => signal('SIGKILL'), stopLimitMs);
         await exited;
         clearTimeout(killTimer);
       } else if (spawnError === undefined) {

@@ -4,37 +4,24 @@
  * screenshot shows them.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { CLI_MAIN, type RunOutcome, runProgram } from '../helpers/cli.js';
 import { decodePng } from '../helpers/png.js';
 import { requirePeer } from '../helpers/peers.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const CHROMIUM = 'chromium';
 /** Each browser run ends within this, whatever happens to it. */
 const BROWSER_LIMIT_MS = 30_000;
 const WINDOW = { width: 1000, height: 1400 };
 
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], timeoutMs: number): Promise<Outcome> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const run = (file: string, args: string[], timeoutMs: number): Promise<RunOutcome> =>
+  runProgram(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 32 * 1024 * 1024 });
 
 let dir: string;
 let server: http.Server;
@@ -67,7 +54,7 @@ after(async () => {
 });
 
 /** Headless Chromium on a profile of its own, with console messages on stderr. */
-function chromium(args: string[]): Promise<Outcome> {
+function chromium(args: string[]): Promise<RunOutcome> {
   return run(
     CHROMIUM,
     [
@@ -92,7 +79,7 @@ const consoleLines = (stderr: string): string[] => stderr.split('\n').filter((li
 test('--report: one self-contained HTML file whose uPlot charts render in Chromium without console errors', async () => {
   requirePeer(CHROMIUM);
   const file = join(dir, 'report.html');
-  const bench = await run(process.execPath, [MAIN, 'bench', target, '-c', '4', '-d', '2', '-H', 'x-one: 1', '-H', 'x-two: 2', '--report', file, '--json'], 30_000);
+  const bench = await run(process.execPath, [CLI_MAIN, 'bench', target, '-c', '4', '-d', '2', '-H', 'x-one: 1', '-H', 'x-two: 2', '--report', file, '--json'], 30_000);
   assert.equal(bench.code, 0, bench.stderr);
   const report = JSON.parse(bench.stdout) as { requests: number; errors: number; statusCodes: Record<string, number>; timeline: unknown[] };
   assert.ok(report.requests > 200, `requests: ${report.requests}`);

@@ -1,6 +1,5 @@
 /** `muxpool bench`, run as a child process against the embedded server on loopback. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,29 +8,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type EmbeddedServer, startEmbeddedServer } from '../../src/server/embedded.js';
+import { CLI_MAIN, type RunOutcome, runCli, runProgram } from '../helpers/cli.js';
 import { startRawServer } from '../helpers/servers.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const SCRIPT = '/usr/bin/script';
 
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[]): Promise<Outcome> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const bench = (args: string[]): Promise<Outcome> => run(process.execPath, [MAIN, 'bench', ...args]);
+const bench = (args: string[]): Promise<RunOutcome> => runCli(['bench', ...args]);
 
 /** The parts of the --json report these tests read. */
 interface Report {
@@ -54,7 +37,7 @@ interface Report {
   errorCodes: Record<string, number>;
 }
 
-function parseReport(outcome: Outcome): Report {
+function parseReport(outcome: RunOutcome): Report {
   assert.equal(outcome.code, 0, outcome.stderr);
   // --json with stderr not a terminal: no progress lines, nothing but the report.
   assert.equal(outcome.stderr, '');
@@ -229,8 +212,8 @@ const noScript = !existsSync(SCRIPT) && 'util-linux script is not installed';
 
 test('on a terminal the progress line is rewritten in place with \\r', { skip: noScript }, async () => {
   const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-  const command = [process.execPath, MAIN, 'bench', url, '--cacert', caPath, '-d', '2', '-c', '4'].map(quote).join(' ');
-  const { code, stdout } = await run(SCRIPT, ['-qfec', command, '/dev/null']);
+  const command = [process.execPath, CLI_MAIN, 'bench', url, '--cacert', caPath, '-d', '2', '-c', '4'].map(quote).join(' ');
+  const { code, stdout } = await runProgram(SCRIPT, ['-qfec', command, '/dev/null']);
   assert.equal(code, 0, stdout);
   // A carriage return that starts a line instead of ending one (the pty turns \n into \r\n).
   const updates = stdout.match(/\r(?!\n)\d+ done {2}\d+ req\/s {2}\d+ errors/g) ?? [];

@@ -1,28 +1,21 @@
 /** The `muxpool` command through tinyproxy: -x, --noproxy, the environment as curl reads it, -v, exit codes. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { certs } from '../helpers/certs.js';
+import { type RunOutcome, runCli } from '../helpers/cli.js';
 import { freeTcpPort } from '../helpers/nghttpd.js';
 import { startTinyproxy } from '../helpers/proxies.js';
 import { startHttpServer, startHttpsServer } from '../helpers/servers.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const PROXY_VARIABLES = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY'];
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(args: string[], env: Record<string, string> = {}): Promise<RunOutcome> {
   const clean: NodeJS.ProcessEnv = { ...process.env };
   for (const name of PROXY_VARIABLES) delete clean[name];
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { timeout: 30_000, env: { ...clean, ...env } }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { env: { ...clean, ...env } });
 }
 
 test('CLI: -x through tinyproxy, proxies from the environment as curl reads them, --noproxy, -x "" and -v', async () => {

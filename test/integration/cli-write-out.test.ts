@@ -3,26 +3,14 @@
  * process against loopback servers; the format renderer's escapes and edge cases as data.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type TransferFacts, renderWriteOut } from '../../src/cli/write-out.js';
 import { certs, startH3 } from '../helpers/certs.js';
+import { runCli as run } from '../helpers/cli.js';
 import { startHttpServer, startHttpsServer } from '../helpers/servers.js';
-
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 const TIME = /^\d+\.\d{6}$/;
 

@@ -1,28 +1,18 @@
 /** The `muxpool` command, run as a child process against loopback servers. */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { generateCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
+import { CLI_MAIN as MAIN, runCli as run } from '../helpers/cli.js';
 import { startHttpServer, startHttpsServer, startRawServer } from '../helpers/servers.js';
 import { startUdpBlackHole } from '../helpers/udp-proxy.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 test('with no URL: the demo runs against the embedded server over all three protocols, shows reuse, exits 0', async () => {
   const { code, stdout } = await run([]);

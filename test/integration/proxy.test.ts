@@ -14,12 +14,13 @@ import type net from 'node:net';
 import { test } from 'node:test';
 import { fetch as undiciFetch } from 'undici';
 import { ConnectionPool, HttpVersion, PoolKey } from '../../src/index.js';
+import type { GeneratedCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { certs } from '../helpers/certs.js';
 import { leakCheck } from '../helpers/leaks.js';
 import { freeTcpPort } from '../helpers/nghttpd.js';
-import { SOCKS_PASSWORD, SOCKS_USER, startDante, startFakeHttpProxy, startFakeSocksProxy, startTinyproxy } from '../helpers/proxies.js';
+import { type FakeProxy, SOCKS_PASSWORD, SOCKS_USER, startDante, startFakeHttpProxy, startFakeSocksProxy, startTinyproxy } from '../helpers/proxies.js';
 
 interface Origin {
   url: string;
@@ -98,6 +99,28 @@ async function httpOrigin(): Promise<Origin & { paths: string[] }> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/**
+ * An HTTPS origin behind our fake proxy that tunnels every CONNECT, the test CA, and a leak
+ * check begun once both serve; `close()` stops the two servers.
+ */
+async function tunnelBed(): Promise<{
+  origin: Origin;
+  fake: FakeProxy;
+  c: GeneratedCertificates;
+  leaks: ReturnType<typeof leakCheck>;
+  close: () => Promise<void>;
+}> {
+  const origin = await httpsOrigin();
+  const fake = await startFakeHttpProxy(() => ({ kind: 'tunnel' }));
+  const c = await certs();
+  const leaks = leakCheck();
+  const close = async (): Promise<void> => {
+    await fake.close();
+    await origin.close();
+  };
+  return { origin, fake, c, leaks, close };
 }
 
 /** Below the per-request copies of a PROXY_CONNECT error: the socket's error. */
@@ -204,10 +227,7 @@ test('tinyproxy forwarding: an http URL goes in absolute form; Basic credentials
 });
 
 test('credentials never cross: CONNECT carries only Proxy-Authorization; the origin never sees it', async () => {
-  const origin = await httpsOrigin();
-  const fake = await startFakeHttpProxy(() => ({ kind: 'tunnel' }));
-  const c = await certs();
-  const leaks = leakCheck();
+  const { origin, fake, c, leaks, close } = await tunnelBed();
   const pool = new ConnectionPool({ tls: { ca: c.caCert }, proxy: `http://b%40b:hun%3Ater2@127.0.0.1:${fake.port}` });
   const res = await pool.request(`${origin.url}/secret`, {
     headers: { authorization: 'Bearer origin-only', cookie: 'session=origin-only', 'proxy-authorization': 'Basic caller-set' },
@@ -225,8 +245,7 @@ test('credentials never cross: CONNECT carries only Proxy-Authorization; the ori
   assert.equal(seen['proxy-authorization'], undefined, 'no Proxy-Authorization reaches the origin through a tunnel');
   await pool.close();
   await leaks.check(pool);
-  await fake.close();
-  await origin.close();
+  await close();
 });
 
 test('an https:// proxy: TLS to the proxy, then TLS with ALPN to the origin inside it', async () => {
@@ -425,10 +444,7 @@ test('keys keep direct, proxied and different proxies apart; no coalescing acros
 
   // One pool, one origin whose certificate covers localhost and 127.0.0.1: direct to one name
   // (noProxy), proxied to the other. Without a proxy the second would coalesce onto the first.
-  const origin = await httpsOrigin();
-  const fake = await startFakeHttpProxy(() => ({ kind: 'tunnel' }));
-  const c = await certs();
-  const leaks = leakCheck();
+  const { origin, fake, c, leaks, close } = await tunnelBed();
   const control = new ConnectionPool({ tls: { ca: c.caCert } });
   const x = await control.request(`https://localhost:${origin.port}/`);
   const y = await control.request(`https://127.0.0.1:${origin.port}/`);
@@ -450,8 +466,7 @@ test('keys keep direct, proxied and different proxies apart; no coalescing acros
   await mixed.close();
   await leaks.check(control);
   await leaks.check(mixed);
-  await fake.close();
-  await origin.close();
+  await close();
 });
 
 test('HTTP/3 never goes through a proxy: Http3Only fails typed, Auto and Http3 stay on TCP despite Alt-Svc', async () => {
@@ -559,10 +574,7 @@ test('bad proxy URLs fail at construction with MUXPOOL_ERR_INVALID_ARGUMENT; the
 });
 
 test('the undici Dispatcher path (fetch with dispatcher: pool) goes through the proxy too', async () => {
-  const origin = await httpsOrigin();
-  const fake = await startFakeHttpProxy(() => ({ kind: 'tunnel' }));
-  const c = await certs();
-  const leaks = leakCheck();
+  const { origin, fake, c, leaks, close } = await tunnelBed();
   const pool = new ConnectionPool({ tls: { ca: c.caCert }, proxy: fake.url });
   const res = await undiciFetch(`${origin.url}/via-dispatcher`, { dispatcher: pool as never });
   assert.equal(res.status, 200);
@@ -571,15 +583,11 @@ test('the undici Dispatcher path (fetch with dispatcher: pool) goes through the 
   assert.match(fake.heads[0] ?? '', /^CONNECT localhost:\d+ HTTP\/1\.1/);
   await pool.close();
   await leaks.check(pool);
-  await fake.close();
-  await origin.close();
+  await close();
 });
 
 test('the seed API: a hand-built PoolKey is direct unless it carries the proxy; with it, getOrCreate tunnels', async () => {
-  const origin = await httpsOrigin();
-  const fake = await startFakeHttpProxy(() => ({ kind: 'tunnel' }));
-  const c = await certs();
-  const leaks = leakCheck();
+  const { origin, fake, c, leaks, close } = await tunnelBed();
   const pool = new ConnectionPool({ tls: { ca: c.caCert }, proxy: fake.url });
   const direct = await pool.getOrCreate(new PoolKey('localhost', origin.port, true), HttpVersion.Http2);
   assert.ok(direct !== undefined);
@@ -597,6 +605,5 @@ test('the seed API: a hand-built PoolKey is direct unless it carries the proxy; 
   assert.equal(res.connectionId, proxied.connection.id);
   await pool.close();
   await leaks.check(pool);
-  await fake.close();
-  await origin.close();
+  await close();
 });

@@ -18,6 +18,7 @@ import {
   readWithHook,
   until,
   urlFor,
+  withPool,
 } from './client.js';
 import {
   type Fixture,
@@ -62,24 +63,28 @@ export interface H3Case {
 
 const SEED = 0x15;
 
+/** What a proxy that impairs the path counts: the datagrams it dropped, or those it corrupted. */
+type Impairment = 'dropped' | 'corrupted';
+
 /**
- * One fresh pool per connection wanted: GETs `name` `count` times, each on a new handshake.
+ * One fresh pool per connection wanted, through a proxy impairing the path: GETs a small file on
+ * `profile.handshakes` new handshakes, then checks that the proxy did impair some datagrams.
  * Under 30% loss each way a handshake can need several PTOs, each twice the last (RFC 9002
  * §6.2.1), so each gets 60 s; the slowest is reported.
  */
-async function handshakes(ctx: CaseContext<H3Target>, count: number, name: string): Promise<string> {
+async function impairedHandshakes(ctx: CaseContext<H3Target>, impairment: Impairment): Promise<CaseResult> {
+  const count = ctx.fixture.profile.handshakes;
   let slowestMs = 0;
   for (let i = 0; i < count; i++) {
-    const pool = poolFor(ctx.endpoint, { connectTimeoutMs: 60_000 });
-    try {
-      const { res, ms } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, name);
+    await withPool(poolFor(ctx.endpoint, { connectTimeoutMs: 60_000 }), async (pool) => {
+      const { res, ms } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt');
       check(res.reused === false, `connection ${i} was not a new one`);
       slowestMs = Math.max(slowestMs, ms);
-    } finally {
-      await pool.close();
-    }
+    });
   }
-  return `slowest ${(slowestMs / 1000).toFixed(1)} s`;
+  check((ctx.proxy?.stats[impairment] ?? 0) > 0, `the proxy ${impairment} nothing`);
+  const slowest = `slowest ${(slowestMs / 1000).toFixed(1)} s`;
+  return { detail: `${count} handshakes (${slowest}); ${ctx.proxy?.stats[impairment]} of ${ctx.proxy?.stats.received} datagrams ${impairment}` };
 }
 
 /** Gets a session ticket on one connection, then drops the connection so the next dial resumes. */
@@ -92,16 +97,23 @@ async function ticketThenRedial(pool: ReturnType<typeof poolFor>, ctx: CaseConte
 }
 
 
-function lossyTransfer(ctx: CaseContext<H3Target>, detail: (proxy: UdpProxy | undefined) => string): Promise<CaseResult> {
-  return (async () => {
-    const pool = poolFor(ctx.endpoint, { connectTimeoutMs: 20_000 });
-    try {
-      const { ms } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'lossy.bin');
-      return { detail: `${(ctx.fixture.profile.lossySize / MiB).toFixed(0)} MiB in ${ms.toFixed(0)} ms; ${detail(ctx.proxy)}` };
-    } finally {
-      await pool.close();
-    }
-  })();
+/** The lossy file through a proxy impairing the path; checks that the proxy did impair some datagrams. */
+async function impairedTransfer(ctx: CaseContext<H3Target>, impairment: Impairment): Promise<CaseResult> {
+  const { ms } = await withPool(poolFor(ctx.endpoint, { connectTimeoutMs: 20_000 }), (pool) => fetchChecked(pool, ctx.endpoint, ctx.fixture, 'lossy.bin'));
+  const detail = `${(ctx.fixture.profile.lossySize / MiB).toFixed(0)} MiB in ${ms.toFixed(0)} ms; ${ctx.proxy?.stats[impairment]} of ${ctx.proxy?.stats.received} datagrams ${impairment}`;
+  check((ctx.proxy?.stats[impairment] ?? 0) > 0, `the proxy ${impairment} nothing`);
+  return { detail };
+}
+
+/** MB/s of one download of the goodput file, after a small one has opened the connection. */
+function goodput(ctx: CaseContext<unknown>, version: HttpVersion): Promise<CaseResult> {
+  return withPool(poolFor(ctx.endpoint), async (pool) => {
+    await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt', version);
+    const { ms } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'goodput.bin', version);
+    const size = ctx.fixture.files.get('goodput.bin')?.length ?? 0;
+    const mbps = size / 1e6 / (ms / 1000);
+    return { detail: `${(size / MiB).toFixed(0)} MiB in ${ms.toFixed(0)} ms: ${mbps.toFixed(1)} MB/s`, metrics: { mbPerS: mbps } };
+  });
 }
 
 function onlyOn(servers: H3ServerName[], why: string): (server: H3ServerName) => string | undefined {
@@ -112,9 +124,8 @@ export const H3_CASES: H3Case[] = [
   {
     name: 'handshake',
     summary: 'a new connection, one small file, ALPN h3, nothing resumed',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         const { res } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt');
         const quic = await quicOf(pool, ctx.endpoint);
         check(quic.alpn === 'h3', `ALPN ${quic.alpn}`);
@@ -122,17 +133,14 @@ export const H3_CASES: H3Case[] = [
         check(stats.dialed === 1, `${stats.dialed} connections dialed`);
         check(stats.connections[0]?.resumed === false, 'a first connection cannot be resumed');
         return { detail: `ALPN h3, connection ${res.connectionId}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'transfer',
     summary: 'several files of several MiB at once on one connection, each larger than our 1 MiB stream window (flow control)',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint, { maxPerHost: 1 });
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint, { maxPerHost: 1 }), async (pool) => {
         const names = ctx.fixture.profile.transferSizes.map((_, i) => `transfer-${i}.bin`);
         const started = performance.now();
         const results = await Promise.all(names.map((name) => fetchChecked(pool, ctx.endpoint, ctx.fixture, name)));
@@ -140,17 +148,14 @@ export const H3_CASES: H3Case[] = [
         check(new Set(results.map((r) => r.res.connectionId)).size === 1, 'the files came over more than one connection');
         const total = ctx.fixture.profile.transferSizes.reduce((a, b) => a + b, 0);
         return { detail: `${names.length} files, ${(total / MiB).toFixed(0)} MiB in ${ms.toFixed(0)} ms` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'multiplexing',
     summary: 'many small files at once on one connection: more streams complete than the peer allowed at first, so it raised MAX_STREAMS',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint, { maxPerHost: 1, acquireTimeoutMs: 60_000 });
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint, { maxPerHost: 1, acquireTimeoutMs: 60_000 }), async (pool) => {
         const warm = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt');
         const quic = await quicOf(pool, ctx.endpoint);
         const initialLimit = quic.diagnostics.peerInitialMaxStreamsBidi;
@@ -166,18 +171,15 @@ export const H3_CASES: H3Case[] = [
         const completed = results.length + 1;
         check(completed > initialLimit, `only ${completed} streams, not above the initial limit ${initialLimit}`);
         return { detail: `${completed} streams on one connection; initial_max_streams_bidi ${initialLimit}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'retry',
     summary: 'the server answers the first Initial with a Retry; the client retries with the token',
     server: { retry: true, verbose: true },
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt');
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'transfer-0.bin');
         const quic = await quicOf(pool, ctx.endpoint);
@@ -186,17 +188,14 @@ export const H3_CASES: H3Case[] = [
         const serverSays = ctx.target.log().includes('Sending Retry packet');
         check(ctx.target.name !== 'ngtcp2' || serverSays, 'gtlsserver did not log a Retry');
         return { detail: `${retries} Retry packet(s) received${serverSays ? '; server log: "Sending Retry packet"' : ''}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'resumption',
     summary: 'a second connection resumes the TLS session of the first (quiche reports it resumed)',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         await ticketThenRedial(pool, ctx);
         const { res } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'transfer-0.bin');
         check(res.reused === false, 'the second request did not dial');
@@ -204,9 +203,7 @@ export const H3_CASES: H3Case[] = [
         check(stats.dialed === 2, `${stats.dialed} connections dialed`);
         check(stats.connections[0]?.resumed === true, 'the second handshake was not resumed');
         return { detail: 'second connection resumed' };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
@@ -216,9 +213,8 @@ export const H3_CASES: H3Case[] = [
     // On bare loopback the server's handshake reply can beat the requests out of the client
     // (0.1 ms RTT), and then they rightly go as 1-RTT: 10 ms each way leaves them the time.
     proxy: { delayMs: 10, seed: SEED },
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint, { earlyData: true });
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint, { earlyData: true }), async (pool) => {
         await ticketThenRedial(pool, ctx);
         const servedBefore = ctx.target.served?.length ?? 0;
         const names = ['m-0.bin', 'm-1.bin', 'm-2.bin', 'hello.txt'];
@@ -232,17 +228,14 @@ export const H3_CASES: H3Case[] = [
         await until(() => (accepted = earlyDataAccepted(ctx.target, servedBefore)) !== false, 'evidence', 1000).catch(() => undefined);
         check(accepted !== false, 'no evidence the server took the GETs as 0-RTT (no 0-RTT packet in its log, no early request in its record)');
         return { detail: `${names.length} GETs sent as 0-RTT; ${accepted}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'http3',
     summary: 'HTTP/3 requests of every size at once: a small file, a large one and 0-byte-padded ones',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint, { maxPerHost: 1 });
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint, { maxPerHost: 1 }), async (pool) => {
         const names = ['hello.txt', 'transfer-0.bin', 'm-0.bin', 'm-1.bin'];
         const results = await Promise.all(names.map((name) => fetchChecked(pool, ctx.endpoint, ctx.fixture, name)));
         check(results.every((r) => r.res.protocol === 'h3'), 'a response was not HTTP/3');
@@ -250,25 +243,20 @@ export const H3_CASES: H3Case[] = [
         await missing.dump();
         check(missing.status === 404, `a missing file answered ${missing.status}`);
         return { detail: `${names.length} files and a 404 over one connection` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'chacha20',
     summary: 'the server offers only TLS_CHACHA20_POLY1305_SHA256',
     server: { chachaOnly: true, verbose: true },
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'transfer-0.bin');
         const negotiated = /Negotiated cipher suite is ([A-Z0-9-]+)/.exec(ctx.target.log())?.[1];
         check(negotiated === 'CHACHA20-POLY1305', `the server log names the cipher ${String(negotiated)}`);
         return { detail: `server log: negotiated ${negotiated}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
@@ -288,31 +276,21 @@ export const H3_CASES: H3Case[] = [
     name: 'handshakeloss',
     summary: 'new connections through a proxy dropping 30% of datagrams each way',
     proxy: { lossRate: 0.3, seed: SEED },
-    async run(ctx) {
-      const count = ctx.fixture.profile.handshakes;
-      const slowest = await handshakes(ctx, count, 'hello.txt');
-      check((ctx.proxy?.stats.dropped ?? 0) > 0, 'the proxy dropped nothing');
-      return { detail: `${count} handshakes (${slowest}); ${ctx.proxy?.stats.dropped} of ${ctx.proxy?.stats.received} datagrams dropped` };
-    },
+    run: (ctx) => impairedHandshakes(ctx, 'dropped'),
   },
   {
     name: 'transferloss',
     summary: 'a transfer through a proxy dropping 5% of datagrams each way',
     proxy: { lossRate: 0.05, seed: SEED },
-    async run(ctx) {
-      const result = await lossyTransfer(ctx, (p) => `${p?.stats.dropped} of ${p?.stats.received} datagrams dropped`);
-      check((ctx.proxy?.stats.dropped ?? 0) > 0, 'the proxy dropped nothing');
-      return result;
-    },
+    run: (ctx) => impairedTransfer(ctx, 'dropped'),
   },
   {
     name: 'transferloss-server',
     summary: 'a transfer while gtlsserver itself drops 10% of its packets each way (-t/-r; its log counts them)',
     server: { serverLoss: 0.1, verbose: true },
     unsupported: onlyOn(['ngtcp2'], 'only gtlsserver drops packets itself (-t/-r)'),
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint, { connectTimeoutMs: 20_000 });
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint, { connectTimeoutMs: 20_000 }), async (pool) => {
         const quic = await quicOf(pool, ctx.endpoint);
         const { ms } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'lossy.bin');
         // gtlsserver logs each packet it drops on purpose.
@@ -320,31 +298,20 @@ export const H3_CASES: H3Case[] = [
         check(dropped > 0, 'gtlsserver logged no simulated loss');
         const lost = quic.diagnostics.packets?.lost ?? 0;
         return { detail: `${ms.toFixed(0)} ms; gtlsserver dropped ${dropped} packets, quiche declared ${lost} of ours lost` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'handshakecorruption',
     summary: 'new connections through a proxy flipping a bit in 30% of datagrams each way',
     proxy: { corruptRate: 0.3, seed: SEED },
-    async run(ctx) {
-      const count = ctx.fixture.profile.handshakes;
-      const slowest = await handshakes(ctx, count, 'hello.txt');
-      check((ctx.proxy?.stats.corrupted ?? 0) > 0, 'the proxy corrupted nothing');
-      return { detail: `${count} handshakes (${slowest}); ${ctx.proxy?.stats.corrupted} of ${ctx.proxy?.stats.received} datagrams corrupted` };
-    },
+    run: (ctx) => impairedHandshakes(ctx, 'corrupted'),
   },
   {
     name: 'transfercorruption',
     summary: 'a transfer through a proxy flipping a bit in 5% of datagrams each way',
     proxy: { corruptRate: 0.05, seed: SEED },
-    async run(ctx) {
-      const result = await lossyTransfer(ctx, (p) => `${p?.stats.corrupted} of ${p?.stats.received} datagrams corrupted`);
-      check((ctx.proxy?.stats.corrupted ?? 0) > 0, 'the proxy corrupted nothing');
-      return result;
-    },
+    run: (ctx) => impairedTransfer(ctx, 'corrupted'),
   },
   {
     name: 'blackhole',
@@ -438,33 +405,19 @@ export const H3_CASES: H3Case[] = [
     name: 'ipv6',
     summary: 'the same over ::1',
     server: { ipv6: true },
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'transfer-0.bin');
         const quic = await quicOf(pool, ctx.endpoint);
         check(quic.remoteAddress.host === '::1', `the connection went to ${quic.remoteAddress.host}`);
         return { detail: `connected to [::1]:${quic.remoteAddress.port}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'goodput',
     summary: 'MB/s of one large download (reported, not asserted)',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
-        await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt');
-        const { ms } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'goodput.bin');
-        const size = ctx.fixture.files.get('goodput.bin')?.length ?? 0;
-        const mbps = size / 1e6 / (ms / 1000);
-        return { detail: `${(size / MiB).toFixed(0)} MiB in ${ms.toFixed(0)} ms: ${mbps.toFixed(1)} MB/s`, metrics: { mbPerS: mbps } };
-      } finally {
-        await pool.close();
-      }
-    },
+    run: (ctx) => goodput(ctx, H3),
   },
   {
     name: 'clientcert',
@@ -512,57 +465,47 @@ export const H2_CASES: H2Case[] = [
   {
     name: 'handshake',
     summary: 'TLS with ALPN h2, one small file',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt', H2);
         const stats = await pool.stats();
         check(stats.http2Connections === 1 && stats.dialed === 1, 'not one HTTP/2 connection');
         return { detail: 'ALPN h2' };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'transfer',
     summary: 'several files of several MiB at once on one connection (beyond the 64 KiB initial windows)',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint, { maxPerHost: 1 });
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint, { maxPerHost: 1 }), async (pool) => {
         const names = ctx.fixture.profile.transferSizes.map((_, i) => `transfer-${i}.bin`);
         const started = performance.now();
         const results = await Promise.all(names.map((name) => fetchChecked(pool, ctx.endpoint, ctx.fixture, name, H2)));
         check(new Set(results.map((r) => r.res.connectionId)).size === 1, 'more than one connection');
         return { detail: `${names.length} files in ${(performance.now() - started).toFixed(0)} ms` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'multiplexing',
     summary: 'many small files at once on one connection, more than SETTINGS_MAX_CONCURRENT_STREAMS allows at a time',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint, { maxPerHost: 1, acquireTimeoutMs: 60_000 });
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint, { maxPerHost: 1, acquireTimeoutMs: 60_000 }), async (pool) => {
         const count = ctx.fixture.profile.streams;
         const results = await Promise.all(Array.from({ length: count }, (_, i) => fetchChecked(pool, ctx.endpoint, ctx.fixture, `m-${i}.bin`, H2)));
         check(new Set(results.map((r) => r.res.connectionId)).size === 1, 'more than one connection');
         const stats = await pool.stats();
         check(stats.dialed === 1, `${stats.dialed} connections dialed`);
         return { detail: `${count} streams on one connection` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'resumption',
     summary: 'a second connection resumes the TLS session of the first',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt', H2);
         // nghttpd (OpenSSL) now and then answers a fresh ticket with a full handshake (our
         // client offered it: see docs/interop.md); a client that never resumes fails all three.
@@ -582,56 +525,37 @@ export const H2_CASES: H2Case[] = [
         }
         check(resumed, `no later connection was resumed (${attempts} tried)`);
         return { detail: attempts === 1 ? 'second connection resumed' : `resumed on attempt ${attempts}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'chacha20',
     summary: 'the server offers only TLS_CHACHA20_POLY1305_SHA256',
     server: { chachaOnly: true },
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'transfer-0.bin', H2);
         const cipher = ctx.target.ciphers?.[0];
         check(cipher === 'TLS_CHACHA20_POLY1305_SHA256', `the server agreed on ${String(cipher)}`);
         return { detail: `server: ${cipher}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'ipv6',
     summary: 'the same over ::1',
     server: { ipv6: true },
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
+    run(ctx) {
+      return withPool(poolFor(ctx.endpoint), async (pool) => {
         await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'transfer-0.bin', H2);
         return { detail: `over [::1]:${ctx.endpoint.port}` };
-      } finally {
-        await pool.close();
-      }
+      });
     },
   },
   {
     name: 'goodput',
     summary: 'MB/s of one large download (reported, not asserted)',
-    async run(ctx) {
-      const pool = poolFor(ctx.endpoint);
-      try {
-        await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'hello.txt', H2);
-        const { ms } = await fetchChecked(pool, ctx.endpoint, ctx.fixture, 'goodput.bin', H2);
-        const size = ctx.fixture.files.get('goodput.bin')?.length ?? 0;
-        const mbps = size / 1e6 / (ms / 1000);
-        return { detail: `${(size / MiB).toFixed(0)} MiB in ${ms.toFixed(0)} ms: ${mbps.toFixed(1)} MB/s`, metrics: { mbPerS: mbps } };
-      } finally {
-        await pool.close();
-      }
-    },
+    run: (ctx) => goodput(ctx, H2),
   },
 ];
 

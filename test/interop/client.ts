@@ -39,6 +39,15 @@ export function poolFor(endpoint: Endpoint, extra: ConnectionPoolOptions = {}): 
   });
 }
 
+/** Runs `use` with `pool` and closes the pool afterwards, whatever `use` did. */
+export async function withPool<T>(pool: ConnectionPool, use: (pool: ConnectionPool) => Promise<T>): Promise<T> {
+  try {
+    return await use(pool);
+  } finally {
+    await pool.close();
+  }
+}
+
 export function urlFor(endpoint: Endpoint, path: string): string {
   return `https://localhost:${endpoint.port}/${path}`;
 }

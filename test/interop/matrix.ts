@@ -137,71 +137,90 @@ async function runH3Case(c: H3Case, target: H3Target, fixture: Fixture): Promise
   }
 }
 
-async function h3Section(options: MatrixOptions, fixture: Fixture, timeoutMs: number): Promise<MatrixSection> {
-  const servers = H3_SERVERS.filter((s) => options.servers === undefined || options.servers.includes(s));
-  const cases = H3_CASES.filter((c) => options.cases === undefined || options.cases.includes(c.name));
+/** What the HTTP/3 and HTTP/2 sections differ in: their servers, cases and how a case runs. */
+interface SectionKind<S extends string, C extends { name: string; summary: string; server?: object }, T extends { stop(): Promise<void> }> {
+  /** The log line's prefix. */
+  label: string;
+  title: string;
+  servers: readonly S[];
+  cases: readonly C[];
+  start: (server: S, options: object) => Promise<T>;
+  /** Why `c` cannot run against `server` (its own reason, or a server option the server lacks). */
+  unsupported: (c: C, server: S) => string | undefined;
+  run: (c: C, target: T) => Promise<CaseResult>;
+}
+
+/** Every case of `kind` against every server, one server (per set of options) at a time. */
+async function runSection<S extends string, C extends { name: string; summary: string; server?: object }, T extends { stop(): Promise<void> }>(
+  kind: SectionKind<S, C, T>,
+  options: MatrixOptions,
+  timeoutMs: number,
+): Promise<MatrixSection> {
+  const servers = kind.servers.filter((s) => options.servers === undefined || options.servers.includes(s));
+  const cases = kind.cases.filter((c) => options.cases === undefined || options.cases.includes(c.name));
   const rows = cases.map((c) => ({ name: c.name, summary: c.summary, cells: {} as Record<string, Cell> }));
   for (const server of servers) {
-    const targets = new TargetCache<H3Target>((key) => startH3Target(server, fixture, JSON.parse(key) as object));
+    const targets = new TargetCache<T>((key) => kind.start(server, JSON.parse(key) as object));
     try {
       for (const [i, c] of cases.entries()) {
         const row = rows[i];
         if (row === undefined) continue;
-        const cell = await h3Cell(c, server, targets, fixture, timeoutMs);
+        const cell = await sectionCell(kind, c, server, targets, timeoutMs);
         row.cells[server] = cell;
-        options.log?.(`h3 ${server.padEnd(8)} ${c.name.padEnd(20)} ${cell.status.padEnd(11)} ${(cell.ms / 1000).toFixed(1)} s  ${cell.detail}`);
+        options.log?.(`${kind.label} ${server.padEnd(8)} ${c.name.padEnd(20)} ${cell.status.padEnd(11)} ${(cell.ms / 1000).toFixed(1)} s  ${cell.detail}`);
       }
     } finally {
       await targets.stopAll();
     }
   }
-  return { title: 'HTTP/3 client (muxpool) against HTTP/3 servers', servers, rows };
+  return { title: kind.title, servers, rows };
 }
 
-async function h3Cell(c: H3Case, server: H3ServerName, targets: TargetCache<H3Target>, fixture: Fixture, timeoutMs: number): Promise<Cell> {
-  const why = c.unsupported?.(server) ?? unsupportedH3Option(server, c.server ?? {});
+async function sectionCell<S extends string, C extends { name: string; summary: string; server?: object }, T extends { stop(): Promise<void> }>(
+  kind: SectionKind<S, C, T>,
+  c: C,
+  server: S,
+  targets: TargetCache<T>,
+  timeoutMs: number,
+): Promise<Cell> {
+  const why = kind.unsupported(c, server);
   if (why !== undefined) return unsupportedCell(why);
-  let target: H3Target;
+  let target: T;
   try {
     target = await targets.get(JSON.stringify(c.server ?? {}));
   } catch (err) {
     return { status: 'fail', ms: 0, detail: `the server did not start: ${describe(err)}` };
   }
-  return runCell(() => runH3Case(c, target, fixture), timeoutMs, `${c.name} against ${server}`);
+  return runCell(() => kind.run(c, target), timeoutMs, `${c.name} against ${server}`);
 }
 
-async function h2Section(options: MatrixOptions, fixture: Fixture, timeoutMs: number): Promise<MatrixSection> {
-  const servers = H2_SERVERS.filter((s) => options.servers === undefined || options.servers.includes(s));
-  const cases = H2_CASES.filter((c) => options.cases === undefined || options.cases.includes(c.name));
-  const rows = cases.map((c) => ({ name: c.name, summary: c.summary, cells: {} as Record<string, Cell> }));
-  for (const server of servers) {
-    const targets = new TargetCache<H2Target>((key) => startH2Target(server, fixture, JSON.parse(key) as object));
-    try {
-      for (const [i, c] of cases.entries()) {
-        const row = rows[i];
-        if (row === undefined) continue;
-        row.cells[server] = await h2Cell(c, server, targets, fixture, timeoutMs);
-        const cell = row.cells[server];
-        options.log?.(`h2 ${server.padEnd(8)} ${c.name.padEnd(20)} ${cell.status.padEnd(11)} ${(cell.ms / 1000).toFixed(1)} s  ${cell.detail}`);
-      }
-    } finally {
-      await targets.stopAll();
-    }
-  }
-  return { title: 'HTTP/2 client (muxpool) against HTTP/2 servers', servers, rows };
+function h3Section(options: MatrixOptions, fixture: Fixture, timeoutMs: number): Promise<MatrixSection> {
+  const kind: SectionKind<H3ServerName, H3Case, H3Target> = {
+    label: 'h3',
+    title: 'HTTP/3 client (muxpool) against HTTP/3 servers',
+    servers: H3_SERVERS,
+    cases: H3_CASES,
+    start: (server, serverOptions) => startH3Target(server, fixture, serverOptions),
+    unsupported: (c, server) => c.unsupported?.(server) ?? unsupportedH3Option(server, c.server ?? {}),
+    run: (c, target) => runH3Case(c, target, fixture),
+  };
+  return runSection(kind, options, timeoutMs);
 }
 
-async function h2Cell(c: H2Case, server: H2ServerName, targets: TargetCache<H2Target>, fixture: Fixture, timeoutMs: number): Promise<Cell> {
-  const why = c.unsupported?.(server) ?? unsupportedH2Option(server, c.server ?? {});
-  if (why !== undefined) return unsupportedCell(why);
-  let target: H2Target;
-  try {
-    target = await targets.get(JSON.stringify(c.server ?? {}));
-  } catch (err) {
-    return { status: 'fail', ms: 0, detail: `the server did not start: ${describe(err)}` };
-  }
-  const endpoint: Endpoint = { host: target.host, port: target.port, caCert: target.caCert };
-  return runCell(() => c.run({ target, fixture, endpoint, proxy: undefined }), timeoutMs, `${c.name} against ${server}`);
+function h2Section(options: MatrixOptions, fixture: Fixture, timeoutMs: number): Promise<MatrixSection> {
+  const kind: SectionKind<H2ServerName, H2Case, H2Target> = {
+    label: 'h2',
+    title: 'HTTP/2 client (muxpool) against HTTP/2 servers',
+    servers: H2_SERVERS,
+    cases: H2_CASES,
+    start: (server, serverOptions) => startH2Target(server, fixture, serverOptions),
+    unsupported: (c, server) => c.unsupported?.(server) ?? unsupportedH2Option(server, c.server ?? {}),
+    run: (c, target) => {
+      const endpoint: Endpoint = { host: target.host, port: target.port, caCert: target.caCert };
+      return c.run({ target, fixture, endpoint, proxy: undefined });
+    },
+  };
+  return runSection(kind, options, timeoutMs);
 }
 
 export async function runMatrix(options: MatrixOptions): Promise<MatrixResult> {

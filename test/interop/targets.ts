@@ -6,7 +6,6 @@
  * HTTP/3 server (`src/server/h3.ts`, the one the embedded server runs) serving the same files.
  * HTTP/2: nghttpd, Caddy, h2o and `node:http2`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
@@ -15,7 +14,6 @@ import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { generateCertificates, writeCertificates, type GeneratedCertificates } from '../../src/server/certs.js';
 import { H3Server } from '../../src/server/h3.js';
@@ -23,6 +21,7 @@ import { startCaddy } from '../helpers/caddy.js';
 import { startH2o } from '../helpers/h2o.js';
 import { startNghttpd } from '../helpers/nghttpd.js';
 import { requirePeer } from '../helpers/peers.js';
+import { spawnPeer } from '../helpers/spawn-peer.js';
 
 export const MiB = 1024 * 1024;
 
@@ -226,42 +225,17 @@ async function startGtlsserver(fixture: Fixture, options: H3TargetOptions): Prom
   args.push(host, String(port), paths.keyPath, paths.certPath);
   // Its stdout is block-buffered into a pipe: stdbuf makes it line-buffered, so the evidence a
   // case looks for is in the log when the case looks.
-  const child: ChildProcess = existsSync(STDBUF)
-    ? spawn(STDBUF, ['-oL', GTLSSERVER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(GTLSSERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const onOutput = (chunk: Buffer): void => {
+  const peer = await spawnPeer({
+    name: 'gtlsserver',
+    ...(existsSync(STDBUF) ? { command: STDBUF, args: ['-oL', GTLSSERVER, ...args] } : { command: GTLSSERVER, args }),
+    // gtlsserver says nothing when it is ready with -q; its UDP port taken is the sign.
+    ready: async () => !(await udpPortFree(host, port)),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+    pollMs: 20,
     // The packet log of a long transfer is large; the evidence is near the start.
-    if (log.length < 64 * MiB) log += chunk.toString('utf8');
-  };
-  child.stdout?.on('data', onOutput);
-  child.stderr?.on('data', onOutput);
-  let spawnError: Error | undefined;
-  child.once('error', (err) => {
-    spawnError = err;
+    logLimit: { chars: 64 * MiB, keep: 'start' },
   });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const running = (): boolean => child.exitCode === null && child.signalCode === null && spawnError === undefined;
-  const stop = async (): Promise<void> => {
-    if (running()) {
-      child.kill('SIGTERM');
-      const killTimer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(killTimer);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  // gtlsserver says nothing when it is ready with -q; its UDP port taken is the sign.
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (running() && !(await udpPortFree(host, port))) break;
-    if (!running() || Date.now() > deadline) {
-      await stop();
-      throw new Error(`gtlsserver did not start (exit ${String(child.exitCode)}, ${String(spawnError ?? '')}):\n${log}`);
-    }
-    await sleep(20);
-  }
-  return { name: 'ngtcp2', host, port, caCert: certs.caCert, log: () => log, stop };
+  return { name: 'ngtcp2', host, port, caCert: certs.caCert, log: () => peer.log, stop: () => peer.stop() };
 }
 
 async function udpPortFree(host: string, port: number): Promise<boolean> {
