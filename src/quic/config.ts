@@ -33,8 +33,16 @@ export interface QuicTransportOptions {
   initialMaxStreamsBidi?: number;
   /** initial_max_streams_uni: unidirectional streams the peer may open. Default 100. */
   initialMaxStreamsUni?: number;
-  /** max_udp_payload_size, and the largest datagram we send. Default 1350, at least 1200. */
+  /** The largest datagram we send. Default 1350, at least 1200. */
   maxUdpPayloadBytes?: number;
+  /**
+   * max_udp_payload_size, the largest datagram we accept (RFC 9000 §18.2). Default 65527, the
+   * RFC's default: the limit is ours, not the path's, and the peer still keeps to the path MTU
+   * (RFC 9000 §14), so advertising less only forbids it the larger datagrams its path MTU
+   * discovery finds. Each datagram costs a receive callback and a quiche call whatever its size,
+   * so on a bulk download 1452-byte datagrams take ~7% less CPU than 1350-byte ones. At least 1200.
+   */
+  maxRecvUdpPayloadBytes?: number;
 }
 
 export interface QuicClientConfigOptions extends QuicTransportOptions {
@@ -81,9 +89,12 @@ interface ResolvedTransport {
   initialMaxStreamsBidi: number;
   initialMaxStreamsUni: number;
   maxUdpPayloadBytes: number;
+  maxRecvUdpPayloadBytes: number;
 }
 
 const MIB = 1024 * 1024;
+/** RFC 9000 §18.2: max_udp_payload_size values above 65527 are treated as 65527. */
+const MAX_UDP_PAYLOAD_BYTES = 65527;
 const DEFAULT_TRANSPORT: ResolvedTransport = {
   idleTimeoutMs: 30_000,
   // Varints go up to 2^62 - 1 (RFC 9000 §16); this is the largest a number holds exactly.
@@ -94,6 +105,7 @@ const DEFAULT_TRANSPORT: ResolvedTransport = {
   initialMaxStreamsBidi: 100,
   initialMaxStreamsUni: 100,
   maxUdpPayloadBytes: 1350,
+  maxRecvUdpPayloadBytes: MAX_UDP_PAYLOAD_BYTES,
 };
 
 /** RFC 9000 §18.2: max_udp_payload_size values below 1200 are invalid. */
@@ -171,8 +183,17 @@ function resolveTransport(options: QuicTransportOptions, alpn: readonly string[]
     initialMaxStreamsBidi: checkCount('initialMaxStreamsBidi', options.initialMaxStreamsBidi, d.initialMaxStreamsBidi),
     initialMaxStreamsUni: checkCount('initialMaxStreamsUni', options.initialMaxStreamsUni, d.initialMaxStreamsUni),
     maxUdpPayloadBytes: checkCount('maxUdpPayloadBytes', options.maxUdpPayloadBytes, d.maxUdpPayloadBytes, MIN_UDP_PAYLOAD_BYTES),
+    maxRecvUdpPayloadBytes: checkCount(
+      'maxRecvUdpPayloadBytes',
+      options.maxRecvUdpPayloadBytes,
+      d.maxRecvUdpPayloadBytes,
+      MIN_UDP_PAYLOAD_BYTES,
+    ),
   };
-  if (resolved.maxUdpPayloadBytes > 65527) throw invalid('maxUdpPayloadBytes must be at most 65527');
+  if (resolved.maxUdpPayloadBytes > MAX_UDP_PAYLOAD_BYTES) throw invalid(`maxUdpPayloadBytes must be at most ${MAX_UDP_PAYLOAD_BYTES}`);
+  if (resolved.maxRecvUdpPayloadBytes > MAX_UDP_PAYLOAD_BYTES) {
+    throw invalid(`maxRecvUdpPayloadBytes must be at most ${MAX_UDP_PAYLOAD_BYTES}`);
+  }
   // RFC 9114 §6.2: "the transport parameters sent by both clients and servers MUST allow the
   // peer to create at least three unidirectional streams".
   if (alpn.includes('h3') && resolved.initialMaxStreamsUni < H3_MIN_PEER_UNI_STREAMS) {
@@ -184,7 +205,7 @@ function resolveTransport(options: QuicTransportOptions, alpn: readonly string[]
 function applyTransport(config: NativeConfig, alpn: readonly string[], t: ResolvedTransport, earlyData: boolean): void {
   config.setApplicationProtos([...alpn]);
   config.setMaxIdleTimeout(t.idleTimeoutMs);
-  config.setMaxRecvUdpPayloadSize(t.maxUdpPayloadBytes);
+  config.setMaxRecvUdpPayloadSize(t.maxRecvUdpPayloadBytes);
   config.setMaxSendUdpPayloadSize(t.maxUdpPayloadBytes);
   config.setInitialMaxData(t.initialMaxData);
   config.setInitialMaxStreamDataBidiLocal(t.initialMaxStreamDataBidiLocal);

@@ -56,6 +56,8 @@ export interface UdpProxyStats {
   corrupted: number;
   /** Datagrams the target sent back to clients. */
   receivedFromTarget: number;
+  /** The largest datagram the target sent back, in bytes (UDP payload). */
+  largestFromTarget: number;
   /** `rebind()` calls so far. */
   rebinds: number;
   /** Datagrams the target sent to a source port `rebind()` retired (dropped, as a NAT would). */
@@ -142,6 +144,7 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
     reordered: 0,
     corrupted: 0,
     receivedFromTarget: 0,
+    largestFromTarget: 0,
     rebinds: 0,
     repliesToRetired: 0,
   };
@@ -264,6 +267,7 @@ export async function startUdpProxy(options: UdpProxyOptions): Promise<UdpProxy>
         return;
       }
       stats.receivedFromTarget++;
+      if (reply.length > stats.largestFromTarget) stats.largestFromTarget = reply.length;
       relay(reply, session.toClient, (p) => front.send(p, session.port, session.address), 'toClient', session.corruptToClient);
     });
     return upstream;

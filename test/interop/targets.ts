@@ -114,6 +114,8 @@ export interface H3TargetOptions {
   earlyData?: boolean;
   /** The server logs every packet (evidence: Retry, cipher, key phase, 0-RTT). */
   verbose?: boolean;
+  /** gtlsserver's congestion controller (`--cc`); default its own (cubic). */
+  cc?: 'cubic' | 'reno' | 'bbr' | 'bbr2';
 }
 
 /** What our own server saw, per request: the evidence the peers' logs give for theirs. */
@@ -221,6 +223,7 @@ async function startGtlsserver(fixture: Fixture, options: H3TargetOptions): Prom
   args.push(...(options.verbose === true ? ['--no-quic-dump', '--no-http-dump'] : ['-q']));
   if (options.retry === true) args.push('-V');
   if (options.chachaOnly === true) args.push(`--ciphers=${CHACHA_ONLY}`);
+  if (options.cc !== undefined) args.push(`--cc=${options.cc}`);
   if (options.serverLoss !== undefined) args.push(`--tx-loss=${options.serverLoss}`, `--rx-loss=${options.serverLoss}`);
   args.push(host, String(port), paths.keyPath, paths.certPath);
   // Its stdout is block-buffered into a pipe: stdbuf makes it line-buffered, so the evidence a
