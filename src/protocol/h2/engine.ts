@@ -1090,11 +1090,12 @@ export class H2Engine {
     wake?.();
     this.activeStreams--;
     stream.view.activeStreams--;
-    // Unref'd a tick later if still idle: a caller that sends its next request as soon as a
-    // response ends (c=1) then costs no ref/unref pair per request.
+    // Unref'd later if still idle: a caller that sends its next request as soon as a response
+    // ends (c=1) then costs no ref/unref pair and no timer re-arming per request. setImmediate,
+    // not process.nextTick: ticks run before the promise continuations that send that request.
     if (this.activeStreams === 0 && this.state !== 'closed' && !this.unrefScheduled) {
       this.unrefScheduled = true;
-      process.nextTick(this.unrefIfIdle);
+      setImmediate(this.unrefIfIdle);
     }
     // Coalesced views share the connection's streams: a slot freed by one may serve another.
     if (this.views.size > 1) for (const view of this.views) if (view !== stream.view) view.notifyCapacity();
