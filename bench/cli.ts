@@ -1,7 +1,11 @@
 /**
  * bench:cli — the `muxpool bench` command as a load generator, against the tools people use for
  * that job, each run as a process of its own on the same local servers, in one run:
- *   HTTP/1.1 (bench:h1's server): `autocannon -c C` vs `muxpool bench --protocol h1 -c C`;
+ *   HTTP/1.1 on h2o (Debian's, one thread, serving a 12-byte file): `autocannon -c C` vs
+ *     `muxpool bench --protocol h1 -c C`. h2o answers a small request in a fraction of what either
+ *     client spends on it, so the clients are the limit. The same pair also runs against
+ *     bench:h1's node:http server, which is the limit there (about 32k req/s on one core: both
+ *     tools tie), to show that;
  *   HTTP/2 over TLS (bench:h2's server): `h2load -c 1 -m C` vs `muxpool bench --protocol h2 -c C`
  *     (C streams on one connection);
  *   HTTP/3: no load generator here speaks it (Debian's h2load is built without ngtcp2/nghttp3,
@@ -21,7 +25,7 @@
  * servers run on core 0 and every load generator on core 1 (taskset).
  * Usage:
  *   npm run bench:cli -- [--duration S] [--concurrency 16,128] [--rounds N]
- *                        [--clients autocannon,muxpool-h1,h2load,muxpool-h2,muxpool-h3,muxpool-h2-caddy,
+ *                        [--clients autocannon,muxpool-h1,autocannon-node,muxpool-h1-node,h2load,muxpool-h2,muxpool-h3,muxpool-h2-caddy,
  *                                   autocannon-w2,muxpool-h1-w2,h2load-t2,muxpool-h2-w2]
  */
 import { execFile } from 'node:child_process';
@@ -32,6 +36,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchReport } from '../src/cli/bench-report.js';
 import { type CaddyServer, startCaddy } from '../test/helpers/caddy.js';
+import { startH2o } from '../test/helpers/h2o.js';
 import { benchCertificates } from './lib/h2-bench.js';
 import { HAS_TASKSET, type Result, bestResult, medianResult, parseArgs, saveResults, startServerProcess, table } from './lib/run.js';
 
@@ -207,6 +212,8 @@ async function runH2load(label: string, url: string, c: number, durationMs: numb
 const LABEL = {
   autocannon: 'autocannon',
   muxpoolH1: 'muxpool bench h1',
+  autocannonNode: 'autocannon (node:http)',
+  muxpoolH1Node: 'muxpool bench h1 (node:http)',
   h2load: 'h2load -m',
   muxpoolH2: 'muxpool bench h2',
   muxpoolH3: 'muxpool bench h3 (Caddy)',
@@ -218,6 +225,7 @@ const LABEL = {
 } as const;
 const comparisons: Comparing[] = [
   { protocol: 'h1', subject: LABEL.muxpoolH1, peer: LABEL.autocannon, goal: 1.2 },
+  { protocol: 'h1', subject: LABEL.muxpoolH1Node, peer: LABEL.autocannonNode },
   { protocol: 'h2', subject: LABEL.muxpoolH2, peer: LABEL.h2load, goal: 0.8 },
   { protocol: 'h3', subject: LABEL.muxpoolH3, peer: LABEL.muxpoolH2Caddy },
   { protocol: 'h1', subject: LABEL.muxpoolH1Workers, peer: LABEL.autocannonWorkers },
@@ -235,11 +243,15 @@ const tools: Tool[] = [];
 let caddyDir: string | undefined;
 
 try {
+  // The HTTP/1.1 comparison's server: h2o on core 0 with one thread, like our one-thread servers.
+  const h2o = await startH2o({ files: { hello: Buffer.from('hello world\n') }, threads: 1, ...(HAS_TASKSET ? { cpus: '0' } : {}) });
+  servers.push(h2o);
   const h1 = await startServerProcess('./h1-server.js');
   servers.push(h1);
   const h2 = await startServerProcess('./h2-server.js', [keyPath, certPath]);
   servers.push(h2);
-  const h1Url = `http://127.0.0.1:${h1.port}/`;
+  const h1Url = `${h2o.h2cUrl}/hello`;
+  const h1NodeUrl = `http://127.0.0.1:${h1.port}/`;
   const h2Url = `https://127.0.0.1:${h2.port}/`;
   tools.push(
     { key: 'autocannon', label: LABEL.autocannon, protocol: 'h1', workers: false, byDefault: true, run: (c, d) => runAutocannon(LABEL.autocannon, h1Url, c, d, 1) },
@@ -250,6 +262,22 @@ try {
       workers: false,
       byDefault: true,
       run: (c, d) => runMuxpoolBench(LABEL.muxpoolH1, h1Url, 'h1', c, d, 1, undefined),
+    },
+    {
+      key: 'autocannon-node',
+      label: LABEL.autocannonNode,
+      protocol: 'h1',
+      workers: false,
+      byDefault: true,
+      run: (c, d) => runAutocannon(LABEL.autocannonNode, h1NodeUrl, c, d, 1),
+    },
+    {
+      key: 'muxpool-h1-node',
+      label: LABEL.muxpoolH1Node,
+      protocol: 'h1',
+      workers: false,
+      byDefault: true,
+      run: (c, d) => runMuxpoolBench(LABEL.muxpoolH1Node, h1NodeUrl, 'h1', c, d, 1, undefined),
     },
     // h2load does not verify the certificate; muxpool bench trusts the server's CA.
     { key: 'h2load', label: LABEL.h2load, protocol: 'h2', workers: false, byDefault: true, run: (c, d) => runH2load(LABEL.h2load, h2Url, c, d, 1, 1) },
@@ -436,6 +464,8 @@ const markdown = [
   `## bench:cli (${setup})`,
   '',
   ratioTable(),
+  '',
+  'HTTP/1.1: the goal is judged on h2o (one thread on core 0), which answers faster than either client asks, so the clients are the limit; against the node:http server (bench:h1\u2019s, one thread) the server is the limit and both tools tie.',
   '',
   'HTTP/3: no peer load generator here speaks HTTP/3 (Debian\u2019s h2load is built without ngtcp2/nghttp3; autocannon speaks HTTP/1.1 only), so muxpool bench over HTTP/3 is set against muxpool bench over HTTP/2 on the same Caddy.',
   '',

@@ -5,6 +5,7 @@
  * the backend can check them). Quirks (see ../shared/INTEROP.md): as root it must be told which
  * user to run as, and OCSP stapling is turned off (our test CA has no responder).
  */
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +31,13 @@ export interface H2oOptions {
   backendPort?: number;
   /** Address the TLS port listens on. Default 127.0.0.1; `::1` for IPv6. */
   host?: string;
+  /** Pin h2o to these CPUs (taskset's list, e.g. `0`) where taskset exists: for benchmarks. */
+  cpus?: string;
+  /** h2o's `num-threads` (default: one per CPU). A benchmark sets 1, as our one-thread servers have. */
+  threads?: number;
 }
+
+const TASKSET = '/usr/bin/taskset';
 
 export async function startH2o(options: H2oOptions): Promise<H2oServer> {
   const dir = await mkdtemp(join(tmpdir(), 'muxpool-h2o-'));
@@ -44,6 +51,7 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
   const clearPort = await freeTcpPort();
   const lines = [
     ...(process.getuid?.() === 0 ? [`user: ${userInfo().username}`] : []),
+    ...(options.threads !== undefined ? [`num-threads: ${options.threads}`] : []),
     'listen:',
     `  port: ${tlsPort}`,
     `  host: ${JSON.stringify(host)}`,
@@ -63,10 +71,11 @@ export async function startH2o(options: H2oOptions): Promise<H2oServer> {
   ];
   const config = join(dir, 'h2o.conf');
   await writeFile(config, `${lines.join('\n')}\n`);
+  const cpus = options.cpus !== undefined && existsSync(TASKSET) ? options.cpus : undefined;
   const peer = await spawnPeer({
     name: 'h2o',
-    command: H2O_BINARY,
-    args: ['-c', config],
+    command: cpus !== undefined ? TASKSET : H2O_BINARY,
+    args: cpus !== undefined ? ['-c', cpus, H2O_BINARY, '-c', config] : ['-c', config],
     ready: async () => (await accepts(tlsPort, host)) && (await accepts(clearPort)),
     cleanup: () => rm(dir, { recursive: true, force: true }),
   });
