@@ -3,7 +3,7 @@
  * allowH2, and h2load, on one local node:http2 server over TLS, at several concurrencies, in one
  * run. Every client multiplexes C streams on exactly one HTTP/2 session. Usage:
  *   npm run bench:h2 -- [--duration S] [--warmup S] [--concurrency 1,16,128] [--rounds N]
- *                       [--clients h2load,node,undici,undici-agent,muxpool]
+ *                       [--clients h2load,node,undici,undici-agent,muxpool] [--server node|h2o]
  * With several rounds the clients take turns (a different one first in each round) and the
  * table shows each client's median round with the range of all rounds. Then the memory per idle
  * connection (muxpool and raw node:http2 sessions, `--idle N` connections, default 200; 0 skips
@@ -15,6 +15,7 @@ import http2 from 'node:http2';
 import { fileURLToPath } from 'node:url';
 import { Agent, Client } from 'undici';
 import { ConnectionPool } from '../src/index.js';
+import { startH2o } from '../test/helpers/h2o.js';
 import { benchCertificates, rawH2Get } from './lib/h2-bench.js';
 import type { IdleMemoryFigures } from './lib/h2-idle-memory.js';
 import {
@@ -31,13 +32,28 @@ import {
 
 const args = parseArgs(process.argv.slice(2));
 const clients = args.clients ?? ['h2load', 'node', 'undici', 'undici-agent', 'muxpool'];
+const serverIndex = process.argv.indexOf('--server');
+const serverKind = serverIndex >= 0 ? process.argv[serverIndex + 1] : 'node';
+if (serverKind !== 'node' && serverKind !== 'h2o') throw new Error(`--server node|h2o, not ${String(serverKind)}`);
 const files = await benchCertificates('h2');
-const { certs } = files;
 const server = await startServerProcess('./h2-server.js', [files.keyPath, files.certPath]).catch(async (err: unknown) => {
   await files.remove();
   throw err;
 });
-const origin = `https://127.0.0.1:${server.port}`;
+// `--server h2o`: the clients' requests go to h2o (one thread on core 0, serving the same 12-byte
+// body as index.html) instead, a server that answers faster than any client here asks, so the
+// clients are the limit; the node:http2 server still serves the idle-memory probe.
+const h2o =
+  serverKind === 'h2o'
+    ? await startH2o({ files: { 'index.html': Buffer.from('hello world\n') }, threads: 1, ...(HAS_TASKSET ? { cpus: '0' } : {}) }).catch(async (err: unknown) => {
+        await server.stop();
+        await files.remove();
+        throw err;
+      })
+    : undefined;
+const nodeOrigin = `https://127.0.0.1:${server.port}`;
+const origin = h2o?.tlsUrl ?? nodeOrigin;
+const ca = h2o?.caCert ?? files.certs.caCert;
 const url = `${origin}/`;
 const results: Result[] = [];
 const idleIndex = process.argv.indexOf('--idle');
@@ -47,7 +63,7 @@ const idleConnections = idleIndex >= 0 ? Math.max(0, Math.floor(Number(process.a
 function idleMemory(client: 'muxpool' | 'node'): Promise<IdleMemoryFigures> {
   const script = fileURLToPath(new URL('./lib/h2-idle-memory.js', import.meta.url));
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--expose-gc', script, client, origin, files.caPath, String(idleConnections)], { timeout: 120_000 }, (err, stdout) => {
+    execFile(process.execPath, ['--expose-gc', script, client, nodeOrigin, files.caPath, String(idleConnections)], { timeout: 120_000 }, (err, stdout) => {
       if (err) reject(err);
       else resolve(JSON.parse(stdout) as IdleMemoryFigures);
     });
@@ -61,7 +77,7 @@ async function runClient(client: string, c: number): Promise<Result> {
     case 'h2load':
       return runH2load(['-m', String(c), url], 'h2load', c, args.durationMs, args.warmupMs, 1);
     case 'node': {
-      const session = http2.connect(origin, { ca: certs.caCert });
+      const session = http2.connect(origin, { ca });
       session.on('error', () => {});
       await once(session, 'connect');
       const result = await closedLoop('node:http2', c, () => rawH2Get(session), args.durationMs, args.warmupMs);
@@ -70,7 +86,7 @@ async function runClient(client: string, c: number): Promise<Result> {
     }
     case 'undici': {
       // undici runs one request at a time unless pipelining allows more, HTTP/2 included.
-      const undiciClient = new Client(origin, { allowH2: true, pipelining: c, connect: { ca: certs.caCert } });
+      const undiciClient = new Client(origin, { allowH2: true, pipelining: c, connect: { ca } });
       const result = await closedLoop('undici Client', c, async () => {
         const { body } = await undiciClient.request({ path: '/', method: 'GET' });
         await body.text();
@@ -81,7 +97,7 @@ async function runClient(client: string, c: number): Promise<Result> {
     case 'undici-agent': {
       // `connections: 1`: without it, a cold burst opens one session per request, as a Client
       // counts as busy while it connects with requests queued.
-      const agent = new Agent({ allowH2: true, pipelining: c, connections: 1, connect: { ca: certs.caCert } });
+      const agent = new Agent({ allowH2: true, pipelining: c, connections: 1, connect: { ca } });
       const result = await closedLoop('undici Agent', c, async () => {
         const { body } = await agent.request({ origin, path: '/', method: 'GET' });
         await body.text();
@@ -95,7 +111,7 @@ async function runClient(client: string, c: number): Promise<Result> {
     }
     case 'muxpool': {
       // One session carrying all C streams, like every other client here.
-      const pool = new ConnectionPool({ tls: { ca: certs.caCert }, maxStreams: Math.max(100, c) });
+      const pool = new ConnectionPool({ tls: { ca }, maxStreams: Math.max(100, c) });
       const result = await closedLoop('muxpool', c, async () => {
         const res = await pool.request(url);
         await res.text();
@@ -120,13 +136,14 @@ try {
     }
   }
 } finally {
+  await h2o?.stop();
   await server.stop();
   await files.remove();
 }
 
 const setup = [
   process.version,
-  'TLS',
+  serverKind === 'h2o' ? 'TLS, h2o server (1 thread)' : 'TLS, node:http2 server',
   'one session per client',
   `${args.durationMs / 1000} s per cell`,
   `${args.rounds} round${args.rounds === 1 ? '' : 's'}${args.rounds > 1 ? ' (median, range)' : ''}`,

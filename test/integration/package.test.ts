@@ -31,6 +31,22 @@ test('npm pack ships LICENSE, dist and the README; no sources, and every source 
   }
 });
 
+test('package.json tells npm where the project lives: repository, homepage and bugs name one repository; keywords', async () => {
+  const manifest = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+    repository?: { type?: string; url?: string };
+    homepage?: string;
+    bugs?: { url?: string };
+    keywords?: string[];
+  };
+  assert.equal(manifest.repository?.type, 'git');
+  const repo = /^git\+(https:\/\/[^\s]+?)\.git$/.exec(manifest.repository?.url ?? '')?.[1];
+  assert.ok(repo !== undefined, `repository.url is a git+https URL: ${String(manifest.repository?.url)}`);
+  // npm shows these on the package page; they must point at the same place, not three.
+  assert.equal(manifest.homepage, `${repo}#readme`);
+  assert.equal(manifest.bugs?.url, `${repo}/issues`);
+  for (const word of ['http2', 'http3', 'undici', 'fetch']) assert.ok(manifest.keywords?.includes(word), `keyword ${word}`);
+});
+
 test("require('muxpool') from CommonJS and import from ESM: both make a request; muxpool/testing too", async () => {
   const server = await startHttpServer((_req, res) => res.end('hello consumer'));
   const dir = await mkdtemp(join(tmpdir(), 'muxpool-consumer-'));
