@@ -6,7 +6,7 @@
  * HTTP/3 server (`src/server/h3.ts`, the one the embedded server runs) serving the same files.
  * HTTP/2: nghttpd, Caddy, h2o and `node:http2`.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -116,6 +116,11 @@ export interface H3TargetOptions {
   verbose?: boolean;
   /** gtlsserver's congestion controller (`--cc`); default its own (cubic). */
   cc?: 'cubic' | 'reno' | 'bbr' | 'bbr2';
+  /**
+   * Require a client certificate issued by the run's client CA (`interopClientCa`) and verify it:
+   * Caddy's `client_auth require_and_verify`, our server's `clientCa`.
+   */
+  clientCert?: boolean;
 }
 
 /** What our own server saw, per request: the evidence the peers' logs give for theirs. */
@@ -125,6 +130,8 @@ export interface ServedRequest {
   earlyData: boolean;
   /** A connection of the server resumed a session when it arrived. */
   resumed: boolean;
+  /** The subject of the client certificate its connection presented (`CN=…`), if any. */
+  clientSubject: string | undefined;
 }
 
 export interface H3Target {
@@ -159,6 +166,25 @@ function interopCerts(): Promise<GeneratedCertificates> {
   return sharedCerts;
 }
 
+let clientCa: Promise<GeneratedCertificates> | undefined;
+/**
+ * The CA that issues the client certificates of the run, its own (not the servers' CA), so a
+ * server trusting it trusts nothing else of ours.
+ */
+export function interopClientCa(): Promise<GeneratedCertificates> {
+  clientCa ??= generateCertificates({ caName: 'muxpool interop client CA' });
+  return clientCa;
+}
+
+/**
+ * gtlsserver's `--verify-client` (ngtcp2 0.12), in its own words and as it behaves: it requires a
+ * certificate (no certificate: CONNECTION_CLOSE with CRYPTO_ERROR 0x174, alert 116
+ * certificate_required) but takes no CA and checks none (a certificate from a CA it never saw:
+ * 200), so the case's refusal of a stranger's certificate cannot hold.
+ */
+export const GTLSSERVER_CLIENT_CERT =
+  'gtlsserver (ngtcp2 0.12) requires a client certificate but verifies none: --verify-client "Request[s] a client certificate. At the moment, we just request a certificate and no verification is done." (its --help), it takes no CA file, and a certificate from a CA it never saw gets 200 (without one it refuses: alert 116 certificate_required)';
+
 export function unsupportedH3Option(name: H3ServerName, options: H3TargetOptions): string | undefined {
   if (options.retry === true && name === 'caddy') {
     return 'Caddy 2.6 has no setting to make quic-go require address validation (Retry)';
@@ -171,6 +197,7 @@ export function unsupportedH3Option(name: H3ServerName, options: H3TargetOptions
     return 'the quiche binding (BoringSSL) has no TLS 1.3 cipher-suite setting';
   }
   if (options.serverLoss !== undefined && name !== 'ngtcp2') return 'only gtlsserver drops packets itself (-t/-r)';
+  if (options.clientCert === true && name === 'ngtcp2') return GTLSSERVER_CLIENT_CERT;
   return undefined;
 }
 
@@ -192,6 +219,7 @@ async function startCaddyH3(fixture: Fixture, options: H3TargetOptions): Promise
     files: fixture.record(),
     directives: (docroot) => [`\troot * ${JSON.stringify(docroot)}`, '\tfile_server'].join('\n'),
     ...(options.verbose === true ? { env: { QUIC_GO_LOG_LEVEL: 'DEBUG' } } : {}),
+    ...(options.clientCert === true ? { clientCa: (await interopClientCa()).caCert } : {}),
   });
   return {
     name: 'caddy',
@@ -267,11 +295,19 @@ async function startOurH3(fixture: Fixture, options: H3TargetOptions): Promise<H
     host,
     port: 0,
     earlyData: options.earlyData !== false,
+    ...(options.clientCert === true ? { clientCa: (await interopClientCa()).caCert } : {}),
     handler: (req, res) => {
       const path = (req.url.split('?')[0] ?? '/').replace(/^\//, '');
       // The connection a request came on is not exposed; one client at a time (the reverse
       // matrix) makes "a live connection was resumed" mean this one.
-      served.push({ path, earlyData: req.earlyData, resumed: [...server.connections].some((c) => c.quic.isResumed) });
+      // Only the clientcert server asks for one; the others skip the native call per request.
+      const leaf = options.clientCert === true ? req.peerCertificates()[0] : undefined;
+      served.push({
+        path,
+        earlyData: req.earlyData,
+        resumed: [...server.connections].some((c) => c.quic.isResumed),
+        clientSubject: leaf === undefined ? undefined : new X509Certificate(leaf).subject,
+      });
       req.resume();
       const body = fixture.files.get(path);
       if (body === undefined) {
