@@ -15,6 +15,7 @@ import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Clock, Timer } from '../core/clock.js';
 import { MuxpoolError, internalError } from '../errors.js';
+import { splitCoalesced } from './coalesced.js';
 import type { QuicConfig } from './config.js';
 import { CRYPTO_ERROR_BASE, closeError, isNativeFailure, nativeError, nativeFailure, reasonText } from './error-map.js';
 import { Shutdown, type HostPort, type NativeConnection, type RecvInfo } from './native.js';
@@ -559,7 +560,12 @@ export class QuicConnection {
     // bits are not header-protected. Only a client in its handshake can get one.
     if (this.current === 'handshaking' && ((packet[0] ?? 0) & 0xf0) === 0xf0) this.retriesSeen++;
     try {
-      native.recv(packet, info);
+      // A client's datagram of several packets goes in packet by packet (coalesced.ts: quiche
+      // drops the rest of a datagram after a packet it cannot decrypt). Not a server's: RFC 9000
+      // §14.1 has it judge a client's Initial by the size of the whole datagram.
+      const parts = this.role === 'client' ? splitCoalesced(packet) : undefined;
+      if (parts === undefined) native.recv(packet, info);
+      else for (const part of parts) native.recv(part, info);
     } catch {
       // A packet quiche cannot use is simply dropped; a fatal one leaves a local error that
       // the turn reports.

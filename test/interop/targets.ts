@@ -121,6 +121,12 @@ export interface H3TargetOptions {
    * Caddy's `client_auth require_and_verify`, our server's `clientCa`.
    */
   clientCert?: boolean;
+  /**
+   * gtlsserver only: `--verify-client`, which requires a client certificate but verifies none
+   * (see GTLSSERVER_CLIENT_CERT); its refusal of a client without one is a datagram of coalesced
+   * CONNECTION_CLOSEs (test/integration/quic-coalesced.test.ts).
+   */
+  requestClientCert?: boolean;
 }
 
 /** What our own server saw, per request: the evidence the peers' logs give for theirs. */
@@ -198,6 +204,7 @@ export function unsupportedH3Option(name: H3ServerName, options: H3TargetOptions
   }
   if (options.serverLoss !== undefined && name !== 'ngtcp2') return 'only gtlsserver drops packets itself (-t/-r)';
   if (options.clientCert === true && name === 'ngtcp2') return GTLSSERVER_CLIENT_CERT;
+  if (options.requestClientCert === true && name !== 'ngtcp2') return 'only gtlsserver has --verify-client';
   return undefined;
 }
 
@@ -252,6 +259,7 @@ async function startGtlsserver(fixture: Fixture, options: H3TargetOptions): Prom
   if (options.retry === true) args.push('-V');
   if (options.chachaOnly === true) args.push(`--ciphers=${CHACHA_ONLY}`);
   if (options.cc !== undefined) args.push(`--cc=${options.cc}`);
+  if (options.requestClientCert === true) args.push('--verify-client');
   if (options.serverLoss !== undefined) args.push(`--tx-loss=${options.serverLoss}`, `--rx-loss=${options.serverLoss}`);
   args.push(host, String(port), paths.keyPath, paths.certPath);
   // Its stdout is block-buffered into a pipe: stdbuf makes it line-buffered, so the evidence a
