@@ -6,12 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { leakCheck } from '../helpers/leaks.js';
 import { type MatrixOptions, type MatrixResult, regressions, runMatrix } from './matrix.js';
 import { PROFILES } from './targets.js';
 
 const baseline = JSON.parse(await readFile(new URL('../../../docs/interop-ci.json', import.meta.url), 'utf8')) as MatrixResult;
 
 export async function runGroup(options: Omit<MatrixOptions, 'profile'>): Promise<void> {
+  // Every pool, proxy and server of the group is closed by the time the matrix returns: nothing
+  // it opened (sockets, timers; refused handshakes included) may be left behind.
+  const leaks = leakCheck();
   const result = await runMatrix({ profile: PROFILES.ci, caseTimeoutMs: 20_000, ...options });
   const found = regressions(baseline, result);
   // Cells the baseline does not have (a new case or server) must pass outright.
@@ -27,5 +31,6 @@ export async function runGroup(options: Omit<MatrixOptions, 'profile'>): Promise
   assert.deepEqual(found, [], `interop regressions:\n${found.join('\n')}`);
   const ran = result.sections.reduce((n, s) => n + s.rows.reduce((m, r) => m + Object.values(r.cells).filter((c) => c.status === 'pass').length, 0), 0);
   assert.ok(ran > 0, 'no cell passed: the matrix did not run');
+  await leaks.check();
 }
 

@@ -48,6 +48,8 @@ export interface MatrixResult {
   durationMs: number;
   node: string;
   sections: MatrixSection[];
+  /** Narrowed runs merged in since (`--merge`): when, and which cells they replaced. */
+  reruns?: Array<{ date: string; node: string; cells: string[] }>;
 }
 
 export interface MatrixOptions {
@@ -306,6 +308,48 @@ export function renderText(result: MatrixResult): string {
     out.push('');
   }
   return out.join('\n');
+}
+
+/**
+ * `base` with the cells of a narrowed run (`partial`, same profile) in place of its own: rows
+ * and sections `base` lacks are added (a row after the one it follows in `partial`, else at the
+ * end), row summaries are taken from `partial`, and `reruns` records which cells changed when.
+ */
+export function mergeResults(base: MatrixResult, partial: MatrixResult): MatrixResult {
+  if (base.profile !== partial.profile) throw new Error(`cannot merge a ${partial.profile} run into a ${base.profile} result`);
+  const merged = structuredClone(base);
+  const cells: string[] = [];
+  for (const section of partial.sections) {
+    let target = merged.sections.find((s) => s.title === section.title);
+    if (target === undefined) {
+      target = { title: section.title, servers: [...section.servers], rows: [] };
+      merged.sections.push(target);
+    }
+    for (const server of section.servers) if (!target.servers.includes(server)) target.servers = [...target.servers, server];
+    for (const [i, row] of section.rows.entries()) {
+      let into = target.rows.find((r) => r.name === row.name);
+      if (into === undefined) {
+        into = { name: row.name, summary: row.summary, cells: {} };
+        const previous = section.rows[i - 1]?.name;
+        const at = previous === undefined ? -1 : target.rows.findIndex((r) => r.name === previous);
+        target.rows.splice(at >= 0 ? at + 1 : target.rows.length, 0, into);
+      }
+      into.summary = row.summary;
+      for (const [server, cell] of Object.entries(row.cells)) {
+        into.cells[server] = cell;
+        cells.push(`${row.name} / ${server}`);
+      }
+    }
+  }
+  merged.reruns = [...(base.reruns ?? []), { date: partial.date, node: partial.node, cells }];
+  return merged;
+}
+
+/** The line above the published tables: the run's date, profile and time, and any cells re-run since. */
+export function runHeader(result: MatrixResult): string {
+  const when = (date: string): string => `${date.slice(0, 16).replace('T', ' ')} UTC`;
+  const reruns = (result.reruns ?? []).map((r) => ` Re-run on ${when(r.date)} (Node ${r.node}): ${r.cells.join(', ')}.`).join('');
+  return `Run of ${when(result.date)}, ${result.profile} profile, Node ${result.node}, ${(result.durationMs / 1000).toFixed(0)} s in all.${reruns}`;
 }
 
 /** Cells that passed in `baseline` and do not pass now: the regressions CI fails on. */
