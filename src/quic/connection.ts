@@ -559,19 +559,24 @@ export class QuicConnection {
     // RFC 9000 §17.2: long header (0x80), fixed bit (0x40), type 3 (0x30) is a Retry; these
     // bits are not header-protected. Only a client in its handshake can get one.
     if (this.current === 'handshaking' && ((packet[0] ?? 0) & 0xf0) === 0xf0) this.retriesSeen++;
+    // A client's datagram of several packets goes in packet by packet (coalesced.ts: quiche
+    // drops the rest of a datagram after a packet it cannot decrypt), each on its own, so one
+    // that quiche refuses does not take the others with it. Not a server's: RFC 9000 §14.1 has
+    // it judge a client's Initial by the size of the whole datagram.
+    const parts = this.role === 'client' ? splitCoalesced(packet) : undefined;
+    if (parts === undefined) this.recvPacket(native, packet, info);
+    else for (const part of parts) this.recvPacket(native, part, info);
+    this.scheduleTurn();
+  }
+
+  private recvPacket(native: NativeConnection, packet: Uint8Array, info: RecvInfo): void {
     try {
-      // A client's datagram of several packets goes in packet by packet (coalesced.ts: quiche
-      // drops the rest of a datagram after a packet it cannot decrypt). Not a server's: RFC 9000
-      // §14.1 has it judge a client's Initial by the size of the whole datagram.
-      const parts = this.role === 'client' ? splitCoalesced(packet) : undefined;
-      if (parts === undefined) native.recv(packet, info);
-      else for (const part of parts) native.recv(part, info);
+      native.recv(packet, info);
     } catch {
       // A packet quiche cannot use is simply dropped; a fatal one leaves a local error that
       // the turn reports.
       this.recvFailed = true;
     }
-    this.scheduleTurn();
   }
 
   /** @internal The transport failed for good (socket error): the connection ends now. */
