@@ -8,7 +8,7 @@
  * does both itself).
  */
 import { MuxpoolError } from '../errors.js';
-import type { IncomingHeaders } from '../protocol/message.js';
+import type { IncomingHeaders, RawFieldSource } from '../protocol/message.js';
 import type { BodySink } from './exchange.js';
 import type { BodyInit, HeadersInit } from './prepare.js';
 
@@ -154,8 +154,12 @@ export class DispatchSink implements BodySink, DispatchController {
     });
   }
 
-  /** The response head. Returns false when the handler wants the body paused (or is done). */
-  head(status: number, headers: IncomingHeaders, statusText: string): boolean {
+  /**
+   * The response head. Returns false when the handler wants the body paused (or is done). `raw`:
+   * the same fields as the transport received them (HTTP/1.1), handed to `onHeaders` as slices
+   * of those bytes instead of encoding the parsed strings again.
+   */
+  head(status: number, headers: IncomingHeaders, statusText: string, raw?: RawFieldSource): boolean {
     if (this.ended || this.aborted) return false;
     // Handler callbacks run in try/catch here and below, not through a closure: these are per
     // request (per chunk) on fetch's hot path. One that throws aborts with what it threw.
@@ -163,7 +167,8 @@ export class DispatchSink implements BodySink, DispatchController {
       if (this.controllerShape) this.handler.onResponseStart?.(this, status, headers, statusText);
       else {
         this.handler.onResponseStarted?.();
-        if (this.handler.onHeaders?.(status, rawFields(headers), this.resumeFn(), statusText) === false) this.pausedByHandler = true;
+        const fields = raw === undefined ? rawFields(headers) : raw.rawFields();
+        if (this.handler.onHeaders?.(status, fields, this.resumeFn(), statusText) === false) this.pausedByHandler = true;
       }
     } catch (err) {
       this.abort(err);

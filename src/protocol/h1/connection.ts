@@ -287,7 +287,7 @@ export class H1Connection implements Connection, ResponseSink {
     if (!head.keepAlive) this.reusable = false;
     if (head.keepAliveTimeoutMs !== undefined) this.keepAliveTimeoutMs = head.keepAliveTimeoutMs;
     stream.to(afterHead(stream.state));
-    stream.handler.onResponse(head.status, head.headers, head.statusText);
+    stream.handler.onResponse(head.status, head.headers, head.statusText, head.raw);
   }
 
   onBody(chunk: Buffer): void {

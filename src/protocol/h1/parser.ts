@@ -7,7 +7,7 @@
  * Chunked bodies have sub-states for the size line, data, the CRLF after data, and trailers.
  */
 import { MuxpoolError, internalError } from '../../errors.js';
-import { type IncomingHeaders, emptyHeaders } from '../message.js';
+import { type IncomingHeaders, type RawFieldSource, emptyHeaders } from '../message.js';
 import { checkInterimBudget, receivedFieldNameProblem, receivedFieldValueProblem } from '../fields.js';
 
 export interface ResponseHead {
@@ -18,6 +18,8 @@ export interface ResponseHead {
   keepAlive: boolean;
   /** `Keep-Alive: timeout=N`, in milliseconds. */
   keepAliveTimeoutMs: number | undefined;
+  /** The fields as received, sliced from the head's bytes when asked for. */
+  raw: RawFieldSource;
 }
 
 export interface ResponseSink {
@@ -170,6 +172,55 @@ interface ParsedHead {
   readonly keepAliveTimeoutMs: number | undefined;
   readonly next: ParserState;
   readonly remaining: number;
+  /** Where each field's name and value lie in `text`: `[name start, name end, value start, value end, …]`. */
+  readonly fieldOffsets: readonly number[];
+}
+
+/**
+ * Offsets of each field's name and value in a head's text (its status line skipped), for the
+ * raw fields: values without their surrounding whitespace (RFC 9112 §5.1). Only for a head whose
+ * fields were parsed already, so every line has its colon. Latin-1 text: a character is a byte.
+ */
+function fieldOffsetsOf(text: string): number[] {
+  const offsets: number[] = [];
+  let start = text.indexOf('\n') + 1;
+  // Bounded: each turn moves past one line.
+  while (start > 0 && start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    let lineEnd = end;
+    if (lineEnd > start && text.charCodeAt(lineEnd - 1) === CR) lineEnd--;
+    if (lineEnd > start) {
+      const colon = text.indexOf(':', start);
+      let valueStart = colon + 1;
+      while (valueStart < lineEnd && (text.charCodeAt(valueStart) === 0x20 || text.charCodeAt(valueStart) === 0x09)) valueStart++;
+      let valueEnd = lineEnd;
+      while (valueEnd > valueStart && (text.charCodeAt(valueEnd - 1) === 0x20 || text.charCodeAt(valueEnd - 1) === 0x09)) valueEnd--;
+      offsets.push(start, colon, valueStart, valueEnd);
+    }
+    start = end + 1;
+  }
+  return offsets;
+}
+
+/**
+ * A head's fields as Buffers, sliced from the bytes it arrived in (no copy, no re-encoding):
+ * what undici's `onHeaders` takes. Slices of this response's own bytes, so no two responses share
+ * a Buffer; made only when a caller asks.
+ */
+class HeadBytes implements RawFieldSource {
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly base: number,
+    private readonly offsets: readonly number[],
+  ) {}
+
+  rawFields(): Buffer[] {
+    const { bytes, base, offsets } = this;
+    const raw: Buffer[] = [];
+    for (let i = 0; i < offsets.length; i += 2) raw.push(bytes.subarray(base + (offsets[i] as number), base + (offsets[i + 1] as number)));
+    return raw;
+  }
 }
 
 /** A header record as a flat list, to build fresh records from (faster than copying the record). */
@@ -375,7 +426,7 @@ export class ResponseParser {
     this.pending = undefined;
     const consumedFromChunk = end - base - pendingLength;
     const next = offset + consumedFromChunk;
-    this.onHeadBytes(buf.toString('latin1', base, end));
+    this.onHeadBytes(buf.toString('latin1', base, end), buf, base);
     return next;
   }
 
@@ -387,7 +438,7 @@ export class ResponseParser {
     );
   }
 
-  private onHeadBytes(text: string): void {
+  private onHeadBytes(text: string, bytes: Buffer, base: number): void {
     const last = this.lastHead;
     if (last !== undefined && last.text === text && last.method === this.method) {
       this.remaining = last.remaining;
@@ -398,6 +449,7 @@ export class ResponseParser {
         headers: recordOf(last.fields),
         keepAlive: last.keepAlive,
         keepAliveTimeoutMs: last.keepAliveTimeoutMs,
+        raw: new HeadBytes(bytes, base, last.fieldOffsets),
       });
       if (last.next === 'done') this.complete();
       return;
@@ -484,6 +536,7 @@ export class ResponseParser {
     this.parserState = next === 'done' ? 'head' : next;
     const statusText = statusLine.length > 13 ? statusLine.slice(13) : '';
     const keepAliveTimeoutMs = keepAlive ? keepAliveTimeout(headers['keep-alive']) : undefined;
+    const fieldOffsets = fieldOffsetsOf(text);
     this.lastHead = {
       text,
       method: this.method,
@@ -494,8 +547,9 @@ export class ResponseParser {
       keepAliveTimeoutMs,
       next,
       remaining: next === 'body-length' ? this.remaining : 0,
+      fieldOffsets,
     };
-    this.sink.onHead({ status, statusText, headers, keepAlive, keepAliveTimeoutMs });
+    this.sink.onHead({ status, statusText, headers, keepAlive, keepAliveTimeoutMs, raw: new HeadBytes(bytes, base, fieldOffsets) });
     if (next === 'done') this.complete();
   }
 
