@@ -751,15 +751,15 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       // The handler's abort goes straight to the request's control: no AbortController and
       // listener per dispatch (the control makes a signal only for an acquire that waits).
       const control = new RequestControl(this.core.clock, undefined, undefined);
-      sink.start((reason) => control.abort(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: reason, maybeProcessed: true })));
+      sink.start(control);
       if (sink.aborted) throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: false });
       const prepared = prepareRequest(url, options.method, dispatchHeaders(options.headers), dispatchBody(options.body), undefined);
       exchange = await this.send(prepared, DISPATCH_SEND, control);
       const settled = exchange;
-      if (settled.finished) control.dispose();
-      else settled.onFinish = () => control.dispose();
+      // A dispatch's control has no timer and no signal (it was made without either), so nothing
+      // is left to dispose when the exchange ends: no onFinish closure per dispatch.
       const head = settled.head as ResponseHeadInfo;
-      sink.resumeBody = () => settled.resumeBody();
+      sink.body = settled;
       const flowing = sink.head(head.status, head.headers, head.statusText, settled.rawHead);
       settled.rawHead = undefined;
       if (sink.aborted) {
