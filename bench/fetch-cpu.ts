@@ -144,9 +144,13 @@ try {
       process.stderr.write(`burst ${b + 1}/${bursts} ${client.name}: ${total.toFixed(1)} µs CPU/req (${system.toFixed(1)} system), ${wall.toFixed(1)} µs wall/req\n`);
     }
   }
-  console.log(`${raw ? 'dispatch() only, ' : ''}${scheme} c=${c}, ${bursts} bursts of ${perBurst} requests, CPU µs/req (median, min; system median; wall µs/req median):`);
+  console.log(`${raw ? 'dispatch() only, ' : ''}${scheme} c=${c}, ${bursts} bursts of ${perBurst} requests, CPU µs/req (median, min; system median; wall µs/req median; median per-round CPU ratio):`);
+  // Each burst against the same round's burst of the first client: the machine's load drifts
+  // between rounds, far less within one.
+  const first = clients[0] as Client;
   for (const client of clients) {
-    console.log(`  ${client.name}: ${median(client.samples).toFixed(1)}, ${Math.min(...client.samples).toFixed(1)}; ${median(client.system).toFixed(1)}; ${median(client.wall).toFixed(1)}`);
+    const paired = client.samples.map((v, i) => v / (first.samples[i] as number));
+    console.log(`  ${client.name}: ${median(client.samples).toFixed(1)}, ${Math.min(...client.samples).toFixed(1)}; ${median(client.system).toFixed(1)}; ${median(client.wall).toFixed(1)}; per-round ratio to the first ${median(paired).toFixed(3)}`);
   }
 } finally {
   for (const client of clients) await client.close();

@@ -278,7 +278,7 @@ test('every keep-alive response parses the same the second time on the same pars
   }
 });
 
-test('raw fields: sliced from the bytes of each head, names as sent, values trimmed, repeats apart, fresh per response', () => {
+test('raw fields: names as sent, values trimmed and sliced from the bytes of each head, repeats apart, value Buffers fresh per response', () => {
   const raws: Buffer[][] = [];
   const parser = new ResponseParser({
     onHead: (h: ResponseHead) => raws.push(h.raw.rawFields()),

@@ -172,17 +172,21 @@ interface ParsedHead {
   readonly keepAliveTimeoutMs: number | undefined;
   readonly next: ParserState;
   readonly remaining: number;
-  /** Where each field's name and value lie in `text`: `[name start, name end, value start, value end, …]`. */
-  readonly fieldOffsets: readonly number[];
+  /** Each field's name as Buffers, made once per distinct head (shared: handlers only read names). */
+  readonly fieldNames: readonly Buffer[];
+  /** Where each field's value lies in `text`: `[start, end, …]`, one pair per name. */
+  readonly valueOffsets: readonly number[];
 }
 
 /**
- * Offsets of each field's name and value in a head's text (its status line skipped), for the
- * raw fields: values without their surrounding whitespace (RFC 9112 §5.1). Only for a head whose
- * fields were parsed already, so every line has its colon. Latin-1 text: a character is a byte.
+ * Each field's name (as a Buffer) and where its value lies in a head's text (status line
+ * skipped), for the raw fields: values without their surrounding whitespace (RFC 9112 §5.1).
+ * Only for a head whose fields were parsed already, so every line has its colon. Latin-1 text: a
+ * character is a byte.
  */
-function fieldOffsetsOf(text: string): number[] {
-  const offsets: number[] = [];
+function rawLayoutOf(text: string): { names: Buffer[]; valueOffsets: number[] } {
+  const names: Buffer[] = [];
+  const valueOffsets: number[] = [];
   let start = text.indexOf('\n') + 1;
   // Bounded: each turn moves past one line.
   while (start > 0 && start < text.length) {
@@ -196,29 +200,33 @@ function fieldOffsetsOf(text: string): number[] {
       while (valueStart < lineEnd && (text.charCodeAt(valueStart) === 0x20 || text.charCodeAt(valueStart) === 0x09)) valueStart++;
       let valueEnd = lineEnd;
       while (valueEnd > valueStart && (text.charCodeAt(valueEnd - 1) === 0x20 || text.charCodeAt(valueEnd - 1) === 0x09)) valueEnd--;
-      offsets.push(start, colon, valueStart, valueEnd);
+      names.push(Buffer.from(text.slice(start, colon), 'latin1'));
+      valueOffsets.push(valueStart, valueEnd);
     }
     start = end + 1;
   }
-  return offsets;
+  return { names, valueOffsets };
 }
 
 /**
- * A head's fields as Buffers, sliced from the bytes it arrived in (no copy, no re-encoding):
- * what undici's `onHeaders` takes. Slices of this response's own bytes, so no two responses share
- * a Buffer; made only when a caller asks.
+ * A head's fields as Buffers, what undici's `onHeaders` takes: the names made once per distinct
+ * head, the values sliced from the bytes this response arrived in (no copy, no re-encoding), so
+ * no two responses share a value Buffer. Made only when a caller asks.
  */
 class HeadBytes implements RawFieldSource {
   constructor(
     private readonly bytes: Buffer,
     private readonly base: number,
-    private readonly offsets: readonly number[],
+    private readonly head: ParsedHead,
   ) {}
 
   rawFields(): Buffer[] {
-    const { bytes, base, offsets } = this;
+    const { bytes, base } = this;
+    const { fieldNames, valueOffsets } = this.head;
     const raw: Buffer[] = [];
-    for (let i = 0; i < offsets.length; i += 2) raw.push(bytes.subarray(base + (offsets[i] as number), base + (offsets[i + 1] as number)));
+    for (let i = 0; i < fieldNames.length; i++) {
+      raw.push(fieldNames[i] as Buffer, bytes.subarray(base + (valueOffsets[2 * i] as number), base + (valueOffsets[2 * i + 1] as number)));
+    }
     return raw;
   }
 }
@@ -449,7 +457,7 @@ export class ResponseParser {
         headers: recordOf(last.fields),
         keepAlive: last.keepAlive,
         keepAliveTimeoutMs: last.keepAliveTimeoutMs,
-        raw: new HeadBytes(bytes, base, last.fieldOffsets),
+        raw: new HeadBytes(bytes, base, last),
       });
       if (last.next === 'done') this.complete();
       return;
@@ -536,8 +544,8 @@ export class ResponseParser {
     this.parserState = next === 'done' ? 'head' : next;
     const statusText = statusLine.length > 13 ? statusLine.slice(13) : '';
     const keepAliveTimeoutMs = keepAlive ? keepAliveTimeout(headers['keep-alive']) : undefined;
-    const fieldOffsets = fieldOffsetsOf(text);
-    this.lastHead = {
+    const layout = rawLayoutOf(text);
+    const parsed: ParsedHead = {
       text,
       method: this.method,
       status,
@@ -547,9 +555,11 @@ export class ResponseParser {
       keepAliveTimeoutMs,
       next,
       remaining: next === 'body-length' ? this.remaining : 0,
-      fieldOffsets,
+      fieldNames: layout.names,
+      valueOffsets: layout.valueOffsets,
     };
-    this.sink.onHead({ status, statusText, headers, keepAlive, keepAliveTimeoutMs, raw: new HeadBytes(bytes, base, fieldOffsets) });
+    this.lastHead = parsed;
+    this.sink.onHead({ status, statusText, headers, keepAlive, keepAliveTimeoutMs, raw: new HeadBytes(bytes, base, parsed) });
     if (next === 'done') this.complete();
   }
 
