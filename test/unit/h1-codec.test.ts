@@ -5,7 +5,7 @@ import { MuxpoolError } from '../../src/errors.js';
 import type { IncomingHeaders } from '../../src/protocol/message.js';
 import { normalizeHeaders, validateMethod } from '../../src/protocol/fields.js';
 import { type ResponseHead, ResponseParser } from '../../src/protocol/h1/parser.js';
-import { LAST_CHUNK, chunkHeader, encodeRequestHead } from '../../src/protocol/h1/writer.js';
+import { LAST_CHUNK, chunkHeader, encodeRequestHead, encodeRequestHeadReusing } from '../../src/protocol/h1/writer.js';
 
 type Event = ['head', number, string, boolean, number | undefined] | ['body', string] | ['trailers', string] | ['complete'];
 
@@ -305,4 +305,29 @@ test('raw fields: names as sent, values trimmed and sliced from the bytes of eac
   (raws[1]?.[1] as Buffer).fill(0x21);
   assert.deepEqual(text(raws[2] as Buffer[]), expected);
   assert.equal(text(raws[0] as Buffer[])[1], 'text/plain');
+});
+
+test('a request head equal to the last one reuses its text; any difference, even in a reused field array, encodes afresh', () => {
+  const headers = ['accept', '*/*', 'user-agent', 'node'];
+  const base = { method: 'GET', path: '/a', authority: 'example.test', scheme: 'https' as const, headers, contentLength: null };
+  const variants = [
+    base,
+    base,
+    { ...base, path: '/b' },
+    { ...base, method: 'HEAD' },
+    { ...base, authority: 'other.test' },
+    { ...base, contentLength: 3 },
+    { ...base, headers: ['accept', '*/*'] },
+    { ...base, headers: ['accept', '*/*', 'user-agent', 'curl'] },
+    base,
+  ];
+  for (const head of variants) {
+    for (const framing of ['none', 'length', 'chunked'] as const) {
+      assert.equal(encodeRequestHeadReusing(head, framing), encodeRequestHead(head, framing));
+    }
+  }
+  // The caller changes the array it passed before: the next head is not the cached one.
+  assert.equal(encodeRequestHeadReusing(base, 'none'), encodeRequestHead(base, 'none'));
+  headers[3] = 'changed';
+  assert.match(encodeRequestHeadReusing(base, 'none'), /user-agent: changed\r\n/);
 });
