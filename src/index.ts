@@ -12,7 +12,7 @@ export type { PoolKeyRoute, ProxyEndpoint, TlsIdentity } from './pool/key.js';
 export { PoolEntry } from './pool/entry.js';
 export type { Connection } from './protocol/connection.js';
 export type { ConnectionObserver, ConnectionState, Poolable } from './pool/poolable.js';
-export type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from './protocol/message.js';
+export type { IncomingHeaders, RawFieldSource, RequestBody, RequestHead, RequestStream, StreamHandler } from './protocol/message.js';
 export type { AcquireOptions, CleanupTask, PoolCoreOptions } from './pool/pool.js';
 export type { ConnectionSnapshot, PoolStats } from './client/stats.js';
 export { ConnectionPool, getDefaultPool, request } from './client/pool.js';

@@ -8,7 +8,7 @@
  * does both itself).
  */
 import { MuxpoolError } from '../errors.js';
-import type { IncomingHeaders } from '../protocol/message.js';
+import type { IncomingHeaders, RawFieldSource } from '../protocol/message.js';
 import type { BodySink } from './exchange.js';
 import type { BodyInit, HeadersInit } from './prepare.js';
 
@@ -44,6 +44,11 @@ export interface DispatchHandler {
   onResponseData?(controller: DispatchController, chunk: Buffer): void;
   onResponseEnd?(controller: DispatchController, trailers: IncomingHeaders): void;
   onResponseError?(controller: DispatchController, err: Error): void;
+}
+
+/** What a dispatch's abort ends (the request's control): the error says why, with the handler's reason as its cause. */
+export interface AbortTarget {
+  abort(err: MuxpoolError): void;
 }
 
 /** undici 7's controller, handed to controller-shape handlers. */
@@ -102,11 +107,12 @@ export class DispatchSink implements BodySink, DispatchController {
   private readonly handler: DispatchHandler;
   private readonly controllerShape: boolean;
   private abortReason: unknown;
-  private abortListener: ((reason: unknown) => void) | undefined;
+  /** What the handler's abort cancels: the request's control (set when the request starts). */
+  private abortTarget: AbortTarget | undefined;
   private ended = false;
   private pausedByHandler = false;
-  /** Set once the body flows: how a paused handler resumes it. */
-  resumeBody: (() => void) | undefined;
+  /** Set once the body flows: what a paused handler resumes (the exchange). */
+  body: { resumeBody(): void } | undefined;
   /** Called once when the request ends, completed or failed (the pool counts dispatches in flight). */
   onSettled: (() => void) | undefined;
 
@@ -131,7 +137,7 @@ export class DispatchSink implements BodySink, DispatchController {
   abort(reason?: unknown): void {
     if (this.abortReason !== undefined || this.ended) return;
     this.abortReason = reason ?? new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted');
-    this.abortListener?.(this.abortReason);
+    this.abortTarget?.abort(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: this.abortReason, maybeProcessed: true }));
     // The request may have ended already (a short body arrives with its head): nothing else
     // would tell the handler, so its error comes from here, once.
     queueMicrotask(() => this.onBodyError(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: this.abortReason })));
@@ -142,20 +148,24 @@ export class DispatchSink implements BodySink, DispatchController {
   resume(): void {
     if (!this.pausedByHandler) return;
     this.pausedByHandler = false;
-    this.resumeBody?.();
+    this.body?.resumeBody();
   }
 
-  /** The request starts: the handler gets its way to abort. `onAbort` cancels the request. */
-  start(onAbort: (reason: unknown) => void): void {
-    this.abortListener = onAbort;
+  /** The request starts: the handler gets its way to abort, which cancels the request through `target`. */
+  start(target: AbortTarget): void {
+    this.abortTarget = target;
     this.call(() => {
       if (this.controllerShape) this.handler.onRequestStart?.(this, {});
       else this.handler.onConnect?.((reason?: unknown) => this.abort(reason), {});
     });
   }
 
-  /** The response head. Returns false when the handler wants the body paused (or is done). */
-  head(status: number, headers: IncomingHeaders, statusText: string): boolean {
+  /**
+   * The response head. Returns false when the handler wants the body paused (or is done). `raw`:
+   * the same fields as the transport received them (HTTP/1.1), handed to `onHeaders` as slices
+   * of those bytes instead of encoding the parsed strings again.
+   */
+  head(status: number, headers: IncomingHeaders, statusText: string, raw?: RawFieldSource): boolean {
     if (this.ended || this.aborted) return false;
     // Handler callbacks run in try/catch here and below, not through a closure: these are per
     // request (per chunk) on fetch's hot path. One that throws aborts with what it threw.
@@ -163,7 +173,8 @@ export class DispatchSink implements BodySink, DispatchController {
       if (this.controllerShape) this.handler.onResponseStart?.(this, status, headers, statusText);
       else {
         this.handler.onResponseStarted?.();
-        if (this.handler.onHeaders?.(status, rawFields(headers), this.resumeFn(), statusText) === false) this.pausedByHandler = true;
+        const fields = raw === undefined ? rawFields(headers) : raw.rawFields();
+        if (this.handler.onHeaders?.(status, fields, this.resumeFn(), statusText) === false) this.pausedByHandler = true;
       }
     } catch (err) {
       this.abort(err);
@@ -232,6 +243,8 @@ export class DispatchSink implements BodySink, DispatchController {
  */
 const parsedDispatchUrls = new Map<string, URL>();
 const MAX_PARSED_DISPATCH_URLS = 256;
+/** The last origin and path parsed or found, and their URL (shared like the cached ones). */
+const lastDispatch: { origin: string; path: string; url: URL | undefined } = { origin: '', path: '', url: undefined };
 
 /** The URL a dispatch goes to: its origin, path and query. */
 export function dispatchUrl(options: DispatchOptions): URL {
@@ -249,9 +262,14 @@ export function dispatchUrl(options: DispatchOptions): URL {
     throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `dispatch() path must start with '/', got ${JSON.stringify(options.path)}`);
   }
   const origin = typeof options.origin === 'string' ? options.origin : String(options.origin);
-  // A space separates them: no origin that parses has one.
-  const cacheKey = `${origin} ${options.path}`;
-  let url = parsedDispatchUrls.get(cacheKey);
+  let url: URL | undefined;
+  // The same origin and path as the dispatch before (fetch in a loop): two string comparisons
+  // instead of building the key and hashing it.
+  if (origin === lastDispatch.origin && options.path === lastDispatch.path) url = lastDispatch.url;
+  else {
+    // A space separates them: no origin that parses has one.
+    url = parsedDispatchUrls.get(`${origin} ${options.path}`);
+  }
   if (url === undefined) {
     try {
       // The path goes to the origin as it is, as undici sends it: resolved against the origin as
@@ -263,8 +281,11 @@ export function dispatchUrl(options: DispatchOptions): URL {
       throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `not a valid origin and path: ${origin} ${options.path}`, { cause });
     }
     if (parsedDispatchUrls.size >= MAX_PARSED_DISPATCH_URLS) parsedDispatchUrls.clear();
-    parsedDispatchUrls.set(cacheKey, url);
+    parsedDispatchUrls.set(`${origin} ${options.path}`, url);
   }
+  lastDispatch.origin = origin;
+  lastDispatch.path = options.path;
+  lastDispatch.url = url;
   if (options.query !== undefined && options.query !== null) {
     // The cached URL is shared: the query goes on a copy.
     url = new URL(url.href);

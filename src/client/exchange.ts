@@ -8,7 +8,7 @@
  */
 import { Readable } from 'node:stream';
 import { MuxpoolError } from '../errors.js';
-import type { IncomingHeaders, RequestStream, StreamHandler } from '../protocol/message.js';
+import type { IncomingHeaders, RawFieldSource, RequestStream, StreamHandler } from '../protocol/message.js';
 import type { PoolEntry } from '../pool/entry.js';
 import type { Connection } from '../protocol/connection.js';
 import { type Abandonable, forgetExchange } from './lifetime.js';
@@ -54,6 +54,13 @@ export class Exchange implements StreamHandler, Abandonable {
   endAt = 0;
   /** Set only while someone listens to the request channels (request-events.ts). */
   observer: ObservedRequest | undefined;
+  /**
+   * Set by a caller that wants the head's fields raw (the undici Dispatcher): then `rawHead` keeps
+   * what the transport offered. Off otherwise, so a `Response` does not hold the bytes the head
+   * came in.
+   */
+  keepRawFields = false;
+  rawHead: RawFieldSource | undefined;
 
   private mode: BodyMode = 'buffer';
   private chunks: Uint8Array[] = [];
@@ -98,9 +105,10 @@ export class Exchange implements StreamHandler, Abandonable {
   // ---------------------------------------------------------------------------------------
   // StreamHandler
 
-  onResponse(status: number, headers: IncomingHeaders, statusText: string): void {
+  onResponse(status: number, headers: IncomingHeaders, statusText: string, raw?: RawFieldSource): void {
     this.headAt = this.entry.now();
     this.head = { status, statusText, headers };
+    if (this.keepRawFields) this.rawHead = raw;
     if (this.observer !== undefined) this.observer.responded(status, statusText, headers);
     const resolve = this.headResolve;
     this.headResolve = this.headReject = undefined;

@@ -171,7 +171,13 @@ export type DispatchFunction = (options: DispatchOptions, handler: DispatchHandl
 export type DispatchInterceptor = (dispatch: DispatchFunction) => DispatchFunction;
 
 /** What one send (one hop, every attempt) needs of the request's options. */
-type SendOptions = Pick<RequestOptions, 'version' | 'acquireTimeoutMs' | 'priority' | 'socketPath'>;
+type SendOptions = Pick<RequestOptions, 'version' | 'acquireTimeoutMs' | 'priority' | 'socketPath'> & {
+  /** Keep the head's raw fields on the exchange (the Dispatcher hands them to undici's `onHeaders`). */
+  rawFields?: boolean;
+};
+
+/** What `dispatch()` sends with: the pool's defaults, raw fields kept. */
+const DISPATCH_SEND: SendOptions = { rawFields: true };
 
 export interface RequestOptions {
   method?: string;
@@ -745,16 +751,17 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
       // The handler's abort goes straight to the request's control: no AbortController and
       // listener per dispatch (the control makes a signal only for an acquire that waits).
       const control = new RequestControl(this.core.clock, undefined, undefined);
-      sink.start((reason) => control.abort(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the request was aborted', { cause: reason, maybeProcessed: true })));
+      sink.start(control);
       if (sink.aborted) throw new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: false });
       const prepared = prepareRequest(url, options.method, dispatchHeaders(options.headers), dispatchBody(options.body), undefined);
-      exchange = await this.send(prepared, {}, control);
+      exchange = await this.send(prepared, DISPATCH_SEND, control);
       const settled = exchange;
-      if (settled.finished) control.dispose();
-      else settled.onFinish = () => control.dispose();
+      // A dispatch's control has no timer and no signal (it was made without either), so nothing
+      // is left to dispose when the exchange ends: no onFinish closure per dispatch.
       const head = settled.head as ResponseHeadInfo;
-      sink.resumeBody = () => settled.resumeBody();
-      const flowing = sink.head(head.status, head.headers, head.statusText);
+      sink.body = settled;
+      const flowing = sink.head(head.status, head.headers, head.statusText, settled.rawHead);
+      settled.rawHead = undefined;
       if (sink.aborted) {
         // Aborted (or threw) from its head callback: the request ends; the sink says why.
         if (!settled.finished) settled.cancel(new MuxpoolError('MUXPOOL_ERR_ABORTED', 'the dispatch was aborted', { cause: sink.reason, maybeProcessed: true }));
@@ -1036,6 +1043,7 @@ export class ConnectionPool extends EventEmitter<PoolEventMap> {
         throw new MuxpoolError('MUXPOOL_ERR_INTERNAL', 'acquire settled without a connection');
       }
       const exchange = new Exchange(entry, this.releaseBound);
+      if (options.rawFields === true) exchange.keepRawFields = true;
       if (assignedAt < 0) assignedAt = entry.lastUsed;
       if (startedAt < 0) startedAt = assignedAt;
       exchange.startedAt = startedAt;

@@ -59,6 +59,16 @@ export class HeadEncodings {
   h3Tag: string | undefined;
 }
 
+/**
+ * A response's header fields as they came on the wire, for callers that want them raw (undici's
+ * `onHeaders` takes `[name, value, …]` Buffers): made only when asked, from bytes the transport
+ * already has, instead of encoding the parsed strings again.
+ */
+export interface RawFieldSource {
+  /** `[name, value, …]`: names as the peer spelled them, values without surrounding whitespace, repeats kept apart. Fresh Buffers on every call. */
+  rawFields(): Buffer[];
+}
+
 /** A request body as the transport receives it: bytes, or chunks that arrive over time. */
 export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | null;
 
@@ -68,7 +78,8 @@ export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | null;
  * `onError` (and nothing after it). `onError` may also come before `onResponse`.
  */
 export interface StreamHandler {
-  onResponse(status: number, headers: IncomingHeaders, statusText: string): void;
+  /** `raw`, where the transport has the head's bytes (HTTP/1.1): the same fields, raw. */
+  onResponse(status: number, headers: IncomingHeaders, statusText: string, raw?: RawFieldSource): void;
   /** Returns false to ask for a pause: the transport stops reading until `stream.resume()`. */
   onData(chunk: Uint8Array): boolean;
   onTrailers(trailers: IncomingHeaders): void;

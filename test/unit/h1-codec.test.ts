@@ -5,7 +5,7 @@ import { MuxpoolError } from '../../src/errors.js';
 import type { IncomingHeaders } from '../../src/protocol/message.js';
 import { normalizeHeaders, validateMethod } from '../../src/protocol/fields.js';
 import { type ResponseHead, ResponseParser } from '../../src/protocol/h1/parser.js';
-import { LAST_CHUNK, chunkHeader, encodeRequestHead } from '../../src/protocol/h1/writer.js';
+import { LAST_CHUNK, chunkHeader, encodeRequestHead, encodeRequestHeadReusing } from '../../src/protocol/h1/writer.js';
 
 type Event = ['head', number, string, boolean, number | undefined] | ['body', string] | ['trailers', string] | ['complete'];
 
@@ -276,4 +276,58 @@ test('every keep-alive response parses the same the second time on the same pars
     }
     assert.deepEqual(events, [...once, ...once], name);
   }
+});
+
+test('raw fields: names as sent, values trimmed and sliced from the bytes of each head, repeats apart, value Buffers fresh per response', () => {
+  const raws: Buffer[][] = [];
+  const parser = new ResponseParser({
+    onHead: (h: ResponseHead) => raws.push(h.raw.rawFields()),
+    onBody: () => {},
+    onTrailers: () => {},
+    onComplete: () => {},
+  });
+  const head = 'HTTP/1.1 200 OK\r\nContent-Type:  text/plain \r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nX-Empty:\r\ncontent-length: 2\r\n\r\n';
+  const text = (raw: Buffer[]): string[] => raw.map((b) => b.toString('latin1'));
+  const expected = ['Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'X-Empty', '', 'content-length', '2'];
+  // The first head is parsed; the identical second one is answered from the parser's last head,
+  // here at another offset of its chunk (after junk the test slices off) and split in two.
+  parser.start('GET');
+  parser.execute(Buffer.from(`${head}ok`, 'latin1'));
+  parser.start('GET');
+  const second = Buffer.from(`xxxx${head}ok`, 'latin1').subarray(4);
+  parser.execute(second.subarray(0, 20));
+  parser.execute(second.subarray(20));
+  parser.start('GET');
+  parser.execute(Buffer.from(`zz${head}ok`, 'latin1').subarray(2));
+  assert.equal(raws.length, 3);
+  for (const raw of raws) assert.deepEqual(text(raw), expected);
+  // Every response has Buffers of its own: writing into one changes no other.
+  (raws[1]?.[1] as Buffer).fill(0x21);
+  assert.deepEqual(text(raws[2] as Buffer[]), expected);
+  assert.equal(text(raws[0] as Buffer[])[1], 'text/plain');
+});
+
+test('a request head equal to the last one reuses its text; any difference, even in a reused field array, encodes afresh', () => {
+  const headers = ['accept', '*/*', 'user-agent', 'node'];
+  const base = { method: 'GET', path: '/a', authority: 'example.test', scheme: 'https' as const, headers, contentLength: null };
+  const variants = [
+    base,
+    base,
+    { ...base, path: '/b' },
+    { ...base, method: 'HEAD' },
+    { ...base, authority: 'other.test' },
+    { ...base, contentLength: 3 },
+    { ...base, headers: ['accept', '*/*'] },
+    { ...base, headers: ['accept', '*/*', 'user-agent', 'curl'] },
+    base,
+  ];
+  for (const head of variants) {
+    for (const framing of ['none', 'length', 'chunked'] as const) {
+      assert.equal(encodeRequestHeadReusing(head, framing), encodeRequestHead(head, framing));
+    }
+  }
+  // The caller changes the array it passed before: the next head is not the cached one.
+  assert.equal(encodeRequestHeadReusing(base, 'none'), encodeRequestHead(base, 'none'));
+  headers[3] = 'changed';
+  assert.match(encodeRequestHeadReusing(base, 'none'), /user-agent: changed\r\n/);
 });

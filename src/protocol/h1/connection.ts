@@ -13,7 +13,7 @@ import type { ConnectionObserver, ConnectionState } from '../../pool/poolable.js
 import type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { type ResponseHead, ResponseParser, type ResponseSink } from './parser.js';
-import { LAST_CHUNK, chunkHeader, encodeRequestHead } from './writer.js';
+import { LAST_CHUNK, chunkHeader, encodeRequestHead, encodeRequestHeadReusing } from './writer.js';
 import {
   type BodySink,
   ReadDeadlines,
@@ -203,7 +203,7 @@ export class H1Connection implements Connection, ResponseSink {
     }
     // A head sent again and again is encoded once (its framing follows from the head alone).
     const encodings = head.encodings;
-    const headText = encodings === undefined ? encodeRequestHead(head, framing) : (encodings.h1 ??= Buffer.from(encodeRequestHead(head, framing), 'latin1'));
+    const headText = encodings === undefined ? encodeRequestHeadReusing(head, framing) : (encodings.h1 ??= Buffer.from(encodeRequestHead(head, framing), 'latin1'));
     this.activeStream = stream;
     this.requestCount++;
     this.expiresAt = undefined;
@@ -287,7 +287,7 @@ export class H1Connection implements Connection, ResponseSink {
     if (!head.keepAlive) this.reusable = false;
     if (head.keepAliveTimeoutMs !== undefined) this.keepAliveTimeoutMs = head.keepAliveTimeoutMs;
     stream.to(afterHead(stream.state));
-    stream.handler.onResponse(head.status, head.headers, head.statusText);
+    stream.handler.onResponse(head.status, head.headers, head.statusText, head.raw);
   }
 
   onBody(chunk: Buffer): void {

@@ -7,7 +7,7 @@
  * Chunked bodies have sub-states for the size line, data, the CRLF after data, and trailers.
  */
 import { MuxpoolError, internalError } from '../../errors.js';
-import { type IncomingHeaders, emptyHeaders } from '../message.js';
+import { type IncomingHeaders, type RawFieldSource, emptyHeaders } from '../message.js';
 import { checkInterimBudget, receivedFieldNameProblem, receivedFieldValueProblem } from '../fields.js';
 
 export interface ResponseHead {
@@ -18,6 +18,8 @@ export interface ResponseHead {
   keepAlive: boolean;
   /** `Keep-Alive: timeout=N`, in milliseconds. */
   keepAliveTimeoutMs: number | undefined;
+  /** The fields as received, sliced from the head's bytes when asked for. */
+  raw: RawFieldSource;
 }
 
 export interface ResponseSink {
@@ -170,6 +172,63 @@ interface ParsedHead {
   readonly keepAliveTimeoutMs: number | undefined;
   readonly next: ParserState;
   readonly remaining: number;
+  /** Each field's name as Buffers, made once per distinct head (shared: handlers only read names). */
+  readonly fieldNames: readonly Buffer[];
+  /** Where each field's value lies in `text`: `[start, end, …]`, one pair per name. */
+  readonly valueOffsets: readonly number[];
+}
+
+/**
+ * Each field's name (as a Buffer) and where its value lies in a head's text (status line
+ * skipped), for the raw fields: values without their surrounding whitespace (RFC 9112 §5.1).
+ * Only for a head whose fields were parsed already, so every line has its colon. Latin-1 text: a
+ * character is a byte.
+ */
+function rawLayoutOf(text: string): { names: Buffer[]; valueOffsets: number[] } {
+  const names: Buffer[] = [];
+  const valueOffsets: number[] = [];
+  let start = text.indexOf('\n') + 1;
+  // Bounded: each turn moves past one line.
+  while (start > 0 && start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    let lineEnd = end;
+    if (lineEnd > start && text.charCodeAt(lineEnd - 1) === CR) lineEnd--;
+    if (lineEnd > start) {
+      const colon = text.indexOf(':', start);
+      let valueStart = colon + 1;
+      while (valueStart < lineEnd && (text.charCodeAt(valueStart) === 0x20 || text.charCodeAt(valueStart) === 0x09)) valueStart++;
+      let valueEnd = lineEnd;
+      while (valueEnd > valueStart && (text.charCodeAt(valueEnd - 1) === 0x20 || text.charCodeAt(valueEnd - 1) === 0x09)) valueEnd--;
+      names.push(Buffer.from(text.slice(start, colon), 'latin1'));
+      valueOffsets.push(valueStart, valueEnd);
+    }
+    start = end + 1;
+  }
+  return { names, valueOffsets };
+}
+
+/**
+ * A head's fields as Buffers, what undici's `onHeaders` takes: the names made once per distinct
+ * head, the values sliced from the bytes this response arrived in (no copy, no re-encoding), so
+ * no two responses share a value Buffer. Made only when a caller asks.
+ */
+class HeadBytes implements RawFieldSource {
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly base: number,
+    private readonly head: ParsedHead,
+  ) {}
+
+  rawFields(): Buffer[] {
+    const { bytes, base } = this;
+    const { fieldNames, valueOffsets } = this.head;
+    const raw: Buffer[] = [];
+    for (let i = 0; i < fieldNames.length; i++) {
+      raw.push(fieldNames[i] as Buffer, bytes.subarray(base + (valueOffsets[2 * i] as number), base + (valueOffsets[2 * i + 1] as number)));
+    }
+    return raw;
+  }
 }
 
 /** A header record as a flat list, to build fresh records from (faster than copying the record). */
@@ -375,7 +434,7 @@ export class ResponseParser {
     this.pending = undefined;
     const consumedFromChunk = end - base - pendingLength;
     const next = offset + consumedFromChunk;
-    this.onHeadBytes(buf.toString('latin1', base, end));
+    this.onHeadBytes(buf.toString('latin1', base, end), buf, base);
     return next;
   }
 
@@ -387,7 +446,7 @@ export class ResponseParser {
     );
   }
 
-  private onHeadBytes(text: string): void {
+  private onHeadBytes(text: string, bytes: Buffer, base: number): void {
     const last = this.lastHead;
     if (last !== undefined && last.text === text && last.method === this.method) {
       this.remaining = last.remaining;
@@ -398,6 +457,7 @@ export class ResponseParser {
         headers: recordOf(last.fields),
         keepAlive: last.keepAlive,
         keepAliveTimeoutMs: last.keepAliveTimeoutMs,
+        raw: new HeadBytes(bytes, base, last),
       });
       if (last.next === 'done') this.complete();
       return;
@@ -484,7 +544,8 @@ export class ResponseParser {
     this.parserState = next === 'done' ? 'head' : next;
     const statusText = statusLine.length > 13 ? statusLine.slice(13) : '';
     const keepAliveTimeoutMs = keepAlive ? keepAliveTimeout(headers['keep-alive']) : undefined;
-    this.lastHead = {
+    const layout = rawLayoutOf(text);
+    const parsed: ParsedHead = {
       text,
       method: this.method,
       status,
@@ -494,8 +555,11 @@ export class ResponseParser {
       keepAliveTimeoutMs,
       next,
       remaining: next === 'body-length' ? this.remaining : 0,
+      fieldNames: layout.names,
+      valueOffsets: layout.valueOffsets,
     };
-    this.sink.onHead({ status, statusText, headers, keepAlive, keepAliveTimeoutMs });
+    this.lastHead = parsed;
+    this.sink.onHead({ status, statusText, headers, keepAlive, keepAliveTimeoutMs, raw: new HeadBytes(bytes, base, parsed) });
     if (next === 'done') this.complete();
   }
 

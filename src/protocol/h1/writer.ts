@@ -53,3 +53,45 @@ export function encodeRequestHead(head: RequestHead, framing: BodyFraming): stri
     framing === 'length' ? `content-length: ${head.contentLength ?? 0}\r\n` : framing === 'chunked' ? 'transfer-encoding: chunked\r\n' : '';
   return `${head.method} ${head.path} HTTP/1.1\r\n${host}${fields}${framingField}\r\n`;
 }
+
+/** The last head encoded, and its text (kept with a copy of its fields: a caller may reuse its array). */
+interface EncodedHead {
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string;
+  readonly headers: readonly string[];
+  readonly contentLength: number | null | undefined;
+  readonly framing: BodyFraming;
+  readonly text: string;
+}
+let lastEncoded: EncodedHead | undefined;
+
+function sameFields(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * `encodeRequestHead`, answered from the last head when this one is the same: a program (fetch
+ * in a loop, a poller) sends the same head over and over, and comparing its few fields costs
+ * less than building the text again (the strings compared are mostly the same objects). The
+ * text depends on nothing but what is compared.
+ */
+export function encodeRequestHeadReusing(head: RequestHead, framing: BodyFraming): string {
+  const last = lastEncoded;
+  if (
+    last !== undefined &&
+    last.path === head.path &&
+    last.method === head.method &&
+    last.authority === head.authority &&
+    last.framing === framing &&
+    last.contentLength === head.contentLength &&
+    sameFields(last.headers, head.headers)
+  ) {
+    return last.text;
+  }
+  const text = encodeRequestHead(head, framing);
+  lastEncoded = { method: head.method, path: head.path, authority: head.authority, headers: head.headers.slice(), contentLength: head.contentLength, framing, text };
+  return text;
+}
