@@ -18,6 +18,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock, Timer } from '../../core/clock.js';
 import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
+import { type DirectReader, attachDirectReader } from '../../core/direct-read.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
 import { type BodySink, ReadDeadlines, checkInterimBudget, pumpBody, readTimeoutError } from '../stream-support.js';
@@ -223,7 +224,7 @@ function headerListSize(fields: readonly string[]): number {
   return size;
 }
 
-export class H2Engine {
+export class H2Engine implements DirectReader {
   readonly id = nextConnectionId('h2');
   readonly remoteAddress: string | undefined;
   readonly resumed: boolean | undefined;
@@ -352,7 +353,8 @@ export class H2Engine {
   /** §3.4: preface, our SETTINGS, and the connection window opened wide at once. */
   private begin(): void {
     const socket = this.socket;
-    socket.on('data', this.onSocketData);
+    // Reads straight from the socket when it was dialed for that (core/direct-read.ts).
+    if (!attachDirectReader(socket, this)) socket.on('data', this.onSocketData);
     socket.on('drain', this.onSocketDrain);
     socket.on('error', this.onSocketError);
     socket.on('close', this.onSocketClose);
@@ -570,6 +572,11 @@ export class H2Engine {
 
   // ---------------------------------------------------------------------------------------
   // Receiving
+
+  /** DirectReader: a read of the socket, when it bypasses the Readable stream. */
+  onSocketRead(bytes: Buffer): void {
+    this.receive(bytes);
+  }
 
   private receive(chunk: Buffer): void {
     if (this.state === 'closed') return;
