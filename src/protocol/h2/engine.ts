@@ -775,8 +775,8 @@ export class H2Engine implements DirectReader {
         if (name !== ':status') return this.failStream(stream, this.malformed(stream, `pseudo-header ${name} in a response`), PROTOCOL_ERROR);
         if (regular) return this.failStream(stream, this.malformed(stream, ':status after a regular field'), PROTOCOL_ERROR);
         if (status !== -1) return this.failStream(stream, this.malformed(stream, 'more than one :status'), PROTOCOL_ERROR);
-        if (value.length !== 3 || !/^[1-5]\d\d$/.test(value)) return this.failStream(stream, this.malformed(stream, `invalid :status ${JSON.stringify(value)}`), PROTOCOL_ERROR);
-        status = Number(value);
+        status = parseStatus(value);
+        if (status === -1) return this.failStream(stream, this.malformed(stream, `invalid :status ${JSON.stringify(value)}`), PROTOCOL_ERROR);
         continue;
       }
       regular = true;
@@ -1088,13 +1088,17 @@ export class H2Engine implements DirectReader {
 
   private forgetStream(stream: EngineStream): void {
     if (!this.streams.delete(stream.id)) return;
-    this.blocked.delete(stream);
-    stream.outgoing.length = 0;
+    // Guarded: most streams (a GET answered at once) hold nothing here, and clearing an empty
+    // array or Set still costs a call per request.
+    if (this.blocked.size > 0) this.blocked.delete(stream);
+    if (stream.outgoing.length > 0) stream.outgoing.length = 0;
     stream.outgoingBytes = 0;
-    stream.received.length = 0;
+    if (stream.received.length > 0) stream.received.length = 0;
     const wake = stream.wakePump;
-    stream.wakePump = undefined;
-    wake?.();
+    if (wake !== undefined) {
+      stream.wakePump = undefined;
+      wake();
+    }
     this.activeStreams--;
     stream.view.activeStreams--;
     // Unref'd later if still idle: a caller that sends its next request as soon as a response
@@ -1208,7 +1212,7 @@ export class H2Engine implements DirectReader {
   }
 
   private queueData(streamId: number, data: Uint8Array, endStream: boolean): void {
-    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     writeFrameHeader(header, 0, data.length, FRAME_DATA, endStream ? FLAG_END_STREAM : 0, streamId);
     this.out.push(header);
     this.outBytes += FRAME_HEADER_BYTES;
@@ -1482,6 +1486,16 @@ function fieldProblem(name: string, value: string): string | undefined {
   // §8.2.2: connection-specific fields make a message malformed.
   if (isConnectionSpecific(name) && name !== 'host') return `connection-specific field ${name}`;
   return undefined;
+}
+
+/** A :status value as a number: three digits, 100–599 (RFC 9110 §15); -1 for anything else. */
+function parseStatus(value: string): number {
+  if (value.length !== 3) return -1;
+  const hundreds = value.charCodeAt(0) - 0x30;
+  const tens = value.charCodeAt(1) - 0x30;
+  const units = value.charCodeAt(2) - 0x30;
+  if (hundreds < 1 || hundreds > 5 || tens < 0 || tens > 9 || units < 0 || units > 9) return -1;
+  return hundreds * 100 + tens * 10 + units;
 }
 
 function addField(out: IncomingHeaders, name: string, value: string): void {
