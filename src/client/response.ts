@@ -113,7 +113,8 @@ export class Response {
     const chunks = await this.chunks();
     if (chunks.length === 1) {
       const only = chunks[0] as Uint8Array;
-      return Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
+      // Transports hand over Buffers: decoded as they are, without a view made first.
+      return Buffer.isBuffer(only) ? only.toString('utf8') : Buffer.from(only.buffer, only.byteOffset, only.byteLength).toString('utf8');
     }
     return Buffer.concat(chunks).toString('utf8');
   }

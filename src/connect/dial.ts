@@ -10,6 +10,7 @@ import { MuxpoolError } from '../errors.js';
 import type { TlsIdentity } from '../pool/key.js';
 import type { TlsSessionCache } from './session-cache.js';
 import { setTimerSafe } from '../core/durations.js';
+import { directReadOptions, markDirect } from '../core/direct-read.js';
 import { parsePins, pinMismatch } from './pins.js';
 import { clientSecureContext, userCaList } from './trust.js';
 
@@ -205,7 +206,8 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
         // A resumed TLS session carries no certificate to check (Node reports none), so a pinned
         // connection always makes a full handshake: pins are checked on every connection.
         const session = pins === undefined ? options.sessionCache?.get(options.keyId) : undefined;
-        const connectOptions: tls.ConnectionOptions = {
+        // `onread` works on TLS sockets too (Node ≥ 15.1), though @types/node lists it for net only.
+        const connectOptions: tls.ConnectionOptions & { onread?: net.OnReadOpts } = {
           ...(options.socketPath !== undefined ? { path: options.socketPath } : { host, port, autoSelectFamily: true }),
           // RFC 6066 §3: IP literals are not sent as SNI.
           ...(servername !== undefined && isIP(servername) === 0 ? { servername } : {}),
@@ -220,7 +222,12 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
           ...(options.lookup !== undefined ? { lookup: options.lookup } : {}),
           ...(options.socket !== undefined ? { socket: options.socket } : {}),
         };
+        // A socket that may carry HTTP/2 reads without the Readable stream once our engine
+        // takes it (core/direct-read.ts); Node ignores `onread` on a socket it wraps.
+        const direct = options.socket === undefined && options.alpn.includes('h2');
+        if (direct) connectOptions.onread = directReadOptions();
         socket = tls.connect(connectOptions);
+        if (direct) markDirect(socket);
         const cache = pins === undefined ? options.sessionCache : undefined;
         if (cache !== undefined) {
           // TLS 1.3 tickets arrive after the handshake, possibly more than one: keep the latest.

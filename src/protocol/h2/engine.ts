@@ -18,6 +18,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock, Timer } from '../../core/clock.js';
 import { channels } from '../../core/diagnostics.js';
 import { nextConnectionId } from '../../core/ids.js';
+import { type DirectReader, attachDirectReader } from '../../core/direct-read.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { MuxpoolError, internalError } from '../../errors.js';
 import { type BodySink, ReadDeadlines, checkInterimBudget, pumpBody, readTimeoutError } from '../stream-support.js';
@@ -223,7 +224,7 @@ function headerListSize(fields: readonly string[]): number {
   return size;
 }
 
-export class H2Engine {
+export class H2Engine implements DirectReader {
   readonly id = nextConnectionId('h2');
   readonly remoteAddress: string | undefined;
   readonly resumed: boolean | undefined;
@@ -352,7 +353,8 @@ export class H2Engine {
   /** §3.4: preface, our SETTINGS, and the connection window opened wide at once. */
   private begin(): void {
     const socket = this.socket;
-    socket.on('data', this.onSocketData);
+    // Reads straight from the socket when it was dialed for that (core/direct-read.ts).
+    if (!attachDirectReader(socket, this)) socket.on('data', this.onSocketData);
     socket.on('drain', this.onSocketDrain);
     socket.on('error', this.onSocketError);
     socket.on('close', this.onSocketClose);
@@ -571,6 +573,11 @@ export class H2Engine {
   // ---------------------------------------------------------------------------------------
   // Receiving
 
+  /** DirectReader: a read of the socket, when it bypasses the Readable stream. */
+  onSocketRead(bytes: Buffer): void {
+    this.receive(bytes);
+  }
+
   private receive(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastActivity = this.options.clock.now();
@@ -768,8 +775,8 @@ export class H2Engine {
         if (name !== ':status') return this.failStream(stream, this.malformed(stream, `pseudo-header ${name} in a response`), PROTOCOL_ERROR);
         if (regular) return this.failStream(stream, this.malformed(stream, ':status after a regular field'), PROTOCOL_ERROR);
         if (status !== -1) return this.failStream(stream, this.malformed(stream, 'more than one :status'), PROTOCOL_ERROR);
-        if (value.length !== 3 || !/^[1-5]\d\d$/.test(value)) return this.failStream(stream, this.malformed(stream, `invalid :status ${JSON.stringify(value)}`), PROTOCOL_ERROR);
-        status = Number(value);
+        status = parseStatus(value);
+        if (status === -1) return this.failStream(stream, this.malformed(stream, `invalid :status ${JSON.stringify(value)}`), PROTOCOL_ERROR);
         continue;
       }
       regular = true;
@@ -1081,13 +1088,17 @@ export class H2Engine {
 
   private forgetStream(stream: EngineStream): void {
     if (!this.streams.delete(stream.id)) return;
-    this.blocked.delete(stream);
-    stream.outgoing.length = 0;
+    // Guarded: most streams (a GET answered at once) hold nothing here, and clearing an empty
+    // array or Set still costs a call per request.
+    if (this.blocked.size > 0) this.blocked.delete(stream);
+    if (stream.outgoing.length > 0) stream.outgoing.length = 0;
     stream.outgoingBytes = 0;
-    stream.received.length = 0;
+    if (stream.received.length > 0) stream.received.length = 0;
     const wake = stream.wakePump;
-    stream.wakePump = undefined;
-    wake?.();
+    if (wake !== undefined) {
+      stream.wakePump = undefined;
+      wake();
+    }
     this.activeStreams--;
     stream.view.activeStreams--;
     // Unref'd later if still idle: a caller that sends its next request as soon as a response
@@ -1201,7 +1212,7 @@ export class H2Engine {
   }
 
   private queueData(streamId: number, data: Uint8Array, endStream: boolean): void {
-    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     writeFrameHeader(header, 0, data.length, FRAME_DATA, endStream ? FLAG_END_STREAM : 0, streamId);
     this.out.push(header);
     this.outBytes += FRAME_HEADER_BYTES;
@@ -1475,6 +1486,16 @@ function fieldProblem(name: string, value: string): string | undefined {
   // §8.2.2: connection-specific fields make a message malformed.
   if (isConnectionSpecific(name) && name !== 'host') return `connection-specific field ${name}`;
   return undefined;
+}
+
+/** A :status value as a number: three digits, 100–599 (RFC 9110 §15); -1 for anything else. */
+function parseStatus(value: string): number {
+  if (value.length !== 3) return -1;
+  const hundreds = value.charCodeAt(0) - 0x30;
+  const tens = value.charCodeAt(1) - 0x30;
+  const units = value.charCodeAt(2) - 0x30;
+  if (hundreds < 1 || hundreds > 5 || tens < 0 || tens > 9 || units < 0 || units > 9) return -1;
+  return hundreds * 100 + tens * 10 + units;
 }
 
 function addField(out: IncomingHeaders, name: string, value: string): void {

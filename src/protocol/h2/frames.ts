@@ -521,7 +521,9 @@ export function writeFrameHeader(out: Uint8Array, offset: number, length: number
 
 /** One whole frame: header and payload in a new buffer. */
 export function encodeFrame(type: number, flags: number, streamId: number, payload: Uint8Array = EMPTY): Uint8Array {
-  const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  // Every byte is written below: no zero-fill, and small frames come from Buffer's pool (a
+  // Buffer is also what the socket takes without wrapping it again).
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
   writeFrameHeader(out, 0, payload.length, type, flags, streamId);
   out.set(payload, FRAME_HEADER_BYTES);
   return out;
@@ -560,7 +562,8 @@ function padded(body: Uint8Array, padding: number): Uint8Array {
  */
 export function encodeHeaders(streamId: number, block: Uint8Array, endStream: boolean, maxFrameSize: number): Uint8Array {
   const frames = block.length <= maxFrameSize ? 1 : Math.ceil(block.length / maxFrameSize);
-  const out = new Uint8Array(block.length + frames * FRAME_HEADER_BYTES);
+  // Every byte is written below (see encodeFrame).
+  const out = Buffer.allocUnsafe(block.length + frames * FRAME_HEADER_BYTES);
   let offset = 0;
   for (let i = 0; i < frames; i++) {
     const start = i * maxFrameSize;
