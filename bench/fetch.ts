@@ -7,7 +7,7 @@
  * cost when unused, as req/s and as CPU time per request (one pool, the two alternating in
  * short bursts in this process). HTTP/1.1 in cleartext and over TLS, one local server; every
  * client has C connections (`fetch-muxpool-default`, opt-in: the pool's defaults). Usage:
- *   npm run bench:fetch -- [--duration S] [--warmup S] [--concurrency 1,16,128] [--rounds N (default 3)]
+ *   npm run bench:fetch -- [--duration S] [--warmup S] [--concurrency 1,16,128] [--rounds N (default 3)] [--cost-bursts N (default 16)]
  *                          [--clients fetch,fetch-undici,fetch-muxpool,request,request-plain,fetch-muxpool-default]
  */
 // First: Node's own default dispatcher is made before undici 7 is imported (see node-fetch.ts).
@@ -20,6 +20,9 @@ import { HAS_TASKSET, type Result, closedLoop, parseArgs, runRounds, saveResults
 const args = parseArgs(process.argv.slice(2));
 // Ratios on a shared machine swing from run to run: several rounds unless told otherwise.
 const rounds = process.argv.includes('--rounds') ? args.rounds : 3;
+const costBurstsIndex = process.argv.indexOf('--cost-bursts');
+/** Rounds of the unused-feature CPU comparison (each runs the three variants once). */
+const costBursts = costBurstsIndex >= 0 ? Math.max(1, Math.min(100, Math.floor(Number(process.argv[costBurstsIndex + 1])))) : 16;
 const clients = args.clients ?? ['fetch', 'fetch-undici', 'fetch-muxpool', 'request', 'request-plain'];
 const files = await benchCertificates('fetch');
 // Node's default fetch cannot be given a CA: for the TLS rows every client skips certificate
@@ -57,9 +60,9 @@ interface FeatureCost {
   plainCpuUsPerReq: number;
   /** Both off with the defaults' accept-encoding sent by the caller: the same bytes on the wire. */
   sameWireCpuUsPerReq: number;
-  /** defaults / plain − 1. */
+  /** defaults / plain − 1: the median of the per-round ratios. */
   overhead: number;
-  /** defaults / same wire − 1: the features' own cost. */
+  /** defaults / same wire − 1 (median of the per-round ratios): the features' own cost. */
   logicOverhead: number;
 }
 
@@ -105,6 +108,10 @@ async function featureCost(scheme: string, url: string, c: number, bursts: numbe
       }
     }
     const [d, p, w] = variants.map(([, samples]) => median(samples)) as [number, number, number];
+    // Each round ran the three back to back: its ratios compare like with like, where the
+    // machine's drift between rounds moves all three (the median of medians mixes rounds).
+    const [ds, ps, ws] = variants.map(([, samples]) => samples) as [number[], number[], number[]];
+    const perRound = (other: number[]): number => median(ds.map((value, i) => value / (other[i] as number))) - 1;
     return {
       scheme,
       concurrency: c,
@@ -113,8 +120,8 @@ async function featureCost(scheme: string, url: string, c: number, bursts: numbe
       defaultsCpuUsPerReq: d,
       plainCpuUsPerReq: p,
       sameWireCpuUsPerReq: w,
-      overhead: d / p - 1,
-      logicOverhead: d / w - 1,
+      overhead: perRound(ps),
+      logicOverhead: perRound(ws),
     };
   } finally {
     await pool.close();
@@ -211,7 +218,7 @@ for (const tls of [false, true]) {
     const costs: FeatureCost[] = [];
     if (clients.includes('request') && clients.includes('request-plain')) {
       for (const c of args.concurrency) {
-        const cost = await featureCost(scheme, url, c, 8, 1000);
+        const cost = await featureCost(scheme, url, c, costBursts, 1000);
         process.stderr.write(`${scheme} c=${c} redirect+decompress support: ${cost.defaultsCpuUsPerReq.toFixed(1)} vs ${cost.plainCpuUsPerReq.toFixed(1)} µs CPU/req\n`);
         costs.push(cost);
       }
@@ -221,7 +228,7 @@ for (const tls of [false, true]) {
       costs.length === 0
         ? ''
         : [
-            `\n\n#### redirect and decompression support, unused: CPU per request (${costs[0]?.bursts} alternating bursts of ${costs[0]?.requestsPerBurst}, medians; goal < 5%)\n`,
+            `\n\n#### redirect and decompression support, unused: CPU per request (${costs[0]?.bursts} alternating bursts of ${costs[0]?.requestsPerBurst}, medians; overheads: the median of the per-round ratios; goal < 5%)\n`,
             '| c | defaults µs/req | both off µs/req | overhead | both off, same wire µs/req | overhead on the same wire |',
             '|---|---|---|---|---|---|',
             ...costs.map(
