@@ -14,9 +14,8 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import type { Readable } from 'node:stream';
 import { ConnectionPool } from '../src/index.js';
-import { benchCertificates } from './lib/h2-bench.js';
+import { benchCertificates, countBody, rawH2Count } from './lib/h2-bench.js';
 import { HAS_TASKSET, saveResults, startServerProcess } from './lib/run.js';
 
 const MiB = 1024 * 1024;
@@ -82,29 +81,6 @@ async function timed(fn: () => Promise<number>): Promise<Run> {
   return { seconds, cpuMs: (cpu.user + cpu.system) / 1000, bytes };
 }
 
-function rawGet(session: http2.ClientHttp2Session, path: string): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const stream = session.request({ ':method': 'GET', ':path': path }, { endStream: true });
-    let bytes = 0;
-    stream.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-    });
-    stream.once('end', () => resolve(bytes));
-    stream.once('error', reject);
-  });
-}
-
-function countBody(body: Readable): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    let bytes = 0;
-    body.on('data', (chunk: Uint8Array) => {
-      bytes += chunk.byteLength;
-    });
-    body.once('end', () => resolve(bytes));
-    body.once('error', reject);
-  });
-}
-
 async function runH2loadBulk(c: BulkCase): Promise<Run> {
   const args = ['-n', String(c.streams), '-c', '1', '-m', String(c.streams), `${origin}/bulk/${c.bytesEach}`];
   const [cmd, cmdArgs] = HAS_TASKSET ? ['/usr/bin/taskset', ['-c', '1', 'h2load', ...args]] : ['h2load', args];
@@ -129,9 +105,9 @@ async function runClient(client: string, c: BulkCase): Promise<Run> {
       const session = http2.connect(origin, { ca: certs.caCert });
       session.on('error', () => {});
       await once(session, 'connect');
-      await rawGet(session, '/bulk/1');
+      await rawH2Count(session, '/bulk/1');
       const run = await timed(async () => {
-        const counts = await Promise.all(Array.from({ length: c.streams }, () => rawGet(session, path)));
+        const counts = await Promise.all(Array.from({ length: c.streams }, () => rawH2Count(session, path)));
         return counts.reduce((sum, n) => sum + n, 0);
       });
       await new Promise<void>((resolve) => session.close(() => resolve()));

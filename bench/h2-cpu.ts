@@ -17,10 +17,9 @@
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { ConnectionPool } from '../src/index.js';
-import { benchCertificates, rawH2Get } from './lib/h2-bench.js';
+import { benchCertificates, countBody, rawH2Count, rawH2Get } from './lib/h2-bench.js';
 import { startServerProcess } from './lib/run.js';
 
 function argValue(flag: string, fallback: string): string {
@@ -48,29 +47,6 @@ const server = await startServerProcess(mode === 'c1' ? './h2-server.js' : './h2
 const origin = `https://127.0.0.1:${server.port}`;
 const ca = files.certs.caCert;
 
-function countBody(body: Readable): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    let bytes = 0;
-    body.on('data', (chunk: Uint8Array) => {
-      bytes += chunk.byteLength;
-    });
-    body.once('end', () => resolve(bytes));
-    body.once('error', reject);
-  });
-}
-
-function rawCount(session: http2.ClientHttp2Session, path: string): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const stream = session.request({ ':method': 'GET', ':path': path }, { endStream: true });
-    let bytes = 0;
-    stream.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-    });
-    stream.once('end', () => resolve(bytes));
-    stream.once('error', reject);
-  });
-}
-
 /** One unit of work (a request, or a whole download): what a sample repeats. */
 interface Subject {
   once(): Promise<void>;
@@ -89,7 +65,7 @@ async function subject(): Promise<Subject> {
     session.on('error', () => {});
     await once(session, 'connect');
     return {
-      once: mode === 'c1' ? () => rawH2Get(session) : async () => check(await rawCount(session, path)),
+      once: mode === 'c1' ? () => rawH2Get(session) : async () => check(await rawH2Count(session, path)),
       close: () => new Promise<void>((resolve) => session.close(() => resolve())),
     };
   }

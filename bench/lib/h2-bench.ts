@@ -1,9 +1,11 @@
 /**
- * Pieces bench:h2, bench:h3 and bench:cli share: certificates for a local TLS server written to
- * a temporary directory, and one GET on a raw `node:http2` session (the baseline client).
+ * Pieces the HTTP/2 benches share: certificates for a local TLS server written to
+ * a temporary directory, one GET on a raw `node:http2` session (the baseline client), and body
+ * byte counters for the bulk benches.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import type http2 from 'node:http2';
+import type { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type GeneratedCertificates, generateCertificates, writeCertificates } from '../../src/server/certs.js';
@@ -39,5 +41,30 @@ export function rawH2Get(session: http2.ClientHttp2Session): Promise<void> {
       resolve();
     });
     stream.once('error', reject);
+  });
+}
+
+/** One GET on a raw session whose body is counted, not kept: resolves with its length. */
+export function rawH2Count(session: http2.ClientHttp2Session, path: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const stream = session.request({ ':method': 'GET', ':path': path }, { endStream: true });
+    let bytes = 0;
+    stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    stream.once('end', () => resolve(bytes));
+    stream.once('error', reject);
+  });
+}
+
+/** The length of a body read to its end (bytes counted as they arrive, nothing concatenated). */
+export function countBody(body: Readable): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let bytes = 0;
+    body.on('data', (chunk: Uint8Array) => {
+      bytes += chunk.byteLength;
+    });
+    body.once('end', () => resolve(bytes));
+    body.once('error', reject);
   });
 }
