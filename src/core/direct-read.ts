@@ -15,8 +15,9 @@
  * calls the callback synchronously after each read, before any other read), copied out at once
  * (Buffer's pool makes that cheap); after a large read, the next ones land in a slab of this
  * socket's and are handed on as views of it, with no copy and one allocation per slab instead
- * of one per read. So a connection that only does small requests holds no buffer of its own
- * while idle, and one whose last read was large holds one slab (64 KiB) until its next read.
+ * of one per read. A connection that only does small requests holds no buffer of its own while
+ * idle; one whose last read was large holds one slab (64 KiB) until a small read, when it drops
+ * it. A body chunk kept from a slab read keeps that slab alive, as any view of a larger buffer.
  */
 import type { Socket } from 'node:net';
 
@@ -63,6 +64,9 @@ class ReadBuffers {
       this.slabUsed += length;
     }
     this.slabNext = length >= LARGE_READ_BYTES;
+    // Back to small reads: the slab goes (views handed out keep their own memory), so an idle
+    // connection holds no read buffer of its own.
+    if (!this.slabNext) this.slab = undefined;
     return bytes;
   }
 

@@ -11,8 +11,11 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import tls from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { systemClock } from '../../src/core/clock.js';
 import { attachDirectReader, directReadOptions, markDirect } from '../../src/core/direct-read.js';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
+import { startH2Connection } from '../../src/protocol/h2/engine.js';
 import { certs } from '../helpers/certs.js';
 import { leakCheck } from '../helpers/leaks.js';
 
@@ -158,4 +161,89 @@ test('HTTP/2 over direct reads: small responses back to back and a bulk body arr
     server.close();
   }
   await leaks.check();
+});
+
+test('bytes already buffered when the HTTP/2 engine starts are read after its preface is queued (the server SETTINGS waiting on the socket)', async () => {
+  const c = await certs();
+  const server = http2.createSecureServer({ key: c.leafKey, cert: c.leafCert });
+  const sessionErrors: string[] = [];
+  server.on('session', (session) => session.on('error', (err: Error) => sessionErrors.push(err.message)));
+  server.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('after buffered settings');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const socket = tls.connect({ host: '127.0.0.1', port, ca: c.caCert, servername: 'localhost', ALPNProtocols: ['h2'], onread: directReadOptions() } as tls.ConnectionOptions);
+  markDirect(socket);
+  try {
+    await once(socket, 'secureConnect');
+    // The server's SETTINGS arrives before any reader: it waits in the socket's own stream.
+    const deadline = Date.now() + 5_000;
+    // Bounded: until the bytes are there or the deadline passes.
+    while (socket.readableLength === 0 && Date.now() < deadline) await sleep(5);
+    assert.ok(socket.readableLength > 0, 'the server sent nothing before the engine started');
+    const view = await startH2Connection(
+      socket,
+      `https://127.0.0.1:${port}`,
+      {
+        clock: systemClock,
+        maxStreams: 100,
+        readTimeoutMs: 5_000,
+        pingIntervalMs: 0,
+        pingTimeoutMs: 2_000,
+        settingsTimeoutMs: 2_000,
+        maxHeaderBytes: 16_384,
+        maxHeaderCount: 64,
+        remoteAddress: '127.0.0.1',
+      },
+      new AbortController().signal,
+    );
+    const body: Buffer[] = [];
+    const status = await new Promise<number>((resolve, reject) => {
+      let code = 0;
+      view.openStream({ method: 'GET', path: '/', authority: `127.0.0.1:${port}`, scheme: 'https', headers: [], contentLength: null }, null, {
+        onResponse: (s) => {
+          code = s;
+        },
+        onData: (chunk) => (body.push(Buffer.from(chunk)), true),
+        onTrailers: () => {},
+        onComplete: () => resolve(code),
+        onError: reject,
+      });
+    });
+    // On the old order the SETTINGS ACK went out before the client preface: the server saw a
+    // bad preface and dropped the connection.
+    assert.equal(status, 200);
+    assert.equal(Buffer.concat(body).toString(), 'after buffered settings');
+    assert.deepEqual(sessionErrors, []);
+    view.destroy();
+  } finally {
+    socket.destroy();
+    server.close();
+  }
+});
+
+test('a socket drops its slab once reads are small again: the next large read gets a new one, the old one stays with whoever holds its views', () => {
+  const options = directReadOptions();
+  const pushed: Buffer[] = [];
+  // No reader attached: the callback pushes into the socket's stream, here a stand-in.
+  const socket = { push: (bytes: Buffer) => (pushed.push(bytes), true) } as unknown as tls.TLSSocket;
+  const read = (length: number): Uint8Array => {
+    const buffer = options.buffer();
+    (buffer as Buffer).fill(length & 0xff, 0, length);
+    options.callback.call(socket, length, buffer);
+    return buffer;
+  };
+  read(16 * 1024); // large, into the shared buffer: the next reads go to a slab
+  const slabRead = read(16 * 1024);
+  read(100); // small, still in that slab; then back to the shared buffer
+  read(100);
+  read(16 * 1024);
+  const nextSlabRead = read(16 * 1024);
+  assert.notEqual(nextSlabRead.buffer, slabRead.buffer, 'the socket kept its old slab while its reads were small');
+  // What was handed out from the old slab is intact.
+  assert.ok(pushed[1]?.every((byte) => byte === ((16 * 1024) & 0xff)));
+  assert.ok(pushed[2]?.every((byte) => byte === 100));
 });

@@ -5,7 +5,7 @@ import { MuxpoolError } from '../../src/errors.js';
 import type { IncomingHeaders } from '../../src/protocol/message.js';
 import { normalizeHeaders, validateMethod } from '../../src/protocol/fields.js';
 import { type ResponseHead, ResponseParser } from '../../src/protocol/h1/parser.js';
-import { LAST_CHUNK, chunkHeader, encodeRequestHead, encodeRequestHeadReusing } from '../../src/protocol/h1/writer.js';
+import { type EncodedHead, LAST_CHUNK, chunkHeader, encodeRequestHead, encodeRequestHeadReusing } from '../../src/protocol/h1/writer.js';
 
 type Event = ['head', number, string, boolean, number | undefined] | ['body', string] | ['trailers', string] | ['complete'];
 
@@ -321,13 +321,23 @@ test('a request head equal to the last one reuses its text; any difference, even
     { ...base, headers: ['accept', '*/*', 'user-agent', 'curl'] },
     base,
   ];
+  let last: EncodedHead | undefined;
+  let reused = 0;
   for (const head of variants) {
     for (const framing of ['none', 'length', 'chunked'] as const) {
-      assert.equal(encodeRequestHeadReusing(head, framing), encodeRequestHead(head, framing));
+      const next = encodeRequestHeadReusing(head, framing, last);
+      if (next === last) reused++;
+      last = next;
+      assert.equal(last.text, encodeRequestHead(head, framing));
     }
   }
   // The caller changes the array it passed before: the next head is not the cached one.
-  assert.equal(encodeRequestHeadReusing(base, 'none'), encodeRequestHead(base, 'none'));
+  const before = encodeRequestHeadReusing(base, 'none', last);
+  assert.equal(before.text, encodeRequestHead(base, 'none'));
+  assert.equal(encodeRequestHeadReusing(base, 'none', before), before, 'the same head again is answered from the last');
   headers[3] = 'changed';
-  assert.match(encodeRequestHeadReusing(base, 'none'), /user-agent: changed\r\n/);
+  const after = encodeRequestHeadReusing(base, 'none', before);
+  assert.notEqual(after, before);
+  assert.match(after.text, /user-agent: changed\r\n/);
+  assert.equal(reused, 0, 'no two heads in a row above are the same with the same framing');
 });

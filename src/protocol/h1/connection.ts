@@ -13,7 +13,7 @@ import type { ConnectionObserver, ConnectionState } from '../../pool/poolable.js
 import type { IncomingHeaders, RequestBody, RequestHead, RequestStream, StreamHandler } from '../message.js';
 import { mapSocketError } from '../../connect/dial.js';
 import { type ResponseHead, ResponseParser, type ResponseSink } from './parser.js';
-import { LAST_CHUNK, chunkHeader, encodeRequestHead, encodeRequestHeadReusing } from './writer.js';
+import { type EncodedHead, LAST_CHUNK, chunkHeader, encodeRequestHead, encodeRequestHeadReusing } from './writer.js';
 import {
   type BodySink,
   ReadDeadlines,
@@ -131,6 +131,8 @@ export class H1Connection implements Connection, ResponseSink {
   private readonly parser: ResponseParser;
   private observer: ConnectionObserver | undefined;
   private activeStream: H1Stream | undefined;
+  /** The last request head this connection encoded (a head sent again reuses its text). */
+  private lastHead: EncodedHead | undefined;
   private detached = false;
   /** The server said `Connection: close` (or framing requires it): no reuse. */
   private reusable = true;
@@ -203,7 +205,13 @@ export class H1Connection implements Connection, ResponseSink {
     }
     // A head sent again and again is encoded once (its framing follows from the head alone).
     const encodings = head.encodings;
-    const headText = encodings === undefined ? encodeRequestHeadReusing(head, framing) : (encodings.h1 ??= Buffer.from(encodeRequestHead(head, framing), 'latin1'));
+    let headText: string | Buffer;
+    if (encodings === undefined) {
+      this.lastHead = encodeRequestHeadReusing(head, framing, this.lastHead);
+      headText = this.lastHead.text;
+    } else {
+      headText = encodings.h1 ??= Buffer.from(encodeRequestHead(head, framing), 'latin1');
+    }
     this.activeStream = stream;
     this.requestCount++;
     this.expiresAt = undefined;

@@ -54,8 +54,12 @@ export function encodeRequestHead(head: RequestHead, framing: BodyFraming): stri
   return `${head.method} ${head.path} HTTP/1.1\r\n${host}${fields}${framingField}\r\n`;
 }
 
-/** The last head encoded, and its text (kept with a copy of its fields: a caller may reuse its array). */
-interface EncodedHead {
+/**
+ * A head encoded, and its text (kept with a copy of its fields: a caller may reuse its array).
+ * Each connection keeps its last one, so nothing outlives the connection whose requests carried
+ * those fields (credentials included).
+ */
+export interface EncodedHead {
   readonly method: string;
   readonly path: string;
   readonly authority: string;
@@ -64,7 +68,6 @@ interface EncodedHead {
   readonly framing: BodyFraming;
   readonly text: string;
 }
-let lastEncoded: EncodedHead | undefined;
 
 function sameFields(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
@@ -73,13 +76,12 @@ function sameFields(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /**
- * `encodeRequestHead`, answered from the last head when this one is the same: a program (fetch
- * in a loop, a poller) sends the same head over and over, and comparing its few fields costs
- * less than building the text again (the strings compared are mostly the same objects). The
- * text depends on nothing but what is compared.
+ * `encodeRequestHead`, answered from `last` when this head is the same: a program (fetch in a
+ * loop, a poller) sends the same head over and over, and comparing its few fields costs less
+ * than building the text again (the strings compared are mostly the same objects). The text
+ * depends on nothing but what is compared. Returns `last` itself on a match.
  */
-export function encodeRequestHeadReusing(head: RequestHead, framing: BodyFraming): string {
-  const last = lastEncoded;
+export function encodeRequestHeadReusing(head: RequestHead, framing: BodyFraming, last: EncodedHead | undefined): EncodedHead {
   if (
     last !== undefined &&
     last.path === head.path &&
@@ -89,9 +91,8 @@ export function encodeRequestHeadReusing(head: RequestHead, framing: BodyFraming
     last.contentLength === head.contentLength &&
     sameFields(last.headers, head.headers)
   ) {
-    return last.text;
+    return last;
   }
   const text = encodeRequestHead(head, framing);
-  lastEncoded = { method: head.method, path: head.path, authority: head.authority, headers: head.headers.slice(), contentLength: head.contentLength, framing, text };
-  return text;
+  return { method: head.method, path: head.path, authority: head.authority, headers: head.headers.slice(), contentLength: head.contentLength, framing, text };
 }

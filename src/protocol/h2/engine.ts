@@ -353,8 +353,6 @@ export class H2Engine implements DirectReader {
   /** §3.4: preface, our SETTINGS, and the connection window opened wide at once. */
   private begin(): void {
     const socket = this.socket;
-    // Reads straight from the socket when it was dialed for that (core/direct-read.ts).
-    if (!attachDirectReader(socket, this)) socket.on('data', this.onSocketData);
     socket.on('drain', this.onSocketDrain);
     socket.on('error', this.onSocketError);
     socket.on('close', this.onSocketClose);
@@ -389,6 +387,11 @@ export class H2Engine implements DirectReader {
       if (this.state === 'connecting') return; // the dial's own deadline (readyTimer) says it
       this.connectionError(h2ConnectionError(SETTINGS_TIMEOUT, `our SETTINGS were not acknowledged within ${timeout} ms`, 'remote'));
     }, timeout);
+    // Reads last: a direct reader gets what the socket holds already at once, and whatever that
+    // makes us send (a SETTINGS ACK) must follow our preface (RFC 9113 §3.4), with every
+    // listener and timer in place. Straight from the socket when it was dialed for that
+    // (core/direct-read.ts).
+    if (!attachDirectReader(socket, this)) socket.on('data', this.onSocketData);
   }
 
   // ---------------------------------------------------------------------------------------
