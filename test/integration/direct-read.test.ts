@@ -12,11 +12,10 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { systemClock } from '../../src/core/clock.js';
 import { attachDirectReader, directReadOptions, markDirect } from '../../src/core/direct-read.js';
 import { ConnectionPool, HttpVersion } from '../../src/index.js';
-import { startH2Connection } from '../../src/protocol/h2/engine.js';
 import { certs } from '../helpers/certs.js';
+import { startTestEngine } from '../helpers/h2-engine.js';
 import { leakCheck } from '../helpers/leaks.js';
 
 /** A TLS server that writes `payload` to each client, in writes of `writeBytes` (each its own TLS record or more). */
@@ -184,22 +183,7 @@ test('bytes already buffered when the HTTP/2 engine starts are read after its pr
     // Bounded: until the bytes are there or the deadline passes.
     while (socket.readableLength === 0 && Date.now() < deadline) await sleep(5);
     assert.ok(socket.readableLength > 0, 'the server sent nothing before the engine started');
-    const view = await startH2Connection(
-      socket,
-      `https://127.0.0.1:${port}`,
-      {
-        clock: systemClock,
-        maxStreams: 100,
-        readTimeoutMs: 5_000,
-        pingIntervalMs: 0,
-        pingTimeoutMs: 2_000,
-        settingsTimeoutMs: 2_000,
-        maxHeaderBytes: 16_384,
-        maxHeaderCount: 64,
-        remoteAddress: '127.0.0.1',
-      },
-      new AbortController().signal,
-    );
+    const view = await startTestEngine(socket, `https://127.0.0.1:${port}`, { readTimeoutMs: 5_000 });
     const body: Buffer[] = [];
     const status = await new Promise<number>((resolve, reject) => {
       let code = 0;

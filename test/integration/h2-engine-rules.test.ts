@@ -9,9 +9,9 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { systemClock } from '../../src/core/clock.js';
 import { ConnectionPool, HttpVersion, MuxpoolError } from '../../src/index.js';
-import { type H2EngineOptions, startH2Connection } from '../../src/protocol/h2/engine.js';
+import type { H2EngineOptions } from '../../src/protocol/h2/engine.js';
+import { startTestEngine } from '../helpers/h2-engine.js';
 import type { H2EngineView } from '../../src/protocol/h2/engine-view.js';
 import {
   CANCEL,
@@ -65,23 +65,7 @@ async function openEngine(server: RawServer, overrides: Partial<H2EngineOptions>
   const socket = net.connect(server.port, '127.0.0.1');
   await once(socket, 'connect');
   const peerPromise = server.nextPeer();
-  const view = await startH2Connection(
-    socket,
-    server.url,
-    {
-      clock: systemClock,
-      maxStreams: 100,
-      readTimeoutMs: 10_000,
-      pingIntervalMs: 0,
-      pingTimeoutMs: 2_000,
-      settingsTimeoutMs: 2_000,
-      maxHeaderBytes: 16_384,
-      maxHeaderCount: 64,
-      remoteAddress: '127.0.0.1',
-      ...overrides,
-    },
-    new AbortController().signal,
-  );
+  const view = await startTestEngine(socket, server.url, overrides);
   return { view, peer: await peerPromise, socket };
 }
 
