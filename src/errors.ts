@@ -171,6 +171,17 @@ export function isMuxpoolError(err: unknown, code?: ErrorCode): err is MuxpoolEr
 }
 
 /**
+ * What lies beneath `err`: its cause, past the copies of itself (`errorForRequest` wraps a shared
+ * failure in one of the same code per request). The socket's or resolver's error under a
+ * `PROXY_CONNECT`, say. Bounded: at most four copies are skipped.
+ */
+export function causeBeneath(err: MuxpoolError): unknown {
+  let cause: unknown = err.cause;
+  for (let depth = 0; depth < 4 && isMuxpoolError(cause, err.code); depth++) cause = cause.cause;
+  return cause;
+}
+
+/**
  * The error one request reports for `shared`, a failure that may reach many requests: a new
  * `MuxpoolError` (of this copy) with the same code, message, `maybeProcessed`, `wireCode` and
  * `origin`, and `cause: shared`; `attempts` is left for the request to set. Anything that is

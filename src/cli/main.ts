@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { ConnectionPool, type RequestOptions } from '../client/pool.js';
 import { MuxpoolError } from '../errors.js';
 import { takeRequestOption } from './args.js';
+import { exitCodeFor } from './exit-codes.js';
 import { type ProxyArgs, proxyPoolOptions, takeProxyOption, traceProxies } from './proxy-args.js';
 import { type NetworkArgs, emptyNetworkArgs, networkPoolOptions, takeNetworkOption } from './net-args.js';
 import { TransferRecorder, describeTimings, loadWriteOutFormat, renderWriteOut } from './write-out.js';
@@ -43,46 +44,6 @@ options: -X METHOD, -H 'name: value', -d DATA|@file, -o FILE, -i, -v, -k/--insec
  */
 async function startEmbeddedServer(options?: EmbeddedServerOptions): Promise<EmbeddedServer> {
   return (await import('../server/embedded.js')).startEmbeddedServer(options);
-}
-
-/** curl's exit codes where curl has one. */
-function exitCodeFor(err: unknown): number {
-  if (!(err instanceof MuxpoolError)) return 1;
-  switch (err.code) {
-    case 'MUXPOOL_ERR_DNS':
-      return 6;
-    case 'MUXPOOL_ERR_PROXY_CONNECT':
-      return err.message.includes('cannot resolve') ? 5 : 7;
-    case 'MUXPOOL_ERR_PROXY_TUNNEL':
-    case 'MUXPOOL_ERR_PROXY_AUTH':
-      return 56;
-    case 'MUXPOOL_ERR_SOCKS':
-      return 97;
-    case 'MUXPOOL_ERR_CONNECT_REFUSED':
-    case 'MUXPOOL_ERR_CONNECT':
-      return 7;
-    case 'MUXPOOL_ERR_CONNECT_TIMEOUT':
-    case 'MUXPOOL_ERR_QUIC_HANDSHAKE_TIMEOUT':
-    case 'MUXPOOL_ERR_REQUEST_TIMEOUT':
-    case 'MUXPOOL_ERR_READ_TIMEOUT':
-      return 28;
-    case 'MUXPOOL_ERR_TLS_CERT':
-    case 'MUXPOOL_ERR_TLS_HOSTNAME':
-      return 60;
-    case 'MUXPOOL_ERR_INVALID_URL':
-    case 'MUXPOOL_ERR_UNSUPPORTED_SCHEME':
-      return 3;
-    case 'MUXPOOL_ERR_TOO_MANY_REDIRECTS':
-      return 47;
-    case 'MUXPOOL_ERR_TLS_PIN':
-      return 90;
-    case 'MUXPOOL_ERR_TLS_CLIENT_CERT':
-      return 35;
-    case 'MUXPOOL_ERR_DECODE':
-      return 61;
-    default:
-      return 1;
-  }
 }
 
 function hint(err: MuxpoolError): string {

@@ -8,7 +8,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import { type Clock, type Timer, systemClock } from '../core/clock.js';
 import { durationOption } from '../core/durations.js';
 import { countOption } from '../core/options.js';
-import { MuxpoolError, isMuxpoolError } from '../errors.js';
+import { MuxpoolError, causeBeneath, isMuxpoolError } from '../errors.js';
 import { SOCKS_CONNECTION_REFUSED } from '../connect/proxy-socks.js';
 import type { PoolEntry } from '../pool/entry.js';
 import { PoolKey, type TlsIdentity, tlsFingerprint } from '../pool/key.js';
@@ -253,12 +253,8 @@ function isRetryableDialFailure(err: MuxpoolError): boolean {
   if (err.code === 'MUXPOOL_ERR_CONNECT_REFUSED') return true;
   // Through a proxy, the same two refusals: the proxy's port, or (SOCKS5 reply 5) the target's.
   // A tunnel the proxy refused by status, or a 407, would get the same answer again.
-  if (err.code === 'MUXPOOL_ERR_PROXY_CONNECT') {
-    // A copy made for one request has the shared error as its cause: the socket's error is below it.
-    let cause: unknown = err.cause;
-    for (let depth = 0; depth < 4 && isMuxpoolError(cause, 'MUXPOOL_ERR_PROXY_CONNECT'); depth++) cause = cause.cause;
-    return isMuxpoolError(cause, 'MUXPOOL_ERR_CONNECT_REFUSED');
-  }
+  // A copy made for one request has the shared error as its cause: the socket's error is below it.
+  if (err.code === 'MUXPOOL_ERR_PROXY_CONNECT') return isMuxpoolError(causeBeneath(err), 'MUXPOOL_ERR_CONNECT_REFUSED');
   return err.code === 'MUXPOOL_ERR_SOCKS' && err.replyCode === SOCKS_CONNECTION_REFUSED;
 }
 
