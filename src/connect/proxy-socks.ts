@@ -108,15 +108,17 @@ const exactly = (n: number) => (buffered: Buffer): number => (buffered.length >=
  * socket on failure and bounds the time.
  */
 export async function openSocksTunnel(socket: Duplex, proxy: ProxyEndpoint, host: string, port: number, resolver: Resolver): Promise<Buffer> {
-  // socks5: the name is resolved here, through the pool's resolver, before the proxy is asked.
-  let target = host;
-  if (proxy.scheme === 'socks5' && isIP(host) === 0) {
-    const addresses = await resolveHost(resolver, host);
-    target = (addresses[0] as { address: string }).address;
-  }
-  const request = connectRequest(target, port);
+  // Listening from the start: while the name below resolves, the socket may fail, or the dial's
+  // deadline destroy it; the reader keeps that (and an 'error' never goes unheard) for its read.
   const reader = new HandshakeReader(socket);
   try {
+    // socks5: the name is resolved here, through the pool's resolver, before the proxy is asked.
+    let target = host;
+    if (proxy.scheme === 'socks5' && isIP(host) === 0) {
+      const addresses = await resolveHost(resolver, host);
+      target = (addresses[0] as { address: string }).address;
+    }
+    const request = connectRequest(target, port);
     const withCredentials = proxy.username !== undefined;
     socket.write(greeting(withCredentials));
     const choice = await reader.read(exactly(2));

@@ -153,7 +153,9 @@ export type FakeSocksAnswer =
   /** Answer the method selection with this method (0xff: none acceptable). */
   | { kind: 'method'; method: number }
   /** Send these bytes in place of the method selection, then close. */
-  | { kind: 'garbage'; raw: Buffer };
+  | { kind: 'garbage'; raw: Buffer }
+  /** Reset the connection (TCP RST) this long after accepting it, whatever came. */
+  | { kind: 'reset'; afterMs: number };
 
 export interface FakeProxy {
   port: number;
@@ -275,6 +277,10 @@ export async function startFakeSocksProxy(answer: (index: number) => FakeSocksAn
     client.on('close', () => sockets.delete(client));
     client.on('error', () => {});
     const what = answer(index);
+    if (what.kind === 'reset') {
+      setTimeout(() => client.resetAndDestroy(), what.afterMs);
+      return;
+    }
     let buffered = Buffer.alloc(0);
     let phase: 'greeting' | 'request' = 'greeting';
     const onData = (chunk: Buffer): void => {

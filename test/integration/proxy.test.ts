@@ -13,7 +13,7 @@ import https from 'node:https';
 import type net from 'node:net';
 import { test } from 'node:test';
 import { fetch as undiciFetch } from 'undici';
-import { ConnectionPool, HttpVersion, PoolKey } from '../../src/index.js';
+import { ConnectionPool, HttpVersion, MuxpoolError, PoolKey } from '../../src/index.js';
 import type { GeneratedCertificates } from '../../src/server/certs.js';
 import { startEmbeddedServer } from '../../src/server/embedded.js';
 import { rejectsWith } from '../helpers/assert.js';
@@ -386,6 +386,52 @@ test('socks5 resolves through the pool resolver and sends an address; socks5h se
   await leaks.check(remote);
   await fake.close();
   await origin.close();
+});
+
+test('socks5: the dial deadline passing while the target name resolves fails the request typed, not a hang', async () => {
+  const fake = await startFakeSocksProxy(() => ({ kind: 'tunnel' }));
+  const leaks = leakCheck();
+  // The proxy is reached at once; the origin's name takes longer than the whole dial may.
+  const resolver = async (): Promise<Array<{ address: string; family: 4 | 6 }>> => {
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    return [{ address: '127.0.0.1', family: 4 }];
+  };
+  const pool = new ConnectionPool({ proxy: `socks5://127.0.0.1:${fake.port}`, resolver, connectTimeoutMs: 100, maxRetries: 0 });
+  // Bounded: on the old order the handshake read waited on a socket destroyed during the lookup, forever.
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    pool.request('http://slow-name.test:8080/').then(
+      () => 'resolved',
+      (err: unknown) => err,
+    ),
+    new Promise((resolve) => {
+      timer = setTimeout(() => resolve('hung'), 5_000);
+    }),
+  ]);
+  clearTimeout(timer);
+  assert.ok(outcome instanceof MuxpoolError, `expected a typed error, got ${String(outcome)}`);
+  assert.equal(outcome.code, 'MUXPOOL_ERR_CONNECT_TIMEOUT', outcome.message);
+  assert.equal(fake.socksTargets.length, 0, 'no CONNECT was sent after the deadline');
+  await pool.close();
+  await leaks.check(pool);
+  await fake.close();
+});
+
+test('socks5: a proxy that resets the connection while the target name resolves fails the request typed (no unheard socket error)', async () => {
+  const fake = await startFakeSocksProxy(() => ({ kind: 'reset', afterMs: 100 }));
+  const leaks = leakCheck();
+  const resolver = async (): Promise<Array<{ address: string; family: 4 | 6 }>> => {
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    return [{ address: '127.0.0.1', family: 4 }];
+  };
+  const pool = new ConnectionPool({ proxy: `socks5://127.0.0.1:${fake.port}`, resolver, connectTimeoutMs: 5_000, maxRetries: 0 });
+  // On the old order the socket had no 'error' listener during the lookup: the reset was an
+  // uncaught exception that ended the process.
+  const err = await rejectsWith(pool.request('http://reset-name.test:8080/'), 'MUXPOOL_ERR_SOCKS');
+  assert.match(err.message, /closed the connection/);
+  await pool.close();
+  await leaks.check(pool);
+  await fake.close();
 });
 
 test('dante SOCKS5 without authentication: socks5 and socks5h, http and https (HTTP/2 inside) origins', async () => {
