@@ -172,9 +172,16 @@ interface ParsedHead {
   readonly keepAliveTimeoutMs: number | undefined;
   readonly next: ParserState;
   readonly remaining: number;
-  /** Each field's name as Buffers, made once per distinct head (shared: handlers only read names). */
-  readonly fieldNames: readonly Buffer[];
-  /** Where each field's value lies in `text`: `[start, end, …]`, one pair per name. */
+  /**
+   * Each field's name as a Buffer (shared: handlers only read names) and where its value lies in
+   * `text` (`[start, end, …]`, a pair per name): made the first time a caller asks for the raw
+   * fields of a response with this head, since `request()` never does.
+   */
+  layout?: RawLayout;
+}
+
+interface RawLayout {
+  readonly names: readonly Buffer[];
   readonly valueOffsets: readonly number[];
 }
 
@@ -184,7 +191,7 @@ interface ParsedHead {
  * Only for a head whose fields were parsed already, so every line has its colon. Latin-1 text: a
  * character is a byte.
  */
-function rawLayoutOf(text: string): { names: Buffer[]; valueOffsets: number[] } {
+function rawLayoutOf(text: string): RawLayout {
   const names: Buffer[] = [];
   const valueOffsets: number[] = [];
   let start = text.indexOf('\n') + 1;
@@ -211,7 +218,7 @@ function rawLayoutOf(text: string): { names: Buffer[]; valueOffsets: number[] } 
 /**
  * A head's fields as Buffers, what undici's `onHeaders` takes: the names made once per distinct
  * head, the values sliced from the bytes this response arrived in (no copy, no re-encoding), so
- * no two responses share a value Buffer. Made only when a caller asks.
+ * no two responses share a value Buffer. Laid out only when a caller asks.
  */
 class HeadBytes implements RawFieldSource {
   constructor(
@@ -221,11 +228,11 @@ class HeadBytes implements RawFieldSource {
   ) {}
 
   rawFields(): Buffer[] {
-    const { bytes, base } = this;
-    const { fieldNames, valueOffsets } = this.head;
+    const { bytes, base, head } = this;
+    const { names, valueOffsets } = (head.layout ??= rawLayoutOf(head.text));
     const raw: Buffer[] = [];
-    for (let i = 0; i < fieldNames.length; i++) {
-      raw.push(fieldNames[i] as Buffer, bytes.subarray(base + (valueOffsets[2 * i] as number), base + (valueOffsets[2 * i + 1] as number)));
+    for (let i = 0; i < names.length; i++) {
+      raw.push(names[i] as Buffer, bytes.subarray(base + (valueOffsets[2 * i] as number), base + (valueOffsets[2 * i + 1] as number)));
     }
     return raw;
   }
@@ -544,7 +551,6 @@ export class ResponseParser {
     this.parserState = next === 'done' ? 'head' : next;
     const statusText = statusLine.length > 13 ? statusLine.slice(13) : '';
     const keepAliveTimeoutMs = keepAlive ? keepAliveTimeout(headers['keep-alive']) : undefined;
-    const layout = rawLayoutOf(text);
     const parsed: ParsedHead = {
       text,
       method: this.method,
@@ -555,8 +561,6 @@ export class ResponseParser {
       keepAliveTimeoutMs,
       next,
       remaining: next === 'body-length' ? this.remaining : 0,
-      fieldNames: layout.names,
-      valueOffsets: layout.valueOffsets,
     };
     this.lastHead = parsed;
     this.sink.onHead({ status, statusText, headers, keepAlive, keepAliveTimeoutMs, raw: new HeadBytes(bytes, base, parsed) });
