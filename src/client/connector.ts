@@ -112,13 +112,10 @@ export class DefaultConnector implements Dialer<Connection, DialPlan> {
     // Without a resolver or cache of ours, Node's own lookup runs (and nothing is wrapped).
     this.lookup = this.resolver !== systemResolver ? toNodeLookup(this.resolver) : undefined;
     this.routes = new DialRoutes(options.resolve, options.connectTo, this.resolver);
-    this.proxyTls =
-      options.tls === undefined
-        ? undefined
-        : {
-            ...(options.tls.ca !== undefined ? { ca: options.tls.ca } : {}),
-            ...(options.tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: options.tls.rejectUnauthorized } : {}),
-          };
+    // An https:// proxy is checked with the pool's CAs, always: `rejectUnauthorized: false` is
+    // for origins (a self-signed test server), not for the hop that receives the proxy's
+    // credentials and sees every host we reach (curl keeps -k and --proxy-insecure apart too).
+    this.proxyTls = options.tls?.ca === undefined ? undefined : { ca: options.tls.ca };
     this.quic = new QuicDialer({
       clock: options.clock,
       resolver: this.resolver,

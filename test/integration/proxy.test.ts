@@ -277,6 +277,12 @@ test('an https:// proxy: TLS to the proxy, then TLS with ALPN to the origin insi
   assert.equal(rootCause(err).code, 'MUXPOOL_ERR_TLS_CERT');
   await untrusting.close();
   await leaks.check(untrusting);
+  // Verification off for origins stays on for the proxy, which would get our proxy credentials.
+  const insecureOrigins = new ConnectionPool({ proxy: `https://carol:pw@localhost:${fake.port}`, tls: { rejectUnauthorized: false } });
+  const stillChecked = await rejectsWith(insecureOrigins.request(`${origin.url}/`), 'MUXPOOL_ERR_PROXY_CONNECT');
+  assert.equal(rootCause(stillChecked).code, 'MUXPOOL_ERR_TLS_CERT');
+  await insecureOrigins.close();
+  await leaks.check(insecureOrigins);
   await fake.close();
   await origin.close();
 });
