@@ -37,6 +37,12 @@ export interface PreparedRequest {
 }
 
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Fields whose meaning belongs to the transport (lower-case names): decided by us, never passed on as given. */
+export function isTransportField(name: string): boolean {
+  return name === 'host' || name === 'content-length' || name === 'transfer-encoding' || name === 'upgrade';
+}
+
 /** Methods whose empty body is still announced with `content-length: 0` (RFC 9110 §8.6). */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE']);
@@ -107,7 +113,7 @@ export function prepareRequest(
   // Fields whose meaning belongs to the transport are taken out and decided here once.
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name === 'host' || name === 'content-length' || name === 'transfer-encoding' || name === 'upgrade') {
+    if (isTransportField(name)) {
       headers = [];
       for (let j = 0; j < raw.length; j += 2) {
         const n = raw[j] as string;

@@ -18,7 +18,7 @@ import type { ConnectionProtocol } from '../protocol/version.js';
 import { connectionFactsOf } from './connection-facts.js';
 import type { Exchange } from './exchange.js';
 import type { ConnectionPool } from './pool.js';
-import type { PreparedRequest } from './prepare.js';
+import { type PreparedRequest, isTransportField } from './prepare.js';
 import { undiciChannels, undiciCreate, undiciError, undiciHeaders, undiciSendHeaders, undiciTrailers } from './undici-channels.js';
 
 /**
@@ -139,9 +139,6 @@ export function requestObserved(): boolean {
   );
 }
 
-/** Fields the transport decides; a subscriber cannot add them. */
-const OWNED_FIELDS = new Set(['host', 'content-length', 'transfer-encoding', 'upgrade']);
-
 const HTTP_VERSIONS: Record<ConnectionProtocol, string> = { 'http/1.1': '1.1', h2: '2', h3: '3' };
 
 /** The HTTP version OpenTelemetry names (`network.protocol.version`): `1.1`, `2` or `3`. */
@@ -194,7 +191,8 @@ export class ObservedRequest implements RequestInfo {
     validateHeaderName(name);
     const lower = name.toLowerCase();
     validateHeaderValue(lower, value);
-    if (OWNED_FIELDS.has(lower)) throw new MuxpoolError('MUXPOOL_ERR_INVALID_HEADER', `addHeader(): ${lower} is set by the transport`);
+    // Fields the transport decides (as prepareRequest does): a subscriber cannot add them.
+    if (isTransportField(lower)) throw new MuxpoolError('MUXPOOL_ERR_INVALID_HEADER', `addHeader(): ${lower} is set by the transport`);
     // A new array: the caller's, or the previous hop's, is never changed under them.
     const before = this.prepared.head.headers;
     const headers: string[] = [];
