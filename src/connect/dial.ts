@@ -224,10 +224,10 @@ export function dialTcp(options: DialOptions): Promise<DialResult> {
         };
         // A socket that may carry HTTP/2 reads without the Readable stream once our engine
         // takes it (core/direct-read.ts); Node ignores `onread` on a socket it wraps.
-        const direct = options.socket === undefined && options.alpn.includes('h2');
-        if (direct) connectOptions.onread = directReadOptions();
+        const direct = options.socket === undefined && options.alpn.includes('h2') ? directReadOptions() : undefined;
+        if (direct !== undefined) connectOptions.onread = direct;
         socket = tls.connect(connectOptions);
-        if (direct) markDirect(socket);
+        if (direct !== undefined) markDirect(socket, direct);
         const cache = pins === undefined ? options.sessionCache : undefined;
         if (cache !== undefined) {
           // TLS 1.3 tickets arrive after the handshake, possibly more than one: keep the latest.

@@ -33,11 +33,13 @@ const LARGE_READ_BYTES = 8 * 1024;
 const SLAB_BYTES = 64 * 1024;
 let sharedBuffer: Buffer | undefined;
 
-const readers = new WeakMap<Socket, DirectReader>();
-const directSockets = new WeakSet<Socket>();
+/** Each socket made with `directReadOptions()`, and its buffers (which hold its reader). */
+const directSockets = new WeakMap<Socket, ReadBuffers>();
 
 /** One socket's read buffers (the `onread` option's `buffer` function and callback). */
 class ReadBuffers {
+  /** Who takes the reads once attached; until then they go into the socket's own stream. */
+  reader: DirectReader | undefined;
   private slab: Buffer | undefined;
   private slabUsed = 0;
   private slabNext = false;
@@ -72,7 +74,7 @@ class ReadBuffers {
 
   readonly callback = (socket: Socket, length: number, buffer: Uint8Array): boolean => {
     const bytes = this.take(length, buffer);
-    const reader = readers.get(socket);
+    const reader = this.reader;
     if (reader !== undefined) {
       reader.onSocketRead(bytes);
       return true;
@@ -83,8 +85,15 @@ class ReadBuffers {
   };
 }
 
+/** The `onread` option for `tls.connect`: Node reads `buffer` and `callback`; `owner` is ours. */
+export interface DirectReadOptions {
+  buffer: () => Uint8Array;
+  callback: (length: number, buffer: Uint8Array) => boolean;
+  readonly owner: object;
+}
+
 /** The `onread` option for `tls.connect` (one per socket); call `markDirect` on the socket it made. */
-export function directReadOptions(): { buffer: () => Uint8Array; callback: (length: number, buffer: Uint8Array) => boolean } {
+export function directReadOptions(): DirectReadOptions {
   const buffers = new ReadBuffers();
   const callback = buffers.callback;
   return {
@@ -93,12 +102,13 @@ export function directReadOptions(): { buffer: () => Uint8Array; callback: (leng
     callback(this: Socket, length: number, buffer: Uint8Array): boolean {
       return callback(this, length, buffer);
     },
+    owner: buffers,
   };
 }
 
-/** `socket` was created with `directReadOptions()`. */
-export function markDirect(socket: Socket): void {
-  directSockets.add(socket);
+/** `socket` was created with `options` as its `onread`. */
+export function markDirect(socket: Socket, options: DirectReadOptions): void {
+  directSockets.set(socket, options.owner as ReadBuffers);
 }
 
 /**
@@ -107,10 +117,11 @@ export function markDirect(socket: Socket): void {
  * other socket: the caller listens to `'data'` then.
  */
 export function attachDirectReader(socket: Socket, reader: DirectReader): boolean {
-  if (!directSockets.has(socket)) return false;
+  const buffers = directSockets.get(socket);
+  if (buffers === undefined) return false;
   // Bounded: each turn takes what the stream holds, which only our callback fills.
   for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) reader.onSocketRead(chunk);
-  readers.set(socket, reader);
+  buffers.reader = reader;
   // Flowing with nothing buffered: 'end' and 'close' come as before, and reading goes on.
   socket.resume();
   return true;

@@ -86,3 +86,11 @@ export function splitCoalesced(datagram: Uint8Array): Uint8Array[] | undefined {
   if (offset < datagram.length) return undefined;
   return parts.length > 1 ? parts : undefined;
 }
+
+/**
+ * A long-header packet of version 0: Version Negotiation (RFC 9000 §17.2.1). Its first byte's
+ * other bits are arbitrary, so they can read as any long-header type (a Retry's 0xf0 included).
+ */
+export function isVersionNegotiation(packet: Uint8Array): boolean {
+  return ((packet[0] ?? 0) & 0x80) !== 0 && packet.length >= 5 && packet[1] === 0 && packet[2] === 0 && packet[3] === 0 && packet[4] === 0;
+}

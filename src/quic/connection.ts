@@ -15,7 +15,7 @@ import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Clock, Timer } from '../core/clock.js';
 import { MuxpoolError, internalError } from '../errors.js';
-import { splitCoalesced } from './coalesced.js';
+import { isVersionNegotiation, splitCoalesced } from './coalesced.js';
 import type { QuicConfig } from './config.js';
 import { CRYPTO_ERROR_BASE, closeError, isNativeFailure, nativeError, nativeFailure, reasonText } from './error-map.js';
 import { Shutdown, type HostPort, type NativeConnection, type RecvInfo } from './native.js';
@@ -557,8 +557,9 @@ export class QuicConnection {
     this.receivedSinceScan = true;
     this.receivedSinceTurn = true;
     // RFC 9000 §17.2: long header (0x80), fixed bit (0x40), type 3 (0x30) is a Retry; these
-    // bits are not header-protected. Only a client in its handshake can get one.
-    if (this.current === 'handshaking' && ((packet[0] ?? 0) & 0xf0) === 0xf0) this.retriesSeen++;
+    // bits are not header-protected. Only a client in its handshake can get one. Version 0 is a
+    // Version Negotiation packet (§17.2.1), whose other first-byte bits are arbitrary.
+    if (this.current === 'handshaking' && ((packet[0] ?? 0) & 0xf0) === 0xf0 && !isVersionNegotiation(packet)) this.retriesSeen++;
     // A client's datagram of several packets goes in packet by packet (coalesced.ts: quiche
     // drops the rest of a datagram after a packet it cannot decrypt), each on its own, so one
     // that quiche refuses does not take the others with it. Not a server's: RFC 9000 §14.1 has

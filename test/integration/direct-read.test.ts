@@ -40,7 +40,7 @@ function dialDirect(port: number, ca: string): tls.TLSSocket {
     onread: directReadOptions(),
   };
   const socket = tls.connect(options);
-  markDirect(socket);
+  markDirect(socket, options.onread);
   return socket;
 }
 
@@ -174,8 +174,9 @@ test('bytes already buffered when the HTTP/2 engine starts are read after its pr
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
-  const socket = tls.connect({ host: '127.0.0.1', port, ca: c.caCert, servername: 'localhost', ALPNProtocols: ['h2'], onread: directReadOptions() } as tls.ConnectionOptions);
-  markDirect(socket);
+  const onread = directReadOptions();
+  const socket = tls.connect({ host: '127.0.0.1', port, ca: c.caCert, servername: 'localhost', ALPNProtocols: ['h2'], onread } as tls.ConnectionOptions);
+  markDirect(socket, onread);
   try {
     await once(socket, 'secureConnect');
     // The server's SETTINGS arrives before any reader: it waits in the socket's own stream.

@@ -1,7 +1,7 @@
 /** Splitting a datagram of coalesced QUIC packets (RFC 9000 §12.2) into its packets. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { splitCoalesced } from '../../src/quic/coalesced.js';
+import { isVersionNegotiation, splitCoalesced } from '../../src/quic/coalesced.js';
 
 /** A two-byte variable-length integer (RFC 9000 §16). */
 function varint2(n: number): number[] {
@@ -60,4 +60,12 @@ test('more packets than the limit: the datagram is left whole', () => {
   assert.equal(splitCoalesced(many), undefined);
   const eight = Buffer.concat(Array.from({ length: 8 }, () => longPacket(2, 1)));
   assert.equal(splitCoalesced(eight)?.length, 8);
+});
+
+test('Version Negotiation is told by its version 0, whatever its first byte says (it can read as a Retry)', () => {
+  const vn = Uint8Array.from([0xf3, 0, 0, 0, 0, 4, 1, 2, 3, 4, 0, 0, 0, 0, 0, 1]);
+  const retry = Uint8Array.from([0xf0, 0, 0, 0, 1, 4, 1, 2, 3, 4, 0]);
+  assert.equal(isVersionNegotiation(vn), true);
+  assert.equal(isVersionNegotiation(retry), false);
+  assert.equal(isVersionNegotiation(Uint8Array.from([0x40, 0, 0, 0, 0])), false, 'a short header is never one');
 });

@@ -22,7 +22,7 @@ export function chunkHeader(length: number): string {
  */
 function validateTarget(path: string): void {
   if (path.length === 0 || (path.charCodeAt(0) !== 0x2f && path !== '*' && !path.startsWith('http://'))) {
-    throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `request target must start with "/": ${JSON.stringify(path.slice(0, 80))}`);
+    throw new MuxpoolError('MUXPOOL_ERR_INVALID_URL', `request target must be "/path", "*" or "http://…" (absolute form, for a proxy): ${JSON.stringify(path.slice(0, 80))}`);
   }
   for (let i = 0; i < path.length; i++) {
     const c = path.charCodeAt(i);
